@@ -1,0 +1,1 @@
+"""Modelplane operator: reconciles ModelDeployment resources into workloads."""

@@ -1,0 +1,1 @@
+"""Modelplane serving runtime: one generic container that serves a registry model."""

@@ -1,0 +1,83 @@
+"""Session fixtures that start the test bed's real components (see tests/README.md)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.testbed import binaries
+from tests.testbed.cluster import ControlPlane, start_control_plane
+from tests.testbed.process import Component, log_tail
+from tests.testbed.registry import RegistryModels, register_test_models, start_registry
+
+_COMPONENTS = pytest.StashKey[list[Component]]()
+_START_SECONDS = pytest.StashKey[dict[str, float]]()
+
+
+@dataclass(frozen=True)
+class Registry:
+    tracking_uri: str
+    models: RegistryModels
+
+
+@pytest.fixture(scope="session")
+def testbed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp() / "testbed"
+
+
+def _started(request: pytest.FixtureRequest, what: str, components: list[Component], since: float) -> None:
+    request.config.stash.setdefault(_COMPONENTS, []).extend(components)
+    request.config.stash.setdefault(_START_SECONDS, {})[what] = time.monotonic() - since
+
+
+def _stop_and_check(components: list[Component]) -> None:
+    """Stops the components; one that had already died fails the run with its log tail."""
+    died = [c for c in components if c.process is not None and c.process.poll() is not None]
+    for component in reversed(components):
+        component.stop()
+    if died:
+        raise died[0].failure(f"died during the test session (exit code {died[0].process.returncode})")
+
+
+@pytest.fixture(scope="session")
+def cluster(request: pytest.FixtureRequest, testbed_dir: Path) -> ControlPlane:
+    """A real control plane (etcd, kube-apiserver, controller-manager, scheduler) with kwok nodes."""
+    binaries.ensure_built()
+    since = time.monotonic()
+    plane = start_control_plane(testbed_dir / "cluster", testbed_dir / "logs")
+    _started(request, "control plane with kwok nodes", plane.components, since)
+    yield plane
+    _stop_and_check(plane.components)
+
+
+@pytest.fixture(scope="session")
+def registry(request: pytest.FixtureRequest, testbed_dir: Path) -> Registry:
+    """A real MLflow tracking server and registry holding the test models."""
+    since = time.monotonic()
+    server, tracking_uri = start_registry(testbed_dir / "registry", testbed_dir / "logs")
+    try:
+        models = register_test_models(tracking_uri)
+    except BaseException:
+        server.stop()
+        raise
+    _started(request, "MLflow registry with test models", [server], since)
+    yield Registry(tracking_uri, models)
+    _stop_and_check([server])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failed test shows the log tails of the components it ran against."""
+    report = yield
+    if report.failed:
+        for component in item.config.stash.get(_COMPONENTS, []):
+            report.sections.append((f"{component.name} log tail ({component.log_path})", log_tail(component.log_path, 15)))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    for what, seconds in config.stash.get(_START_SECONDS, {}).items():
+        terminalreporter.write_line(f"test bed: {what} started in {seconds:.1f} s")

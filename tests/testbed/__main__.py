@@ -1,0 +1,76 @@
+"""Start and stop the test bed by hand, for debugging:
+
+    python -m tests.testbed build   # build or reuse the Go binaries, with timings
+    python -m tests.testbed up      # start everything, print the variables to export
+    python -m tests.testbed down    # stop what `up` started
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from tests.testbed import binaries
+from tests.testbed.cluster import start_control_plane
+from tests.testbed.process import ComponentFailed, stop_pid
+from tests.testbed.registry import register_test_models, start_registry
+
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / ".testbed"
+
+
+def _up(root: Path) -> int:
+    if (root / "state.json").exists():
+        print(f"a test bed is already up in {root}; run `python -m tests.testbed down` first", file=sys.stderr)
+        return 1
+    shutil.rmtree(root, ignore_errors=True)
+    binaries.ensure_built()
+    started = []
+    try:
+        plane = start_control_plane(root / "cluster", root / "logs", die_with_parent=False)
+        started += plane.components
+        registry, tracking_uri = start_registry(root / "registry", root / "logs", die_with_parent=False)
+        started.append(registry)
+        models = register_test_models(tracking_uri)
+    except ComponentFailed as failure:
+        for component in reversed(started):
+            component.stop()
+        print(failure, file=sys.stderr)
+        return 1
+    state = {"pids": {c.name: c.pid for c in started}, "logs": str(root / "logs")}
+    (root / "state.json").write_text(json.dumps(state, indent=2))
+    print(f"test bed up; logs in {state['logs']}; models: {models}")
+    print(f"export KUBECONFIG={plane.kubeconfig}")
+    print(f"export MLFLOW_TRACKING_URI={tracking_uri}")
+    print(f"export PATH={binaries.cache_dir() / 'bin'}:$PATH")
+    return 0
+
+
+def _down(root: Path) -> int:
+    state_file = root / "state.json"
+    if not state_file.exists():
+        print(f"no test bed is up in {root}", file=sys.stderr)
+        return 1
+    pids = json.loads(state_file.read_text())["pids"]
+    for name, pid in reversed(list(pids.items())):
+        stop_pid(pid)
+        print(f"stopped {name} (pid {pid})")
+    state_file.unlink()
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.testbed")
+    parser.add_argument("action", choices=["build", "up", "down"])
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state and logs; default: %(default)s")
+    args = parser.parse_args()
+    if args.action == "build":
+        binaries.ensure_built(lambda line: print(line, flush=True))
+        return 0
+    return _up(args.dir) if args.action == "up" else _down(args.dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
