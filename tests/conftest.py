@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +68,16 @@ def registry(request: pytest.FixtureRequest, testbed_dir: Path) -> Registry:
     _started(request, "MLflow registry with test models", [server], since)
     yield Registry(tracking_uri, models)
     _stop_and_check([server])
+
+
+@pytest.fixture
+def namespace(cluster: ControlPlane, request: pytest.FixtureRequest) -> str:
+    """A fresh namespace named after the test, deleted after it (without waiting)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{slug}-{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:6]}"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false")
 
 
 @pytest.hookimpl(wrapper=True)

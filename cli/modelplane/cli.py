@@ -7,13 +7,23 @@ loads the serving stack and `modelplane --help` stays instant.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import import_module
 from importlib.metadata import version
+from pathlib import Path
+
+DEFAULT_SERVING_IMAGE = f"modelplane/serving:{version('modelplane')}"
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     return import_module("modelplane.demo").main(home=args.home)
+
+
+def _run_render(args: argparse.Namespace) -> int:
+    return import_module("modelplane.operator.render_command").main(
+        args.file, serving_image=args.serving_image, registry_uri=args.registry, version=args.model_version,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +41,28 @@ def _parser() -> argparse.ArgumentParser:
         help="folder for the local registry (SQLite database and artifacts); default: %(default)s",
     )
     demo.set_defaults(run=_run_demo)
+
+    render = commands.add_parser(
+        "render",
+        help="print the Kubernetes objects the operator makes of a ModelDeployment manifest",
+    )
+    render.add_argument("-f", "--file", type=Path, required=True, help="ModelDeployment manifest (YAML)")
+    render.add_argument(
+        "--serving-image",
+        default=os.environ.get("MODELPLANE_SERVING_IMAGE", DEFAULT_SERVING_IMAGE),
+        help="image of the serving container when the manifest sets none "
+             "(env MODELPLANE_SERVING_IMAGE); default: %(default)s",
+    )
+    render.add_argument(
+        "--registry",
+        default=os.environ.get("MLFLOW_TRACKING_URI"),
+        help="registry URI when the manifest sets none (env MLFLOW_TRACKING_URI)",
+    )
+    render.add_argument(
+        "--version", dest="model_version",
+        help="pin this model version instead of asking the registry where the alias points",
+    )
+    render.set_defaults(run=_run_render)
     return parser
 
 

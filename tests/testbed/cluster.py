@@ -131,8 +131,12 @@ def _start_apiserver(root: Path, logs: Path, etcd_url: str, admin_token: str, **
         "--service-cluster-ip-range", SERVICE_CIDR,
         "--endpoint-reconciler-type", "none",
     ], logs).start(**start)
-    ca_file = pki / "apiserver" / "apiserver.crt"
-    apiserver.wait_until(lambda: _https_ok(f"{server}/readyz", ca_file, admin_token), timeout=90)
+    serving_chain = pki / "apiserver" / "apiserver.crt"
+    apiserver.wait_until(lambda: _https_ok(f"{server}/readyz", serving_chain, admin_token), timeout=90)
+    # The self-signed chain is the serving certificate, then the CA that signed it;
+    # clients and the root-CA publisher want the CA alone.
+    ca_file = pki / "ca.crt"
+    ca_file.write_text("-----BEGIN CERTIFICATE-----" + serving_chain.read_text().split("-----BEGIN CERTIFICATE-----")[-1])
     return apiserver, server, ca_file
 
 

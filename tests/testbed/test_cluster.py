@@ -28,14 +28,6 @@ def eventually(check: Callable[[], object], timeout: float = 60, what: str = "co
         time.sleep(0.25)
 
 
-@pytest.fixture
-def namespace(cluster: ControlPlane, request: pytest.FixtureRequest) -> str:
-    name = request.node.name.replace("_", "-").lower()[:50]
-    cluster.kubectl("create", "namespace", name)
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false")
-
-
 def test_reports_the_pinned_version_and_lists_namespaces(cluster: ControlPlane):
     versions = json.loads(cluster.kubectl("version", "-o", "json").stdout)
     assert versions["serverVersion"]["gitVersion"] == binaries.K8S_VERSION

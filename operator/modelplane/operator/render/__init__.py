@@ -1,0 +1,28 @@
+"""Rendering: a pure function from a ModelDeployment and its resolved model version to
+the manifests of its children. No Kubernetes calls, so `modelplane render` shows exactly
+what the operator would apply."""
+
+from __future__ import annotations
+
+from modelplane.operator.manifest import ModelDeployment
+from modelplane.operator.render import batch, online, streaming
+from modelplane.operator.render.common import RenderSettings, ResolvedModel, child_labels, owner_reference
+from modelplane.operator.spec import Mode
+
+__all__ = ["RenderSettings", "ResolvedModel", "render"]
+
+_RENDERERS = {Mode.online: online.render, Mode.batch: batch.render, Mode.streaming: streaming.render}
+
+
+def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSettings) -> list[dict]:
+    """The children of `deployment` for its current mode, labelled, and owned by it when
+    its uid is known (always, in the operator), so the garbage collector removes them."""
+    children = _RENDERERS[deployment.spec.mode](deployment, model, settings)
+    for child in children:
+        metadata = child["metadata"]
+        metadata["labels"] = {**child_labels(deployment), **metadata.get("labels", {})}
+        if deployment.namespace:
+            metadata["namespace"] = deployment.namespace
+        if deployment.uid:
+            metadata["ownerReferences"] = [owner_reference(deployment)]
+    return children

@@ -1,0 +1,36 @@
+"""`modelplane render -f FILE`: the children the operator would apply, as YAML."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+from modelplane.operator.manifest import ManifestError, load_manifests
+from modelplane.operator.registry import RegistryError, resolve
+from modelplane.operator.render import RenderSettings, ResolvedModel, render
+
+
+def main(path: Path, serving_image: str, registry_uri: str | None, version: str | None) -> int:
+    settings = RenderSettings(serving_image=serving_image, registry_uri=registry_uri)
+    documents = []
+    try:
+        for deployment in load_manifests(path):
+            reference = deployment.spec.model
+            if version:
+                model = ResolvedModel(reference.name, version)
+            elif reference.version:
+                # A fixed version needs no registry: render stays usable offline, in GitOps.
+                model = ResolvedModel(reference.name, reference.version)
+            else:
+                model = resolve(reference, registry_uri)
+            documents += render(deployment, model, settings)
+    except ManifestError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except RegistryError as error:
+        print(f"error: {error} (or pin one with --version)", file=sys.stderr)
+        return 1
+    yaml.safe_dump_all(documents, sys.stdout, sort_keys=False)
+    return 0

@@ -1,0 +1,176 @@
+"""Rendering: pure functions from a ModelDeployment to its children, whose output a real
+API server accepts under the "restricted" Pod Security Standard."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modelplane.operator.manifest import ModelDeployment, load_manifests, parse_manifest
+from modelplane.operator.render import RenderSettings, ResolvedModel, render
+from modelplane.operator.render.common import TEMPLATE_HASH_ANNOTATION
+from tests.operator.conftest import REPO
+from tests.testbed.cluster import ControlPlane
+
+SETTINGS = RenderSettings(serving_image="example.invalid/modelplane/serving:test", registry_uri="http://mlflow:5000")
+MODEL = ResolvedModel(name="iris", version="7", run_id="abc", source="mlflow-artifacts:/1/abc/artifacts/model")
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+
+
+def _deployment(**spec) -> ModelDeployment:
+    base = {"mode": "online", "model": {"name": "iris", "alias": "champion"}}
+    return parse_manifest({
+        "apiVersion": "modelplane.io/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": "iris", "namespace": "ml"}, "spec": {**base, **spec},
+    })
+
+
+def _kinds(children: list[dict]) -> list[str]:
+    return [f"{child['kind']}/{child['metadata']['name']}" for child in children]
+
+
+def _container(workload: dict) -> dict:
+    spec = workload["spec"]
+    pod = (spec.get("jobTemplate", {}).get("spec") or spec)["template"]["spec"]
+    return pod["containers"][0]
+
+
+def _env(workload: dict) -> dict[str, str]:
+    return {var["name"]: var["value"] for var in _container(workload)["env"] if "value" in var}
+
+
+def test_online_renders_a_deployment_and_a_service_pinned_to_the_resolved_version():
+    children = render(_deployment(), MODEL, SETTINGS)
+
+    assert _kinds(children) == ["Deployment/iris", "Service/iris"]
+    workload = children[0]
+    assert _container(workload)["args"] == ["serve"]
+    assert _env(workload)["MODELPLANE_MODEL"] == "models:/iris/7"
+    assert _env(workload)["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert workload["spec"]["replicas"] == 1
+    assert workload["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert all(child["metadata"]["namespace"] == "ml" for child in children)
+
+
+def test_an_autoscaler_owns_the_replica_count():
+    children = render(_deployment(online={"autoscaling": {"minReplicas": 2, "maxReplicas": 5}}), MODEL, SETTINGS)
+
+    assert _kinds(children) == ["Deployment/iris", "Service/iris", "HorizontalPodAutoscaler/iris"]
+    assert "replicas" not in children[0]["spec"]
+    assert children[2]["spec"]["minReplicas"] == 2
+
+
+def test_batch_with_a_schedule_is_a_cronjob_of_indexed_shards_scoring_only_new_files():
+    batch = {"schedule": "@daily", "input": "/in", "output": "/out", "parallelism": 3}
+    (cronjob,) = render(_deployment(mode="batch", batch=batch), MODEL, SETTINGS)
+
+    assert _kinds([cronjob]) == ["CronJob/iris"]
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    assert (job["completionMode"], job["completions"], job["parallelism"]) == ("Indexed", 3, 3)
+    assert _env(cronjob).items() >= {"MODELPLANE_SHARD_COUNT": "3", "MODELPLANE_ONLY_NEW": "true", "MODELPLANE_INPUT": "/in"}.items()
+
+
+def test_a_one_off_job_is_named_after_what_it_runs():
+    batch = {"input": "/in", "output": "/out"}
+    (first,) = render(_deployment(mode="batch", batch=batch), MODEL, SETTINGS)
+    (again,) = render(_deployment(mode="batch", batch=batch), MODEL, SETTINGS)
+    (edited,) = render(_deployment(mode="batch", batch={**batch, "output": "/elsewhere"}), MODEL, SETTINGS)
+
+    assert first["kind"] == "Job" and "ttlSecondsAfterFinished" not in first["spec"]
+    assert first["metadata"]["name"] == again["metadata"]["name"]
+    assert first["metadata"]["name"] != edited["metadata"]["name"]
+
+
+def test_streaming_renders_consumers_sharing_one_group():
+    streaming = {"source": "kafka://k:9092/in", "sink": "kafka://k:9092/out", "replicas": 3}
+    (consumers,) = render(_deployment(mode="streaming", streaming=streaming), MODEL, SETTINGS)
+
+    assert _kinds([consumers]) == ["Deployment/iris-stream"]
+    assert consumers["spec"]["replicas"] == 3
+    assert _container(consumers)["args"] == ["stream"]
+    assert _env(consumers)["MODELPLANE_CONSUMER_GROUP"] == "ml.iris"
+
+
+def test_the_template_hash_follows_the_pod_template_only():
+    def template_hash(deployment: ModelDeployment, model: ResolvedModel) -> str:
+        return render(deployment, model, SETTINGS)[0]["spec"]["template"]["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION]
+
+    base = template_hash(_deployment(), MODEL)
+
+    assert template_hash(_deployment(), MODEL) == base
+    assert template_hash(_deployment(online={"replicas": 5}), MODEL) == base
+    assert template_hash(_deployment(), ResolvedModel("iris", "8")) != base
+
+
+def test_registry_credentials_and_user_settings_reach_the_container():
+    deployment = _deployment(
+        model={"name": "iris", "version": "7", "registry": {"uri": "https://mlflow.example", "secretRef": {"name": "creds"}}},
+        resources={"limits": {"cpu": "2"}}, env=[{"name": "OMP_NUM_THREADS", "value": "1"}], image="my/serving:1",
+    )
+    container = _container(render(deployment, MODEL, SETTINGS)[0])
+
+    assert container["envFrom"] == [{"secretRef": {"name": "creds"}}]
+    assert container["resources"] == {"limits": {"cpu": "2"}}
+    assert container["image"] == "my/serving:1"
+    assert {"name": "OMP_NUM_THREADS", "value": "1"} in container["env"]
+    assert _env({"spec": {"template": {"spec": {"containers": [container]}}}})["MLFLOW_TRACKING_URI"] == "https://mlflow.example"
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.stem)
+def test_each_example_renders_children_the_api_server_accepts_and_collects(
+    crd: ControlPlane, restricted_namespace: str, example: Path,
+):
+    crd.kubectl("apply", "-n", restricted_namespace, "-f", str(example))
+    (manifest,) = load_manifests(example)
+    stored = crd.get("modeldeployment", manifest.name, restricted_namespace)
+    deployment = parse_manifest(stored)
+    children = render(deployment, MODEL, SETTINGS)
+
+    applied = crd.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(children))
+
+    assert "Warning" not in applied.stderr, applied.stderr
+    for child in children:
+        if child["kind"] == "Deployment":
+            crd.kubectl("rollout", "status", f"deployment/{child['metadata']['name']}", "-n", restricted_namespace, "--timeout=60s")
+    crd.kubectl("delete", "modeldeployment", manifest.name, "-n", restricted_namespace)
+    for child in children:
+        _eventually_gone(crd, child, restricted_namespace)
+
+
+def _eventually_gone(cluster: ControlPlane, child: dict, namespace: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while cluster.kubectl("get", child["kind"], child["metadata"]["name"], "-n", namespace, check=False).returncode == 0:
+        assert time.monotonic() < deadline, f"{child['kind']}/{child['metadata']['name']} was not garbage-collected"
+        time.sleep(0.25)
+
+
+def test_the_render_command_prints_the_children_of_a_manifest_with_a_fixed_version(tmp_path: Path):
+    manifest = tmp_path / "streaming.yaml"
+    manifest.write_text((REPO / "examples" / "iris-streaming.yaml").read_text())
+    modelplane = Path(sys.executable).parent / "modelplane"
+
+    result = subprocess.run([str(modelplane), "render", "-f", str(manifest)], capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    (consumers,) = list(yaml.safe_load_all(result.stdout))
+    assert consumers["metadata"]["name"] == "iris-events-stream"
+    assert _env(consumers)["MODELPLANE_MODEL"] == "models:/iris/1"
+
+
+def test_the_render_command_names_the_field_of_a_bad_manifest(tmp_path: Path):
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text("apiVersion: modelplane.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: x}\n"
+                        "spec: {mode: batch, model: {name: iris, version: '1'}}\n")
+    modelplane = Path(sys.executable).parent / "modelplane"
+
+    result = subprocess.run([str(modelplane), "render", "-f", str(manifest)], capture_output=True, text=True)
+
+    assert result.returncode == 2
+    assert "spec.batch is required when spec.mode is batch" in result.stderr
+    assert "Traceback" not in result.stderr
