@@ -30,9 +30,13 @@ def testbed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.getbasetemp() / "testbed"
 
 
-def _started(request: pytest.FixtureRequest, what: str, components: list[Component], since: float) -> None:
-    request.config.stash.setdefault(_COMPONENTS, []).extend(components)
-    request.config.stash.setdefault(_START_SECONDS, {})[what] = time.monotonic() - since
+def show_logs_on_failure(config: pytest.Config, components: list[Component]) -> None:
+    config.stash.setdefault(_COMPONENTS, []).extend(components)
+
+
+def _record_started(config: pytest.Config, what: str, components: list[Component], since: float) -> None:
+    show_logs_on_failure(config, components)
+    config.stash.setdefault(_START_SECONDS, {})[what] = time.monotonic() - since
 
 
 def _stop_and_check(components: list[Component]) -> None:
@@ -50,7 +54,7 @@ def cluster(request: pytest.FixtureRequest, testbed_dir: Path) -> ControlPlane:
     binaries.ensure_built()
     since = time.monotonic()
     plane = start_control_plane(testbed_dir / "cluster", testbed_dir / "logs")
-    _started(request, "control plane with kwok nodes", plane.components, since)
+    _record_started(request.config, "control plane with kwok nodes", plane.components, since)
     yield plane
     _stop_and_check(plane.components)
 
@@ -65,7 +69,7 @@ def registry(request: pytest.FixtureRequest, testbed_dir: Path) -> Registry:
     except BaseException:
         server.stop()
         raise
-    _started(request, "MLflow registry with test models", [server], since)
+    _record_started(request.config, "MLflow registry with test models", [server], since)
     yield Registry(tracking_uri, models)
     _stop_and_check([server])
 

@@ -7,13 +7,10 @@ loads the serving stack and `modelplane --help` stays instant.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from importlib import import_module
 from importlib.metadata import version
 from pathlib import Path
-
-DEFAULT_SERVING_IMAGE = f"modelplane/serving:{version('modelplane')}"
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -23,6 +20,12 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _run_render(args: argparse.Namespace) -> int:
     return import_module("modelplane.operator.render_command").main(
         args.file, serving_image=args.serving_image, registry_uri=args.registry, version=args.model_version,
+    )
+
+
+def _run_operator(args: argparse.Namespace) -> int:
+    return import_module("modelplane.operator.operator_command").main(
+        namespaces=args.namespace, all_namespaces=args.all_namespaces, liveness=args.liveness,
     )
 
 
@@ -49,20 +52,22 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("-f", "--file", type=Path, required=True, help="ModelDeployment manifest (YAML)")
     render.add_argument(
         "--serving-image",
-        default=os.environ.get("MODELPLANE_SERVING_IMAGE", DEFAULT_SERVING_IMAGE),
-        help="image of the serving container when the manifest sets none "
-             "(env MODELPLANE_SERVING_IMAGE); default: %(default)s",
+        help="image of the serving container when the manifest sets none; default: "
+             "$MODELPLANE_SERVING_IMAGE, else the image of this release",
     )
-    render.add_argument(
-        "--registry",
-        default=os.environ.get("MLFLOW_TRACKING_URI"),
-        help="registry URI when the manifest sets none (env MLFLOW_TRACKING_URI)",
-    )
+    render.add_argument("--registry", help="registry URI when the manifest sets none; default: $MLFLOW_TRACKING_URI")
     render.add_argument(
         "--version", dest="model_version",
         help="pin this model version instead of asking the registry where the alias points",
     )
     render.set_defaults(run=_run_render)
+
+    operator = commands.add_parser("operator", help="run the operator (in the cluster, or against KUBECONFIG)")
+    scope = operator.add_mutually_exclusive_group(required=True)
+    scope.add_argument("-n", "--namespace", action="append", default=[], help="a namespace to watch (repeatable)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    operator.add_argument("--liveness", help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    operator.set_defaults(run=_run_operator)
     return parser
 
 

@@ -10,10 +10,13 @@ import yaml
 from modelplane.operator.manifest import ManifestError, load_manifests
 from modelplane.operator.registry import RegistryError, resolve
 from modelplane.operator.render import RenderSettings, ResolvedModel, render
+from modelplane.operator.settings import OperatorSettings
 
 
-def main(path: Path, serving_image: str, registry_uri: str | None, version: str | None) -> int:
-    settings = RenderSettings(serving_image=serving_image, registry_uri=registry_uri)
+def main(path: Path, serving_image: str | None, registry_uri: str | None, version: str | None) -> int:
+    defaults = OperatorSettings.from_environment().render
+    settings = RenderSettings(serving_image=serving_image or defaults.serving_image,
+                              registry_uri=registry_uri or defaults.registry_uri)
     documents = []
     try:
         for deployment in load_manifests(path):
@@ -24,7 +27,7 @@ def main(path: Path, serving_image: str, registry_uri: str | None, version: str 
                 # A fixed version needs no registry: render stays usable offline, in GitOps.
                 model = ResolvedModel(reference.name, reference.version)
             else:
-                model = resolve(reference, registry_uri)
+                model = resolve(reference, settings.registry_uri)
             documents += render(deployment, model, settings)
     except ManifestError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,0 +1,75 @@
+"""Making the cluster hold exactly the rendered children: create or update each, prune
+the ones the current mode no longer needs."""
+
+from __future__ import annotations
+
+import copy
+
+from modelplane.operator.kube import NotFoundError, resource
+from modelplane.operator.render.common import DEPLOYMENT_LABEL, content_hash
+
+FIELD_MANAGER = "modelplane"
+SPEC_HASH_ANNOTATION = "modelplane.io/spec-hash"
+# Every kind a ModelDeployment may own, in any mode; pruning looks at all of them.
+CHILD_KINDS = (
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("batch/v1", "CronJob"),
+    ("batch/v1", "Job"),
+)
+
+
+def apply_children(children: list[dict]) -> int:
+    """Applies each child whose rendered content changed; returns how many were written.
+
+    The comparison is against a hash of the rendered object stored on it, not against the
+    live object, whose server defaults would make every pass look like a change."""
+    written = 0
+    for child in map(copy.deepcopy, children):
+        desired_hash = content_hash(child)
+        metadata = child["metadata"]
+        metadata.setdefault("annotations", {})[SPEC_HASH_ANNOTATION] = desired_hash
+        kind = resource(child["apiVersion"], child["kind"])
+        try:
+            live = kind.get(name=metadata["name"], namespace=metadata["namespace"])
+            if (live.metadata.annotations or {}).get(SPEC_HASH_ANNOTATION) == desired_hash:
+                continue
+        except NotFoundError:
+            pass
+        # Server-side apply: fields this manager stops setting are removed, and fields
+        # others own (the autoscaler's replica count) are left to them.
+        kind.server_side_apply(body=child, namespace=metadata["namespace"],
+                               field_manager=FIELD_MANAGER, force_conflicts=True)
+        written += 1
+    return written
+
+
+def owned_children(namespace: str, owner_name: str, owner_uid: str) -> list[dict]:
+    """The live children this ModelDeployment controls (not, say, Jobs its CronJob made)."""
+    found = []
+    for api_version, kind in CHILD_KINDS:
+        listing = resource(api_version, kind).get(namespace=namespace, label_selector=f"{DEPLOYMENT_LABEL}={owner_name}")
+        for item in listing.items:
+            item = item.to_dict()
+            if any(ref.get("uid") == owner_uid and ref.get("controller") for ref in item["metadata"].get("ownerReferences", [])):
+                found.append({"apiVersion": api_version, **item, "kind": kind})
+    return found
+
+
+def prune_children(namespace: str, owner_name: str, owner_uid: str, keep: list[dict]) -> list[str]:
+    """Deletes owned children not in `keep`; returns what it deleted, as kind/name."""
+    wanted = {(child["kind"], child["metadata"]["name"]) for child in keep}
+    deleted = []
+    for child in owned_children(namespace, owner_name, owner_uid):
+        key = (child["kind"], child["metadata"]["name"])
+        if key in wanted:
+            continue
+        try:
+            resource(child["apiVersion"], child["kind"]).delete(
+                name=key[1], namespace=namespace, body={"propagationPolicy": "Background"},
+            )
+        except NotFoundError:
+            continue
+        deleted.append(f"{key[0]}/{key[1]}")
+    return deleted

@@ -1,0 +1,65 @@
+"""The kopf handlers: decorators only, each delegating to `reconcile`."""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+
+import kopf
+
+from modelplane.operator import reconcile
+from modelplane.operator.registry import RegistryError
+from modelplane.operator.render.common import DEPLOYMENT_LABEL, MANAGED_BY
+from modelplane.operator.settings import OperatorSettings
+from modelplane.operator.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION
+
+CHILDREN = {"app.kubernetes.io/managed-by": MANAGED_BY, DEPLOYMENT_LABEL: kopf.PRESENT}
+
+
+@cache
+def _settings() -> OperatorSettings:
+    return OperatorSettings.from_environment()
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_) -> None:
+    # Handler progress lives in annotations: the status schema is ours alone.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration")
+    # Events are posted on purpose below, not for every log line.
+    settings.posting.level = logging.WARNING
+
+
+def _poster(namespace: str, name: str, uid: str | None):
+    metadata = {"namespace": namespace, "name": name, **({"uid": uid} if uid else {})}
+    owner = {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata}
+
+    def post(reason: str, message: str, warning: bool) -> None:
+        # kopf.event, unlike kopf.info, is not filtered by the posting level set above.
+        kopf.event(owner, type="Warning" if warning else "Normal", reason=reason, message=message)
+
+    return post
+
+
+def _retry_delay(retry: int) -> float:
+    return min(300.0, 5.0 * 2 ** retry)
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def reconcile_model_deployment(body: kopf.Body, namespace: str, name: str, uid: str, retry: int, **_) -> None:
+    try:
+        reconcile.reconcile(dict(body), _settings(), _poster(namespace, name, uid))
+    except RegistryError as error:
+        raise kopf.TemporaryError(str(error), delay=_retry_delay(retry)) from None
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=CHILDREN)
+@kopf.on.event("batch", "v1", "jobs", labels=CHILDREN)
+@kopf.on.event("batch", "v1", "cronjobs", labels=CHILDREN)
+def child_changed(namespace: str, labels: kopf.Labels, **_) -> None:
+    """A child (or a Job its CronJob made) changed: its ModelDeployment's status may have."""
+    name = labels[DEPLOYMENT_LABEL]
+    reconcile.refresh_status(namespace, name, _poster(namespace, name, None))

@@ -1,0 +1,28 @@
+"""One Kubernetes client for the operator's own reads and writes."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from kubernetes import client, config
+from kubernetes.config.config_exception import ConfigException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError
+
+from modelplane.operator.spec import API_VERSION, KIND
+
+__all__ = ["NotFoundError", "dynamic_client", "resource"]
+
+
+@cache
+def dynamic_client() -> DynamicClient:
+    """In a pod, its ServiceAccount; elsewhere, the kubeconfig (KUBECONFIG)."""
+    try:
+        config.load_incluster_config()
+    except ConfigException:
+        config.load_kube_config()
+    return DynamicClient(client.ApiClient())
+
+
+def resource(api_version: str = API_VERSION, kind: str = KIND):
+    return dynamic_client().resources.get(api_version=api_version, kind=kind)

@@ -1,0 +1,20 @@
+"""`modelplane operator`: runs the kopf operator in the foreground."""
+
+from __future__ import annotations
+
+import kopf
+
+from modelplane.operator import handlers  # noqa: F401 - importing registers the handlers
+
+
+def main(namespaces: list[str], all_namespaces: bool, liveness: str | None) -> int:
+    kopf.configure(log_prefix=True)  # INFO, each line naming its object as [namespace/name]
+    # Standalone: the chart runs one replica with a Recreate strategy, so there is never
+    # a second operator to negotiate with, and none to leave paused.
+    kopf.run(
+        standalone=True,
+        clusterwide=all_namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=liveness,
+    )
+    return 0

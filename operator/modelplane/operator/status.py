@@ -1,0 +1,149 @@
+"""Status: conditions computed from what the children report, written only on change.
+
+Computing is pure (`workload_conditions`, `set_condition`); `update_status` is the one
+writer, a read-modify-write of the /status subresource guarded by resourceVersion, so
+two writers (the reconciler and a child's event) never overwrite each other's view.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from kubernetes.dynamic.exceptions import ConflictError
+
+from modelplane.operator.kube import NotFoundError, resource
+
+READY = "Ready"
+MODEL_RESOLVED = "ModelResolved"
+PROGRESSING = "Progressing"
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One condition's worth of observation, before it is stamped with times."""
+
+    type: str
+    status: str  # "True", "False" or "Unknown"
+    reason: str
+    message: str = ""
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_condition(status: dict, observed: Observed, generation: int | None) -> None:
+    """Sets one condition, keeping its lastTransitionTime unless its status flips."""
+    conditions = status.setdefault("conditions", [])
+    current = next((c for c in conditions if c["type"] == observed.type), None)
+    entry = {
+        "type": observed.type, "status": observed.status, "reason": observed.reason,
+        "message": observed.message, "observedGeneration": generation,
+        "lastTransitionTime": current["lastTransitionTime"] if current and current["status"] == observed.status else now(),
+    }
+    if current is None:
+        conditions.append(entry)
+    else:
+        current.update(entry)
+
+
+def condition(status: dict, type_: str) -> dict | None:
+    return next((c for c in status.get("conditions", []) if c["type"] == type_), None)
+
+
+def _by_kind(children: list[dict], kind: str) -> list[dict]:
+    return [child for child in children if child["kind"] == kind]
+
+
+def _deployment_conditions(deployment: dict | None) -> list[Observed]:
+    if deployment is None:
+        return [Observed(READY, "False", "WorkloadMissing", "the Deployment does not exist yet"),
+                Observed(PROGRESSING, "True", "Creating", "creating the Deployment")]
+    spec, status = deployment.get("spec", {}), deployment.get("status") or {}
+    wanted = spec.get("replicas", 1)
+    available = status.get("availableReplicas") or 0
+    updated = status.get("updatedReplicas") or 0
+    counts = f"{available}/{wanted} replicas available, {updated} updated"
+    progressing = next((c for c in status.get("conditions") or [] if c["type"] == "Progressing"), None)
+    if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
+        return [Observed(READY, "False", "ProgressDeadlineExceeded", progressing.get("message") or counts),
+                Observed(PROGRESSING, "False", "ProgressDeadlineExceeded", progressing.get("message") or counts)]
+    current = (status.get("observedGeneration") or 0) >= deployment["metadata"].get("generation", 0)
+    rolled_out = current and updated >= wanted and available >= wanted and (status.get("replicas") or 0) <= wanted
+    if rolled_out:
+        reason = "ScaledToZero" if wanted == 0 else "MinimumReplicasAvailable"
+        return [Observed(READY, "True", reason, counts), Observed(PROGRESSING, "False", "RolloutComplete", counts)]
+    return [Observed(READY, "False", "ReplicasNotReady", counts), Observed(PROGRESSING, "True", "RollingOut", counts)]
+
+
+def _job_conditions(job: dict | None) -> list[Observed]:
+    if job is None:
+        return [Observed(READY, "False", "WorkloadMissing", "the Job does not exist yet"),
+                Observed(PROGRESSING, "True", "Creating", "creating the Job")]
+    status = job.get("status") or {}
+    done = {c["type"]: c for c in status.get("conditions") or [] if c.get("status") == "True"}
+    shards = f"{status.get('succeeded') or 0}/{job['spec'].get('completions', 1)} shards succeeded"
+    if "Complete" in done:
+        return [Observed(READY, "True", "JobComplete", shards), Observed(PROGRESSING, "False", "JobComplete", shards)]
+    if "Failed" in done:
+        message = done["Failed"].get("message") or shards
+        return [Observed(READY, "False", "JobFailed", message), Observed(PROGRESSING, "False", "JobFailed", message)]
+    return [Observed(READY, "False", "JobRunning", shards), Observed(PROGRESSING, "True", "JobRunning", shards)]
+
+
+def _cronjob_conditions(cronjob: dict) -> list[Observed]:
+    if cronjob["spec"].get("suspend"):
+        return [Observed(READY, "False", "Suspended", "the schedule is suspended (spec.batch.suspend)"),
+                Observed(PROGRESSING, "False", "Suspended", "")]
+    return [Observed(READY, "True", "Scheduled", f"runs on schedule {cronjob['spec']['schedule']!r}"),
+            Observed(PROGRESSING, "False", "Scheduled", "")]
+
+
+def workload_conditions(mode: str, children: list[dict]) -> tuple[list[Observed], dict]:
+    """Ready and Progressing as the live children tell them, and the status fields they
+    fill (batch run times), for the children of one mode."""
+    if mode in ("online", "streaming"):
+        deployments = _by_kind(children, "Deployment")
+        return _deployment_conditions(deployments[0] if deployments else None), {}
+    cronjobs = _by_kind(children, "CronJob")
+    if cronjobs:
+        cron_status = cronjobs[0].get("status") or {}
+        times = {key: cron_status.get(key) for key in ("lastScheduleTime", "lastSuccessfulTime") if cron_status.get(key)}
+        return _cronjob_conditions(cronjobs[0]), times
+    jobs = _by_kind(children, "Job")
+    job = jobs[0] if jobs else None
+    job_status = (job or {}).get("status") or {}
+    times = {"lastScheduleTime": job_status.get("startTime"), "lastSuccessfulTime": job_status.get("completionTime")}
+    return _job_conditions(job), {key: value for key, value in times.items() if value}
+
+
+def update_status(namespace: str, name: str, mutate: Callable[[dict, dict], None], attempts: int = 5) -> tuple[dict, dict] | None:
+    """Re-reads the ModelDeployment, lets `mutate(status, body)` change a copy of its
+    status, and writes it only if it changed. Returns (before, after), or None if the
+    object is gone. A conflicting write in between makes it start over."""
+    deployments = resource()
+    for _ in range(attempts):
+        try:
+            live = deployments.get(name=name, namespace=namespace).to_dict()
+        except NotFoundError:
+            return None
+        before = live.get("status") or {}
+        after = copy.deepcopy(before)
+        mutate(after, live)
+        if after == before:
+            return before, after
+        # A merge patch: keys dropped by `mutate` are sent as null to delete them.
+        patch = {key: after.get(key) for key in before.keys() | after.keys()}
+        try:
+            deployments.status.patch(
+                name=name, namespace=namespace,
+                body={"metadata": {"resourceVersion": live["metadata"]["resourceVersion"]}, "status": patch},
+                content_type="application/merge-patch+json",
+            )
+        except ConflictError:
+            continue
+        return before, after
+    raise RuntimeError(f"could not write the status of {namespace}/{name}: it kept changing under {attempts} attempts")
