@@ -15,6 +15,9 @@ from tests.testbed.cluster import ControlPlane, start_control_plane
 from tests.testbed.process import Component, log_tail
 from tests.testbed.registry import RegistryModels, register_test_models, start_registry
 
+REPO = Path(__file__).resolve().parents[1]
+CRD_FILE = REPO / "crds" / "modelplane.io_modeldeployments.yaml"
+
 _COMPONENTS = pytest.StashKey[list[Component]]()
 _START_SECONDS = pytest.StashKey[dict[str, float]]()
 
@@ -72,6 +75,14 @@ def registry(request: pytest.FixtureRequest, testbed_dir: Path) -> Registry:
     _record_started(request.config, "MLflow registry with test models", [server], since)
     yield Registry(tracking_uri, models)
     _stop_and_check([server])
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: ControlPlane) -> ControlPlane:
+    """The cluster with the checked-in ModelDeployment CRD applied and established."""
+    cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modelplane.io", "--timeout=30s")
+    return cluster
 
 
 @pytest.fixture

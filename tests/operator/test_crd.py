@@ -11,7 +11,7 @@ import yaml
 
 from modelplane.operator.crd import custom_resource_definition, render_yaml
 from modelplane.operator.manifest import ManifestError, parse_manifest
-from tests.operator.conftest import CRD_FILE
+from tests.conftest import CRD_FILE, REPO
 from tests.testbed.cluster import ControlPlane
 
 GOOD = {
@@ -59,8 +59,11 @@ BAD_MANIFESTS = {
 }
 
 
-def test_the_checked_in_crd_is_generated_from_the_spec():
-    assert CRD_FILE.read_text() == render_yaml(), "run: python -m modelplane.operator.crd > crds/modelplane.io_modeldeployments.yaml"
+@pytest.mark.parametrize("checked_in", [CRD_FILE, REPO / "charts" / "modelplane" / "files" / CRD_FILE.name],
+                         ids=["crds", "chart"])
+def test_the_checked_in_crd_is_generated_from_the_spec(checked_in):
+    regenerate = f"python -m modelplane.operator.crd > {checked_in.relative_to(REPO)}"
+    assert checked_in.read_text() == render_yaml(), f"the CRD drifted from spec.py; run: {regenerate}"
 
 
 def test_every_rule_message_names_its_field():

@@ -14,7 +14,7 @@ import yaml
 from modelplane.operator.manifest import ModelDeployment, load_manifests, parse_manifest
 from modelplane.operator.render import RenderSettings, ResolvedModel, render
 from modelplane.operator.render.common import TEMPLATE_HASH_ANNOTATION
-from tests.operator.conftest import REPO
+from tests.conftest import REPO
 from tests.testbed.cluster import ControlPlane
 
 SETTINGS = RenderSettings(serving_image="example.invalid/modelplane/serving:test", registry_uri="http://mlflow:5000")

@@ -25,6 +25,18 @@ SERVICE_CIDR = "10.96.0.0/16"
 FAKE_NODE_NAMES = ("kwok-node-0", "kwok-node-1")
 
 
+class CommandFailed(subprocess.CalledProcessError):
+    def __str__(self) -> str:
+        return f"{' '.join(self.cmd[1:])!r} exited with {self.returncode}: {self.stderr.strip()}"
+
+
+def _run(argv: list[str], input: str | None, check: bool, timeout: float) -> subprocess.CompletedProcess:
+    result = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise CommandFailed(result.returncode, result.args, result.stdout, result.stderr)
+    return result
+
+
 @dataclass
 class ControlPlane:
     root: Path
@@ -36,13 +48,12 @@ class ControlPlane:
     def kubectl(self, *args: str, input: str | None = None, kubeconfig: Path | None = None,
                 check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         """Runs the test bed's own kubectl; a failure raises with kubectl's error text."""
-        result = subprocess.run(
-            [str(binaries.binary("kubectl")), "--kubeconfig", str(kubeconfig or self.kubeconfig), *args],
-            input=input, capture_output=True, text=True, timeout=timeout,
-        )
-        if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout, result.stderr)
-        return result
+        argv = [str(binaries.binary("kubectl")), "--kubeconfig", str(kubeconfig or self.kubeconfig), *args]
+        return _run(argv, input, check, timeout)
+
+    def helm(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
+        """Runs the test bed's own helm as the admin."""
+        return _run([str(binaries.binary("helm")), "--kubeconfig", str(self.kubeconfig), *args], None, check, timeout)
 
     def apply(self, manifest: dict | list[dict], **kwargs) -> subprocess.CompletedProcess:
         documents = manifest if isinstance(manifest, list) else [manifest]

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,27 +10,9 @@ import yaml
 
 from tests.testbed import binaries
 from tests.testbed.cluster import ControlPlane
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.cluster
-
-
-def eventually(check: Callable[[], object], timeout: float = 60, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout:.0f} s")
-        time.sleep(0.25)
-
-
-def test_reports_the_pinned_version_and_lists_namespaces(cluster: ControlPlane):
-    versions = json.loads(cluster.kubectl("version", "-o", "json").stdout)
-    assert versions["serverVersion"]["gitVersion"] == binaries.K8S_VERSION
-    assert versions["clientVersion"]["gitVersion"] == binaries.K8S_VERSION
-    names = cluster.kubectl("get", "namespaces", "-o", "name").stdout.split()
-    assert {"namespace/default", "namespace/kube-system"} <= set(names)
 
 
 WIDGET_CRD = {
@@ -151,15 +130,8 @@ def test_a_service_account_token_carries_only_its_rbac(cluster: ControlPlane, na
     assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
 
 
-def _helm(cluster: ControlPlane, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(binaries.binary("helm")), "--kubeconfig", str(cluster.kubeconfig), *args],
-        capture_output=True, text=True, check=True, timeout=120,
-    )
-
-
 def test_helm_installs_a_chart(cluster: ControlPlane, namespace: str, tmp_path: Path):
-    assert binaries.HELM_VERSION in _helm(cluster, "version", "--short").stdout
+    assert binaries.HELM_VERSION in cluster.helm("version", "--short").stdout
     chart = tmp_path / "greeting"
     (chart / "templates").mkdir(parents=True)
     (chart / "Chart.yaml").write_text(yaml.safe_dump({
@@ -171,7 +143,7 @@ def test_helm_installs_a_chart(cluster: ControlPlane, namespace: str, tmp_path: 
         "data:\n  greeting: {{ .Values.greeting | quote }}\n"
     )
 
-    _helm(cluster, "install", "smoke", str(chart), "-n", namespace, "--set", "greeting=hi", "--wait")
+    cluster.helm("install", "smoke", str(chart), "-n", namespace, "--set", "greeting=hi", "--wait")
 
     assert cluster.get("configmap", "smoke", namespace)["data"] == {"greeting": "hi"}
-    assert "deployed" in _helm(cluster, "status", "smoke", "-n", namespace).stdout
+    assert "deployed" in cluster.helm("status", "smoke", "-n", namespace).stdout

@@ -29,6 +29,10 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
         prefix=GROUP, key="last-handled-configuration")
     # Events are posted on purpose below, not for every log line.
     settings.posting.level = logging.WARNING
+    # No watching of CRDs and namespaces, which would need cluster-wide reads even for an
+    # operator confined to a few namespaces: it serves what exists when it starts (the
+    # chart installs the CRD first).
+    settings.scanning.disabled = True
 
 
 def _poster(namespace: str, name: str, uid: str | None):

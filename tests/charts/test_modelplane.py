@@ -1,0 +1,120 @@
+"""The Helm chart: lint, RBAC that is enough for the operator and no more, and a CRD
+that `helm upgrade` upgrades and `helm uninstall` keeps."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, Registry, show_logs_on_failure
+from tests.operator.process import Operator
+from tests.operator.resources import apply, children, manifest, ready
+from tests.testbed.cluster import ControlPlane
+from tests.waiting import eventually
+
+CHART = REPO / "charts" / "modelplane"
+CRD = "customresourcedefinition/modeldeployments.modelplane.io"
+
+pytestmark = pytest.mark.cluster
+
+
+def test_the_chart_lints_clean(cluster: ControlPlane):
+    result = cluster.helm("lint", "--strict", str(CHART))
+    assert "0 chart(s) failed" in result.stdout
+
+
+def _workload_namespace(cluster: ControlPlane, namespace: str) -> str:
+    workloads = f"{namespace}-work"
+    cluster.kubectl("create", "namespace", workloads)
+    return workloads
+
+
+def _run_a_deployment_through_its_life(cluster: ControlPlane, namespace: str, kubeconfig: Path) -> None:
+    """Create, become Ready, switch mode, delete: every verb the operator uses."""
+    apply(cluster, namespace, manifest("iris"), kubeconfig=None)
+    eventually(lambda: ready(cluster, namespace, "iris", 1), what="online Ready")
+    apply(cluster, namespace, manifest("iris", mode="batch", batch={"input": "/in", "output": "/out"}))
+    eventually(lambda: ready(cluster, namespace, "iris", 2), what="the batch Job complete")
+    assert [child.split("-")[0] for child in children(cluster, namespace)] == ["Job/iris"]
+    cluster.kubectl("delete", "mdep", "iris", "-n", namespace)
+    eventually(lambda: children(cluster, namespace) == [], what="the children collected")
+
+
+@pytest.mark.registry
+def test_the_operator_runs_on_the_cluster_wide_rbac_alone(
+    request: pytest.FixtureRequest, crd: ControlPlane, registry: Registry, namespace: str, testbed_dir: Path,
+):
+    crd.helm("install", "wide", str(CHART), "-n", namespace, "--set", "crds.install=false")
+    workloads = _workload_namespace(crd, namespace)
+    as_chart = crd.service_account_kubeconfig(namespace, "wide-modelplane")
+    operator = Operator(as_chart, registry.tracking_uri, testbed_dir / "logs", name="operator-cluster-wide").start()
+    show_logs_on_failure(request.config, [operator.component])
+    try:
+        _run_a_deployment_through_its_life(crd, workloads, as_chart)
+    finally:
+        operator.stop()
+        crd.helm("uninstall", "wide", "-n", namespace)
+    log = operator.component.log_path.read_text()
+    assert "Forbidden" not in log and "403" not in log, "the operator was refused something it needs"
+
+
+@pytest.mark.registry
+def test_a_namespaced_install_grants_nothing_outside_its_namespaces(
+    request: pytest.FixtureRequest, crd: ControlPlane, registry: Registry, namespace: str, testbed_dir: Path,
+):
+    workloads = _workload_namespace(crd, namespace)
+    crd.helm("install", "narrow", str(CHART), "-n", namespace, "--set", "crds.install=false",
+             "--set", f"watchNamespaces={{{workloads}}}")
+    as_chart = crd.service_account_kubeconfig(namespace, "narrow-modelplane")
+    operator = Operator(as_chart, registry.tracking_uri, testbed_dir / "logs",
+                        scope=("--namespace", workloads), name="operator-namespaced").start()
+    show_logs_on_failure(request.config, [operator.component])
+    try:
+        _run_a_deployment_through_its_life(crd, workloads, as_chart)
+    finally:
+        operator.stop()
+
+    def can(verb: str, what: str, where: str) -> bool:
+        answer = crd.kubectl("auth", "can-i", verb, what, "-n", where, "--kubeconfig", str(as_chart), check=False)
+        return answer.stdout.strip() == "yes"
+
+    assert can("create", "deployments", workloads)
+    assert not can("create", "deployments", namespace)
+    assert not can("list", "modeldeployments", "default")
+    assert not can("get", "secrets", workloads)
+    crd.helm("uninstall", "narrow", "-n", namespace)
+
+
+def test_upgrade_upgrades_the_crd_and_uninstall_keeps_it(crd: ControlPlane, namespace: str, tmp_path: Path):
+    # The CRD is already there, applied by kubectl as someone who tried Modelplane before
+    # the chart would have it: the chart takes it over.
+    crd.helm("install", "lifecycle", str(CHART), "-n", namespace, "--take-ownership")
+    installed = crd.get(CRD.split("/")[0], CRD.split("/")[1])
+    assert installed["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+    changed = tmp_path / "modelplane"
+    shutil.copytree(CHART, changed)
+    crd_file = changed / "files" / "modelplane.io_modeldeployments.yaml"
+    definition = yaml.safe_load(crd_file.read_text())
+    schema = definition["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    schema["properties"]["spec"]["properties"]["mode"]["description"] += " (changed by an upgrade)"
+    crd_file.write_text(yaml.safe_dump(definition))
+    # kubectl still co-owns the CRD's fields (server-side apply), so changing them needs
+    # --force-conflicts; the README says so.
+    crd.helm("upgrade", "lifecycle", str(changed), "-n", namespace, "--force-conflicts")
+
+    upgraded = crd.get(CRD.split("/")[0], CRD.split("/")[1])
+    mode = upgraded["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["mode"]
+    assert mode["description"].endswith("(changed by an upgrade)")
+
+    crd.helm("uninstall", "lifecycle", "-n", namespace)
+
+    assert crd.kubectl("get", CRD, check=False).returncode == 0, "the CRD must survive helm uninstall"
+    leftovers = json.loads(crd.kubectl("get", "deployments,serviceaccounts", "-n", namespace,
+                                       "-l", "app.kubernetes.io/instance=lifecycle", "-o", "json").stdout)["items"]
+    assert leftovers == []
+    assert crd.kubectl("get", "clusterrole", "lifecycle-modelplane", check=False).returncode != 0
