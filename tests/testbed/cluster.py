@@ -157,7 +157,7 @@ def _controller_args(kubeconfig: Path) -> list[str]:
 
 
 def _fake_node(name: str) -> dict:
-    capacity = {"cpu": "32", "memory": "256Gi", "pods": "250"}
+    capacity = {"cpu": "1000", "memory": "4Ti", "pods": "5000"}
     return {
         "apiVersion": "v1",
         "kind": "Node",

@@ -10,6 +10,8 @@ from modelplane.operator.render.common import DEPLOYMENT_LABEL, content_hash
 
 FIELD_MANAGER = "modelplane"
 SPEC_HASH_ANNOTATION = "modelplane.io/spec-hash"
+# The kinds whose status is a ModelDeployment's readiness.
+WORKLOAD_KINDS = ("Deployment", "Job", "CronJob")
 # Every kind a ModelDeployment may own, in any mode; pruning looks at all of them.
 CHILD_KINDS = (
     ("apps/v1", "Deployment"),
@@ -43,6 +45,16 @@ def apply_children(children: list[dict]) -> int:
                                field_manager=FIELD_MANAGER, force_conflicts=True)
         written += 1
     return written
+
+
+def read_child(child: dict) -> dict | None:
+    """The live object of a rendered child, or None if it does not exist (yet)."""
+    metadata = child["metadata"]
+    try:
+        live = resource(child["apiVersion"], child["kind"]).get(name=metadata["name"], namespace=metadata["namespace"])
+    except NotFoundError:
+        return None
+    return {**live.to_dict(), "kind": child["kind"]}
 
 
 def owned_children(namespace: str, owner_name: str, owner_uid: str) -> list[dict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from functools import cache
 
@@ -50,20 +51,37 @@ def _retry_delay(retry: int) -> float:
     return min(300.0, 5.0 * 2 ** retry)
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def reconcile_model_deployment(body: kopf.Body, namespace: str, name: str, uid: str, retry: int, **_) -> None:
+def _reconcile(body: kopf.Body, retry: int, prune: bool) -> None:
+    poster = _poster(body.metadata.namespace, body.metadata.name, body.metadata.uid)
     try:
-        reconcile.reconcile(dict(body), _settings(), _poster(namespace, name, uid))
+        reconcile.reconcile(copy.deepcopy(dict(body)), _settings(), poster, prune=prune)
     except RegistryError as error:
         raise kopf.TemporaryError(str(error), delay=_retry_delay(retry)) from None
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def reconcile_model_deployment(body: kopf.Body, retry: int, **_) -> None:
+    _reconcile(body, retry, prune=False)
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+def resume_model_deployment(body: kopf.Body, retry: int, **_) -> None:
+    # An earlier operator may have died between applying and pruning: look for leftovers.
+    _reconcile(body, retry, prune=True)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=CHILDREN)
 @kopf.on.event("batch", "v1", "jobs", labels=CHILDREN)
 @kopf.on.event("batch", "v1", "cronjobs", labels=CHILDREN)
-def child_changed(namespace: str, labels: kopf.Labels, **_) -> None:
-    """A child (or a Job its CronJob made) changed: its ModelDeployment's status may have."""
+def child_changed(body: kopf.Body, type: str | None, namespace: str, labels: kopf.Labels, **_) -> None:
+    """A workload changed: its ModelDeployment's status may have. Skipped: Jobs a CronJob
+    made (the CronJob reports their outcome itself) and workloads on their way out (a
+    pruned one must not speak for its successor)."""
+    if type == "DELETED" or body.metadata.get("deletionTimestamp"):
+        return
+    if not any(ref.get("kind") == KIND for ref in body.metadata.get("ownerReferences", [])):
+        return
     name = labels[DEPLOYMENT_LABEL]
-    reconcile.refresh_status(namespace, name, _poster(namespace, name, None))
+    workload = {**copy.deepcopy(dict(body)), "kind": body["kind"]}
+    reconcile.workload_changed(namespace, name, workload, _poster(namespace, name, None))

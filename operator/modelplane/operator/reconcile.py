@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from modelplane.operator.apply import apply_children, owned_children, prune_children
+from modelplane.operator.apply import WORKLOAD_KINDS, apply_children, prune_children, read_child
 from modelplane.operator.manifest import parse_manifest
 from modelplane.operator.registry import RegistryError, resolve
 from modelplane.operator.render import ResolvedModel, render
 from modelplane.operator.render.common import MODE_LABEL
 from modelplane.operator.render.online import endpoint
 from modelplane.operator.settings import OperatorSettings
+from modelplane.operator.spec import KIND
 from modelplane.operator.status import (
     MODEL_RESOLVED, READY, Observed, condition, set_condition, update_status, workload_conditions,
 )
@@ -23,8 +24,10 @@ PostEvent = Callable[[str, str, bool], None]
 FAILURES = {"ProgressDeadlineExceeded", "JobFailed"}
 
 
-def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent) -> ResolvedModel:
-    deployment = parse_manifest(body)
+def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, prune: bool) -> ResolvedModel:
+    """`prune` forces a look for leftovers even when nothing was written, as after a
+    restart, when an earlier pass may have died between applying and pruning."""
+    deployment = parse_manifest(body, check_rules=False)
     namespace, name = deployment.namespace, deployment.name
     reference = deployment.spec.model
     try:
@@ -32,15 +35,16 @@ def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent) -> 
     except RegistryError as error:
         # Existing children keep serving the version they run; only the condition says so.
         update_status(namespace, name, lambda status, _: set_condition(
-            status, Observed(MODEL_RESOLVED, "False", error.reason, str(error)), deployment.generation))
+            status, Observed(MODEL_RESOLVED, "False", error.reason, str(error)), deployment.generation), body)
         raise
     children = render(deployment, model, settings.render)
     written = apply_children(children)
-    pruned = prune_children(namespace, name, deployment.uid, children)
+    pruned = prune_children(namespace, name, deployment.uid, children) if prune or written else []
     if written:
         post_event("Applied", f"applied {written} of {len(children)} children for version {model.version}", False)
     if pruned:
         post_event("Pruned", f"removed what mode {deployment.spec.mode.value} no longer needs: {', '.join(pruned)}", False)
+    workload = next(child for child in children if child["kind"] in WORKLOAD_KINDS)
 
     def record(status: dict, _: dict) -> None:
         wanted = f"alias {reference.alias!r}" if reference.alias else "the fixed version"
@@ -49,29 +53,46 @@ def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent) -> 
         status.update(observedGeneration=deployment.generation, modelVersion=model.version,
                       modelRunId=model.run_id, modelSource=model.source)
         status["endpoint"] = endpoint(deployment) if deployment.spec.mode.value == "online" else None
+        # Read here, so a retry after a conflicting write (a child's event) reads it afresh.
+        _observe_workload(status, deployment.spec.mode.value, read_child(workload), deployment.generation)
 
-    update_status(namespace, name, record)
-    refresh_status(namespace, name, post_event)
+    _announce_ready_change(update_status(namespace, name, record, body), post_event)
     return model
 
 
-def refresh_status(namespace: str, name: str, post_event: PostEvent) -> None:
-    """Recomputes Ready and Progressing from the live children of the current mode."""
+def workload_changed(namespace: str, name: str, workload: dict, post_event: PostEvent) -> None:
+    """Recomputes Ready and Progressing from a child workload that just changed, if it
+    is the workload of the ModelDeployment's current mode."""
     def observe(status: dict, body: dict) -> None:
+        generation = body["metadata"].get("generation")
+        if status.get("observedGeneration") != generation:
+            return  # the reconcile of this generation has not recorded yet; it reads the workload itself
         mode = body["spec"]["mode"]
-        children = [child for child in owned_children(namespace, name, body["metadata"]["uid"])
-                    if child["metadata"].get("labels", {}).get(MODE_LABEL) == mode]
-        observed, times = workload_conditions(mode, children)
-        for entry in observed:
-            set_condition(status, entry, body["metadata"].get("generation"))
-        for key in ("lastScheduleTime", "lastSuccessfulTime"):
-            status[key] = times.get(key, status.get(key) if mode == "batch" else None)
-        for key in [key for key, value in status.items() if value is None]:
-            del status[key]
+        owned = any(ref.get("uid") == body["metadata"]["uid"] and ref.get("kind") == KIND
+                    for ref in workload["metadata"].get("ownerReferences", []))
+        if owned and workload["metadata"].get("labels", {}).get(MODE_LABEL) == mode:
+            _observe_workload(status, mode, workload, generation)
 
-    changed = update_status(namespace, name, observe)
+    _announce_ready_change(update_status(namespace, name, observe), post_event)
+
+
+def _observe_workload(status: dict, mode: str, workload: dict | None, generation: int | None) -> None:
+    observed, times = workload_conditions(mode, [workload] if workload else [])
+    for entry in observed:
+        set_condition(status, entry, generation)
+    for key in ("lastScheduleTime", "lastSuccessfulTime"):
+        value = times.get(key, status.get(key) if mode == "batch" else None)
+        if value is None:
+            status.pop(key, None)
+        else:
+            status[key] = value
+    for key in [key for key, value in status.items() if value is None]:
+        del status[key]
+
+
+def _announce_ready_change(changed: tuple[dict, dict] | None, post_event: PostEvent) -> None:
     if changed is None:
         return
     before, after = (condition(side, READY) or {} for side in changed)
-    if before.get("status") != after.get("status"):
+    if after and before.get("status") != after.get("status"):
         post_event(f"Ready{after['status']}", f"{after['reason']}: {after['message']}", after["reason"] in FAILURES)

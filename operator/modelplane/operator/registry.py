@@ -1,9 +1,22 @@
-"""Asking the MLflow model registry which version a ModelDeployment means."""
+"""Asking the MLflow model registry which version a ModelDeployment means.
+
+The operator speaks the registry's REST API directly rather than through the MLflow
+client: importing MLflow alone would more than double the operator's memory. The
+credentials are MLflow's own variables (MLFLOW_TRACKING_TOKEN, or _USERNAME and
+_PASSWORD), read from the operator's environment.
+"""
 
 from __future__ import annotations
 
+import os
+from functools import cache
+
+import requests
+
 from modelplane.operator.render.common import ResolvedModel
 from modelplane.operator.spec import ModelReference
+
+TIMEOUT_SECONDS = 10
 
 
 class RegistryError(Exception):
@@ -20,27 +33,46 @@ class ModelNotFound(RegistryError):
     reason = "ModelNotFound"
 
 
+@cache
+def _session() -> requests.Session:
+    session = requests.Session()
+    if token := os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        session.headers["Authorization"] = f"Bearer {token}"
+    elif username := os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        session.auth = (username, os.environ.get("MLFLOW_TRACKING_PASSWORD", ""))
+    return session
+
+
 def resolve(reference: ModelReference, default_uri: str | None) -> ResolvedModel:
     """The version `reference` names (its alias resolved), with its run and source."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException, RestException
-
-    uri = reference.registry.uri or default_uri
-    if not uri:
+    uri = (reference.registry.uri or default_uri or "").rstrip("/")
+    if not uri.startswith(("http://", "https://")):
         raise RegistryUnreachable(
-            "no registry: set spec.model.registry.uri, or the operator's default registry (MLFLOW_TRACKING_URI)"
+            f"no MLflow tracking server to ask ({uri or 'none set'}): set spec.model.registry.uri, "
+            "or the operator's default registry, to its http(s):// address"
         )
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    wanted = f"models:/{reference.name}@{reference.alias}" if reference.alias else f"models:/{reference.name}/{reference.version}"
+    if reference.alias:
+        wanted = f"models:/{reference.name}@{reference.alias}"
+        path, query = "registered-models/alias", {"name": reference.name, "alias": reference.alias}
+    else:
+        wanted = f"models:/{reference.name}/{reference.version}"
+        path, query = "model-versions/get", {"name": reference.name, "version": reference.version}
     try:
-        if reference.alias:
-            found = client.get_model_version_by_alias(reference.name, reference.alias)
-        else:
-            found = client.get_model_version(reference.name, reference.version)
-    except RestException as error:
-        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            raise ModelNotFound(f"{wanted} is not in the registry at {uri}: {error.message}") from None
-        raise RegistryUnreachable(f"the registry at {uri} failed to resolve {wanted}: {error.message}") from None
-    except MlflowException as error:
-        raise RegistryUnreachable(f"cannot reach the registry at {uri} to resolve {wanted}: {error.message}") from None
-    return ResolvedModel(name=found.name, version=str(found.version), run_id=found.run_id or None, source=found.source)
+        response = _session().get(f"{uri}/api/2.0/mlflow/{path}", params=query, timeout=TIMEOUT_SECONDS)
+    except requests.RequestException as error:
+        raise RegistryUnreachable(f"cannot reach the registry at {uri} to resolve {wanted}: {error}") from None
+    if response.status_code == 404 or (response.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in response.text):
+        raise ModelNotFound(f"{wanted} is not in the registry at {uri}: {_message(response)}")
+    if response.status_code != 200:
+        raise RegistryUnreachable(f"the registry at {uri} failed to resolve {wanted}: "
+                                  f"HTTP {response.status_code} {_message(response)}")
+    found = response.json()["model_version"]
+    return ResolvedModel(name=found["name"], version=str(found["version"]),
+                         run_id=found.get("run_id") or None, source=found.get("source"))
+
+
+def _message(response: requests.Response) -> str:
+    try:
+        return response.json().get("message", response.text)
+    except ValueError:
+        return response.text[:200]

@@ -120,19 +120,22 @@ def workload_conditions(mode: str, children: list[dict]) -> tuple[list[Observed]
     return _job_conditions(job), {key: value for key, value in times.items() if value}
 
 
-def update_status(namespace: str, name: str, mutate: Callable[[dict, dict], None], attempts: int = 5) -> tuple[dict, dict] | None:
-    """Re-reads the ModelDeployment, lets `mutate(status, body)` change a copy of its
-    status, and writes it only if it changed. Returns (before, after), or None if the
-    object is gone. A conflicting write in between makes it start over."""
+def update_status(namespace: str, name: str, mutate: Callable[[dict, dict], None],
+                  body: dict | None = None, attempts: int = 5) -> tuple[dict, dict] | None:
+    """Lets `mutate(status, body)` change a copy of the ModelDeployment's status and writes
+    it only if it changed. `body`, when the caller has a recent one, saves a read; a
+    conflicting write in between makes it re-read and start over. Returns (before, after),
+    or None if the object is gone."""
     deployments = resource()
     for _ in range(attempts):
-        try:
-            live = deployments.get(name=name, namespace=namespace).to_dict()
-        except NotFoundError:
-            return None
-        before = live.get("status") or {}
+        if body is None:
+            try:
+                body = deployments.get(name=name, namespace=namespace).to_dict()
+            except NotFoundError:
+                return None
+        before = body.get("status") or {}
         after = copy.deepcopy(before)
-        mutate(after, live)
+        mutate(after, body)
         if after == before:
             return before, after
         # A merge patch: keys dropped by `mutate` are sent as null to delete them.
@@ -140,10 +143,13 @@ def update_status(namespace: str, name: str, mutate: Callable[[dict, dict], None
         try:
             deployments.status.patch(
                 name=name, namespace=namespace,
-                body={"metadata": {"resourceVersion": live["metadata"]["resourceVersion"]}, "status": patch},
+                body={"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]}, "status": patch},
                 content_type="application/merge-patch+json",
             )
         except ConflictError:
+            body = None
             continue
+        except NotFoundError:
+            return None
         return before, after
     raise RuntimeError(f"could not write the status of {namespace}/{name}: it kept changing under {attempts} attempts")

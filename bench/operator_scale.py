@@ -1,0 +1,179 @@
+"""How the operator copes with many ModelDeployments created at once.
+
+On the test bed (real control plane, kwok nodes, MLflow registry), this creates N
+ModelDeployments at once and measures the time from each create to its Deployment
+existing (p50, p99) and until all are Ready, and the operator's memory. The anchor, run
+first on the same bed, is N plain Deployments of the same pod template created directly:
+what the control plane itself needs for the same pods, so the ratio shows what the
+operator adds. Goals: all Ready within 60 s, p50 under 1 s, operator RSS under 150 MB.
+
+    .venv/bin/python -m bench.operator_scale [--count 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from kubernetes import client, config, watch
+
+from tests.operator.process import Operator
+from tests.testbed import binaries
+from tests.testbed.cluster import start_control_plane
+from tests.testbed.registry import register_test_models, start_registry
+
+CREATORS = 16
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _watch_first_seen(list_call, namespace: str, seen: dict[str, float], stop: threading.Event,
+                      predicate=lambda obj: True) -> None:
+    """Records when each object (by name) is first seen matching `predicate`."""
+    while not stop.is_set():
+        stream = watch.Watch()
+        for event in stream.stream(list_call, namespace, timeout_seconds=5):
+            obj = event["object"]
+            name = obj["metadata"]["name"] if isinstance(obj, dict) else obj.metadata.name
+            if name not in seen and predicate(obj):
+                seen[name] = time.monotonic()
+            if stop.is_set():
+                stream.stop()
+                break
+
+
+def _ready(obj: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in (obj.get("status") or {}).get("conditions", []))
+
+
+def _available(deployment) -> bool:
+    return (deployment.status.available_replicas or 0) >= 1
+
+
+def _create_all(create, count: int) -> dict[str, float]:
+    created: dict[str, float] = {}
+
+    def one(index: int) -> None:
+        name = f"m{index:04d}"
+        create(name)
+        created[name] = time.monotonic()
+
+    with ThreadPoolExecutor(CREATORS) as pool:
+        list(pool.map(one, range(count)))
+    return created
+
+
+def _wait_for(seen: dict[str, float], count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while len(seen) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def _pod_template(name: str) -> dict:
+    return {"metadata": {"labels": {"app": name}},
+            "spec": {"containers": [{"name": "model", "image": "example.invalid/serving:bench"}]}}
+
+
+def anchor(apps: client.AppsV1Api, count: int) -> float:
+    namespace = "anchor"
+    client.CoreV1Api().create_namespace({"metadata": {"name": namespace}})
+    available: dict[str, float] = {}
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_first_seen, daemon=True,
+                               args=(apps.list_namespaced_deployment, namespace, available, stop, _available))
+    watcher.start()
+    started = time.monotonic()
+    _create_all(lambda name: apps.create_namespaced_deployment(namespace, {
+        "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": _pod_template(name)},
+    }), count)
+    _wait_for(available, count, timeout=600)
+    stop.set()
+    return max(available.values()) - started if len(available) == count else float("inf")
+
+
+def operator_run(custom: client.CustomObjectsApi, apps: client.AppsV1Api, count: int, operator: Operator) -> dict:
+    namespace = "scale"
+    client.CoreV1Api().create_namespace({"metadata": {"name": namespace}})
+    deployments: dict[str, float] = {}
+    ready: dict[str, float] = {}
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=_watch_first_seen, daemon=True,
+                         args=(apps.list_namespaced_deployment, namespace, deployments, stop)),
+        threading.Thread(target=_watch_first_seen, daemon=True, args=(
+            lambda ns, **kw: custom.list_namespaced_custom_object("modelplane.io", "v1alpha1", ns, "modeldeployments", **kw),
+            namespace, ready, stop, _ready)),
+    ]
+    for thread in threads:
+        thread.start()
+    started = time.monotonic()
+    created = _create_all(lambda name: custom.create_namespaced_custom_object(
+        "modelplane.io", "v1alpha1", namespace, "modeldeployments", {
+            "apiVersion": "modelplane.io/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name},
+            "spec": {"mode": "online", "model": {"name": "iris", "alias": "champion"}},
+        }), count)
+    _wait_for(ready, count, timeout=600)
+    stop.set()
+    lags = [deployments[name] - created[name] for name in created if name in deployments]
+    return {
+        "all_ready_s": max(ready.values()) - started if len(ready) == count else float("inf"),
+        "ready": len(ready),
+        "to_deployment_p50_s": _percentile(lags, 0.5),
+        "to_deployment_p99_s": _percentile(lags, 0.99),
+        "operator_rss_mb": _rss_mb(operator.component.pid),
+    }
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):  # the peak, not whatever is resident at the end
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=1000)
+    count = parser.parse_args().count
+    binaries.ensure_built()
+    root = Path(tempfile.mkdtemp(prefix="modelplane-bench-"))
+    plane = start_control_plane(root / "cluster", root / "logs")
+    registry, tracking_uri = start_registry(root / "registry", root / "logs")
+    operator = None
+    try:
+        register_test_models(tracking_uri)
+        plane.kubectl("apply", "--server-side", "-f", str(Path(__file__).parents[1] / "crds"))
+        plane.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modelplane.io")
+        config.load_kube_config(str(plane.kubeconfig))
+        apps, custom = client.AppsV1Api(), client.CustomObjectsApi()
+
+        anchor_s = anchor(apps, count)
+        operator = Operator(plane.kubeconfig, tracking_uri, root / "logs").start()
+        time.sleep(3)  # let it connect and list before the flood
+        result = operator_run(custom, apps, count, operator)
+
+        print(f"{count} plain Deployments available (anchor): {anchor_s:.1f} s")
+        print(f"{count} ModelDeployments Ready: {result['all_ready_s']:.1f} s ({result['ready']} Ready), "
+              f"ratio to anchor {result['all_ready_s'] / anchor_s:.2f} (goal: <= 60 s)")
+        print(f"create -> Deployment: p50 {result['to_deployment_p50_s']:.2f} s, p99 {result['to_deployment_p99_s']:.2f} s "
+              f"(goal: p50 <= 1 s)")
+        print(f"operator peak RSS: {result['operator_rss_mb']:.0f} MB (goal: <= 150 MB)")
+        print(f"logs: {root / 'logs'}")
+    finally:
+        if operator:
+            operator.stop()
+        registry.stop()
+        plane.stop()
+
+
+if __name__ == "__main__":
+    main()
