@@ -10,6 +10,7 @@ from tests.conftest import Registry
 from tests.operator.process import SERVING_IMAGE, Operator
 from tests.operator.resources import apply, children, condition, manifest, ready, status_of
 from tests.testbed.cluster import ControlPlane
+from tests.testbed.process import free_port
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.registry]
@@ -119,3 +120,19 @@ def test_a_missing_model_is_reported_and_nothing_is_deployed(operator: Operator,
     assert resolved["status"] == "False" and resolved["reason"] == "ModelNotFound"
     assert "no-such-model" in resolved["message"]
     assert children(cluster, namespace) == []
+
+
+def test_an_unreachable_registry_is_reported_and_running_workloads_stay(
+    operator: Operator, cluster: ControlPlane, namespace: str,
+):
+    apply(cluster, namespace, manifest("iris"))
+    eventually(lambda: ready(cluster, namespace, "iris", 1), what="Ready")
+    closed = f"http://127.0.0.1:{free_port()}"
+
+    apply(cluster, namespace, manifest("iris", model={"name": "iris", "alias": "champion", "registry": {"uri": closed}}))
+
+    resolved = eventually(lambda: condition(status_of(cluster, namespace, "iris"), "ModelResolved").get("status") == "False"
+                          and condition(status_of(cluster, namespace, "iris"), "ModelResolved"), what="ModelResolved=False")
+    assert resolved["reason"] == "RegistryUnreachable" and closed in resolved["message"]
+    assert children(cluster, namespace) == ["Deployment/iris", "Service/iris"]
+    assert cluster.get("deployment", "iris", namespace)["status"]["availableReplicas"] == 1

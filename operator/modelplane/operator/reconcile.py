@@ -94,5 +94,8 @@ def _announce_ready_change(changed: tuple[dict, dict] | None, post_event: PostEv
     if changed is None:
         return
     before, after = (condition(side, READY) or {} for side in changed)
-    if after and before.get("status") != after.get("status"):
-        post_event(f"Ready{after['status']}", f"{after['reason']}: {after['message']}", after["reason"] in FAILURES)
+    if not after or before.get("status") == after.get("status"):
+        return
+    if not before and after["status"] != "True" and after["reason"] not in FAILURES:
+        return  # a new workload not ready *yet* is no news; its becoming Ready is
+    post_event(f"Ready{after['status']}", f"{after['reason']}: {after['message']}", after["reason"] in FAILURES)

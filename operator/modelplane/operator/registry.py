@@ -9,6 +9,9 @@ _PASSWORD), read from the operator's environment.
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Callable
 from functools import cache
 
 import requests
@@ -43,9 +46,42 @@ def _session() -> requests.Session:
     return session
 
 
+class _Answers:
+    """Recent answers of the registry, one lookup at a time per question: a thousand
+    ModelDeployments of one model created together cost one registry call, not a
+    thousand (a lookup takes about 20 ms, and the registry answers one at a time)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._guard = threading.Lock()
+        self._locks: dict[tuple, threading.Lock] = {}
+        self._answers: dict[tuple, tuple[float, ResolvedModel]] = {}
+
+    def get(self, question: tuple, ask: Callable[[], ResolvedModel]) -> ResolvedModel:
+        with self._guard:
+            lock = self._locks.setdefault(question, threading.Lock())
+        with lock:
+            expires, answer = self._answers.get(question, (0.0, None))
+            if time.monotonic() < expires:
+                return answer
+            answer = ask()  # failures are not remembered: the next pass asks again
+            self._answers[question] = (time.monotonic() + self.seconds, answer)
+            return answer
+
+
+# Short enough that an alias moved in the registry reaches a new or edited
+# ModelDeployment at once, for any human sense of "at once".
+_answers = _Answers(seconds=2.0)
+
+
 def resolve(reference: ModelReference, default_uri: str | None) -> ResolvedModel:
     """The version `reference` names (its alias resolved), with its run and source."""
     uri = (reference.registry.uri or default_uri or "").rstrip("/")
+    question = (uri, reference.name, reference.alias, reference.version)
+    return _answers.get(question, lambda: _ask(reference, uri))
+
+
+def _ask(reference: ModelReference, uri: str) -> ResolvedModel:
     if not uri.startswith(("http://", "https://")):
         raise RegistryUnreachable(
             f"no MLflow tracking server to ask ({uri or 'none set'}): set spec.model.registry.uri, "
