@@ -29,6 +29,12 @@ def _run_operator(args: argparse.Namespace) -> int:
     )
 
 
+def _run_serve(args: argparse.Namespace) -> int:
+    overrides = {key: getattr(args, key) for key in (
+        "model", "host", "port", "model_cache", "max_batch_size", "max_batch_wait_ms", "max_body_bytes", "allow_pickle")}
+    return import_module("modelplane.serving.serve").main(overrides)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelplane", description="Put registered MLflow models into production.")
     parser.add_argument("--version", action="version", version=f"modelplane {version('modelplane')}")
@@ -61,6 +67,23 @@ def _parser() -> argparse.ArgumentParser:
         help="pin this model version instead of asking the registry where the alias points",
     )
     render.set_defaults(run=_run_render)
+
+    serve = commands.add_parser(
+        "serve", help="serve a registered model over HTTP (the MLflow scoring protocol)",
+        description="Every flag has a MODELPLANE_* environment twin (e.g. --model-cache: MODELPLANE_MODEL_CACHE); "
+                    "a flag given wins.",
+    )
+    serve.add_argument("--model", help="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/..., or a local path "
+                                       "(registry: MLFLOW_TRACKING_URI)")
+    serve.add_argument("--host", help="address to listen on; default 0.0.0.0")
+    serve.add_argument("--port", type=int, help="port; default 8080")
+    serve.add_argument("--model-cache", type=Path, help="download folder, reused across restarts")
+    serve.add_argument("--max-batch-size", type=int, help="most requests per predict call; default 32")
+    serve.add_argument("--max-batch-wait-ms", type=float, help="longest wait for a batch to fill; default 2")
+    serve.add_argument("--max-body-bytes", type=int, help="largest request body; default 16 MiB")
+    serve.add_argument("--allow-pickle", action="store_true", default=None,
+                       help="load model formats that unpickle (runs code from the artifact)")
+    serve.set_defaults(run=_run_serve)
 
     operator = commands.add_parser("operator", help="run the operator (in the cluster, or against KUBECONFIG)")
     scope = operator.add_mutually_exclusive_group(required=True)

@@ -57,6 +57,10 @@ def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, pru
         _observe_workload(status, deployment.spec.mode.value, read_child(workload), deployment.generation)
 
     _announce_ready_change(update_status(namespace, name, record, body), post_event)
+    # Workload events that came while this pass ran were skipped, as this generation was
+    # not recorded yet: look at the workload once more now that it is.
+    if (live := read_child(workload)) is not None:
+        workload_changed(namespace, name, live, post_event)
     return model
 
 

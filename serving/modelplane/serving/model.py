@@ -1,0 +1,130 @@
+"""Fetching, vetting and loading the one model a server serves.
+
+A registry model is downloaded once per resolved version into the cache folder (the
+pod's emptyDir), so a restarted container with the same version starts from disk. Model
+formats that unpickle are refused unless allowed: unpickling runs whatever code the
+artifact carries.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from modelplane.serving.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+# Loaders that never unpickle; any other loader is treated as one that may.
+_SAFE_LOADERS = {"mlflow.xgboost", "mlflow.lightgbm", "mlflow.onnx", "mlflow.tensorflow", "mlflow.keras"}
+_SAFE_SKLEARN_FORMATS = {"skops"}
+_COMPLETE_MARKER = ".modelplane-complete"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    uri: str
+    name: str
+    version: str | None
+    path: Path
+    pyfunc: object  # mlflow.pyfunc.PyFuncModel
+
+    @property
+    def input_schema(self):
+        return self.pyfunc.metadata.get_input_schema()
+
+
+def load(uri: str, cache: Path, allow_pickle: bool) -> LoadedModel:
+    """The model at `uri`, ready to predict; ModelLoadError says why not, in one line."""
+    import mlflow.pyfunc
+
+    name, version, path = _fetch(uri, cache)
+    _vet(uri, path, allow_pickle)
+    try:
+        pyfunc = mlflow.pyfunc.load_model(str(path))
+    except Exception as error:  # noqa: BLE001 - any failure to load ends start-up, with its message
+        raise ModelLoadError(f"{uri} could not be loaded: {error}") from None
+    log.info("loaded %s (version %s) from %s", name, version, path)
+    return LoadedModel(uri=uri, name=name, version=version, path=path, pyfunc=pyfunc)
+
+
+def _fetch(uri: str, cache: Path) -> tuple[str, str | None, Path]:
+    if uri.startswith("models:/"):
+        name, version = _resolve_registry_uri(uri)
+        return name, version, _download(f"models:/{name}/{version}", cache / _safe(name) / version)
+    if "://" in uri or uri.startswith("runs:/"):
+        return uri.rstrip("/").rsplit("/", 1)[-1], None, _download(uri, cache / "uris" / _safe(uri))
+    path = Path(uri)
+    if not (path / "MLmodel").is_file():
+        raise ModelLoadError(f"{uri} is not an MLflow model folder (it has no MLmodel file)")
+    return path.name, None, path
+
+
+def _resolve_registry_uri(uri: str) -> tuple[str, str]:
+    """models:/NAME/VERSION or models:/NAME@ALIAS to (name, version)."""
+    from mlflow import MlflowClient, get_registry_uri
+    from mlflow.exceptions import MlflowException
+
+    reference = uri[len("models:/"):].rstrip("/")
+    name, at, alias = reference.partition("@")
+    if not at:
+        name, _, version = reference.rpartition("/")
+        if not name or not version.isdigit():
+            raise ModelLoadError(f"{uri} is not a registry model URI: use models:/NAME/VERSION or models:/NAME@ALIAS")
+    client = MlflowClient()
+    try:
+        found = client.get_model_version_by_alias(name, alias) if at else client.get_model_version(name, version)
+    except MlflowException as error:
+        raise ModelLoadError(f"{uri} cannot be resolved in the registry at {get_registry_uri()}: "
+                             f"{error.message.splitlines()[0]}") from None
+    return found.name, str(found.version)
+
+
+def _download(artifact_uri: str, target: Path) -> Path:
+    """Downloads into a temporary folder beside `target`, then renames it into place, so
+    a download cut short is never taken for a model."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    if (target / _COMPLETE_MARKER).exists():
+        log.info("using the cached %s in %s", artifact_uri, target)
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
+    try:
+        downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(staging)))
+        if not (downloaded / "MLmodel").is_file():
+            raise ModelLoadError(f"{artifact_uri} is not an MLflow model (it has no MLmodel file)")
+        (downloaded / _COMPLETE_MARKER).touch()
+        shutil.rmtree(target, ignore_errors=True)
+        downloaded.rename(target)
+    except MlflowException as error:
+        raise ModelLoadError(f"{artifact_uri} could not be downloaded: {error.message.splitlines()[0]}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _vet(uri: str, path: Path, allow_pickle: bool) -> None:
+    if allow_pickle:
+        return
+    flavors = (yaml.safe_load((path / "MLmodel").read_text()) or {}).get("flavors", {})
+    loader = flavors.get("python_function", {}).get("loader_module", "")
+    if loader == "mlflow.sklearn" and flavors.get("sklearn", {}).get("serialization_format") in _SAFE_SKLEARN_FORMATS:
+        return
+    if loader in _SAFE_LOADERS:
+        return
+    raise ModelLoadError(
+        f"{uri} is stored in a format that loads by unpickling ({loader or 'unknown loader'}), which runs "
+        "code from the artifact; serve it only if you trust its source, with --allow-pickle "
+        "(MODELPLANE_ALLOW_PICKLE=true)"
+    )
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
