@@ -32,8 +32,9 @@ def test_the_standard_library_operator_module_is_not_shadowed_at_the_repository_
     ("package", "forbidden"),
     [
         ("modelplane.cli", {"mlflow", "sklearn", "fastapi", "kopf", "kubernetes"}),
-        ("modelplane.operator", {"fastapi", "uvicorn", "sklearn", "pandas", "modelplane.serving"}),
-        ("modelplane.serving", {"kopf", "kubernetes", "modelplane.operator"}),
+        ("modelplane.operator.handlers", {"fastapi", "uvicorn", "sklearn", "pandas", "mlflow", "celpy",
+                                          "modelplane.serving"}),
+        ("modelplane.serving.app", {"kopf", "kubernetes", "modelplane.operator"}),
     ],
 )
 def test_each_part_loads_only_what_it_needs(package: str, forbidden: set[str]):

@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="register a small model in a local registry and score with it (no cluster needed)",
+        help="register a small model in a local registry, serve it and print a prediction (no cluster needed)",
     )
     demo.add_argument(
         "--home",

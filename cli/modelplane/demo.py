@@ -1,11 +1,21 @@
-"""`modelplane demo`: a local registry with a model in it, scored with no cluster.
+"""`modelplane demo`: a local registry with a model in it, served with no cluster.
 
 The registry is MLflow's own (a SQLite database and an artifact folder), the model is
-trained on the spot from the iris data that scikit-learn ships, so nothing is downloaded.
+trained on the spot from the iris data that scikit-learn ships, so nothing is downloaded;
+then `modelplane serve` serves it on loopback and answers one prediction request.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 DEMO_MODEL = "iris"
@@ -75,9 +85,51 @@ def main(home: str) -> int:
 
     features, labels = iris_features()
     sample = features.sample(3, random_state=0)
-    predictions = mlflow.pyfunc.load_model(uri).predict(sample)
+    with _server(uri, mlflow.get_tracking_uri(), registry / "model-cache") as url:
+        print(f"serving {uri} at {url}")
+        body = {"dataframe_split": {"columns": list(sample.columns), "data": sample.to_numpy().tolist()}}
+        predictions = _post_json(f"{url}/invocations", body)["predictions"]
     for (index, row), predicted in zip(sample.iterrows(), predictions):
         measurements = ", ".join(f"{name} {value}" for name, value in row.items())
-        print(f"{uri}: {measurements} -> species {predicted} (labelled {labels[index]})")
+        print(f"POST /invocations {measurements} -> species {predicted} (labelled {labels[index]})")
     print(f"to browse the registry: mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}")
     return 0
+
+
+@contextmanager
+def _server(uri: str, tracking_uri: str, cache: Path):
+    """`modelplane serve` on a free loopback port, as a container would run it; stopped on exit."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MODELPLANE_MODEL": uri,
+           "MODELPLANE_MODEL_CACHE": str(cache), "MODELPLANE_HOST": "127.0.0.1", "MODELPLANE_PORT": str(port)}
+    server = subprocess.Popen([sys.executable, "-m", "modelplane.cli", "serve"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not _answers(f"{url}/readyz"):
+            if server.poll() is not None:
+                raise SystemExit(f"the server stopped: {server.stderr.read().strip().splitlines()[-1]}")
+            if time.monotonic() > deadline:
+                raise SystemExit("the server did not become ready within 120 s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _post_json(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)

@@ -1,0 +1,29 @@
+"""`modelplane serve` run as a local process, as the container runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from tests.testbed.process import Component, free_port
+
+MODELPLANE = str(Path(sys.executable).parent / "modelplane")
+
+
+def start_server(name: str, env: dict[str, str], log_dir: Path, args: tuple[str, ...] = ("serve",),
+                 timeout: float = 120) -> tuple[Component, str]:
+    """Starts a server with `env` (MODELPLANE_PORT chosen here) and waits for /readyz."""
+    port = free_port()
+    server = Component(name, [MODELPLANE, *args], log_dir, env={**env, "MODELPLANE_PORT": str(port)}).start()
+    url = f"http://127.0.0.1:{port}"
+    server.wait_until(lambda: urllib.request.urlopen(f"{url}/readyz", timeout=2).status == 200, timeout=timeout)
+    return server, url
+
+
+def run_to_exit(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([MODELPLANE, *args], env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=timeout)
