@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -136,3 +137,24 @@ def test_an_unreachable_registry_is_reported_and_running_workloads_stay(
     assert resolved["reason"] == "RegistryUnreachable" and closed in resolved["message"]
     assert children(cluster, namespace) == ["Deployment/iris", "Service/iris"]
     assert cluster.get("deployment", "iris", namespace)["status"]["availableReplicas"] == 1
+
+
+def test_a_workload_deleted_from_outside_comes_back_at_the_pinned_version(
+    operator: Operator, registry: Registry, cluster: ControlPlane, namespace: str,
+):
+    apply(cluster, namespace, manifest("iris"))
+    eventually(lambda: ready(cluster, namespace, "iris"), what="Ready")
+    first = cluster.get("deployment", "iris", namespace)["metadata"]["uid"]
+
+    first_service = cluster.get("service", "iris", namespace)["metadata"]["uid"]
+
+    cluster.kubectl("delete", "deployment,service", "iris", "-n", namespace)
+
+    def recreated(kind: str, uid: str):
+        found = cluster.kubectl("get", kind, "iris", "-n", namespace, "-o", "json", check=False)
+        return found.returncode == 0 and json.loads(found.stdout)["metadata"]["uid"] != uid and json.loads(found.stdout)
+    deployment = eventually(lambda: recreated("deployment", first), what="the Deployment re-created")
+    eventually(lambda: recreated("service", first_service), what="the Service re-created")
+    env = {var["name"]: var["value"] for var in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MODELPLANE_MODEL"] == f"models:/iris/{registry.models.champion_version}"
+    eventually(lambda: ready(cluster, namespace, "iris"), what="Ready again")

@@ -75,13 +75,25 @@ def resume_model_deployment(body: kopf.Body, retry: int, **_) -> None:
 @kopf.on.event("batch", "v1", "jobs", labels=CHILDREN)
 @kopf.on.event("batch", "v1", "cronjobs", labels=CHILDREN)
 def child_changed(body: kopf.Body, type: str | None, namespace: str, labels: kopf.Labels, **_) -> None:
-    """A workload changed: its ModelDeployment's status may have. Skipped: Jobs a CronJob
-    made (the CronJob reports their outcome itself) and workloads on their way out (a
-    pruned one must not speak for its successor)."""
-    if type == "DELETED" or body.metadata.get("deletionTimestamp"):
-        return
+    """A workload changed, or went: its ModelDeployment's status may have changed, or the
+    workload may need re-creating. Skipped: Jobs a CronJob made (the CronJob reports their
+    outcome itself) and workloads on their way out (a pruned one must not speak for its
+    successor)."""
     if not any(ref.get("kind") == KIND for ref in body.metadata.get("ownerReferences", [])):
         return
     name = labels[DEPLOYMENT_LABEL]
     workload = {**copy.deepcopy(dict(body)), "kind": body["kind"]}
-    reconcile.workload_changed(namespace, name, workload, _poster(namespace, name, None))
+    if type == "DELETED":
+        reconcile.child_deleted(namespace, name, workload, _settings(), _poster(namespace, name, None))
+    elif not body.metadata.get("deletionTimestamp"):
+        reconcile.workload_changed(namespace, name, workload, _poster(namespace, name, None))
+
+
+@kopf.on.event("", "v1", "services", labels=CHILDREN)
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=CHILDREN)
+def companion_changed(body: kopf.Body, type: str | None, namespace: str, labels: kopf.Labels, **_) -> None:
+    """A Service or autoscaler says nothing of readiness; only its deletion matters."""
+    if type == "DELETED" and any(ref.get("kind") == KIND for ref in body.metadata.get("ownerReferences", [])):
+        name = labels[DEPLOYMENT_LABEL]
+        child = {**copy.deepcopy(dict(body)), "kind": body["kind"]}
+        reconcile.child_deleted(namespace, name, child, _settings(), _poster(namespace, name, None))

@@ -7,11 +7,11 @@ from functools import cache
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError
+from kubernetes.dynamic.exceptions import ForbiddenError, NotFoundError
 
 from modelplane.operator.spec import API_VERSION, KIND
 
-__all__ = ["NotFoundError", "dynamic_client", "resource"]
+__all__ = ["ForbiddenError", "NotFoundError", "dynamic_client", "resource"]
 
 
 @cache

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from modelplane.operator.apply import WORKLOAD_KINDS, apply_children, prune_children, read_child
+from modelplane.operator.kube import ForbiddenError, NotFoundError, resource
 from modelplane.operator.manifest import parse_manifest
 from modelplane.operator.registry import RegistryError, resolve
 from modelplane.operator.render import ResolvedModel, render
@@ -78,6 +79,31 @@ def workload_changed(namespace: str, name: str, workload: dict, post_event: Post
             _observe_workload(status, mode, workload, generation)
 
     _announce_ready_change(update_status(namespace, name, observe), post_event)
+
+
+def child_deleted(namespace: str, name: str, child: dict, settings: OperatorSettings, post_event: PostEvent) -> None:
+    """Re-creates what was deleted from outside, from the version status has pinned (a
+    deleted workload must not silently change version). Children pruned by a mode switch
+    or an edit, or collected with their ModelDeployment or namespace, stay deleted."""
+    try:
+        body = resource().get(name=name, namespace=namespace).to_dict()
+    except NotFoundError:
+        return
+    status = body.get("status") or {}
+    mode = body["spec"]["mode"]
+    if (body["metadata"].get("deletionTimestamp") or "modelVersion" not in status
+            or child["metadata"].get("labels", {}).get(MODE_LABEL) != mode):
+        return
+    deployment = parse_manifest(body, check_rules=False)
+    model = ResolvedModel(deployment.spec.model.name, status["modelVersion"],
+                          status.get("modelRunId"), status.get("modelSource"))
+    try:
+        written = apply_children(render(deployment, model, settings.render))
+    except ForbiddenError:
+        return  # the namespace is being deleted
+    if written:
+        post_event("Restored", f"re-created {child['kind']}/{child['metadata']['name']}, deleted from outside, "
+                               f"at version {model.version}", True)
 
 
 def _observe_workload(status: dict, mode: str, workload: dict | None, generation: int | None) -> None:
