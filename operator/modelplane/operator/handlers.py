@@ -71,6 +71,13 @@ def resume_model_deployment(body: kopf.Body, retry: int, **_) -> None:
     _reconcile(body, retry, prune=True)
 
 
+def _owned_child(body: kopf.Body) -> dict | None:
+    """A plain copy of a child a ModelDeployment owns; None for anything else."""
+    if any(ref.get("kind") == KIND for ref in body.metadata.get("ownerReferences", [])):
+        return copy.deepcopy(dict(body))
+    return None
+
+
 @kopf.on.event("apps", "v1", "deployments", labels=CHILDREN)
 @kopf.on.event("batch", "v1", "jobs", labels=CHILDREN)
 @kopf.on.event("batch", "v1", "cronjobs", labels=CHILDREN)
@@ -79,10 +86,9 @@ def child_changed(body: kopf.Body, type: str | None, namespace: str, labels: kop
     workload may need re-creating. Skipped: Jobs a CronJob made (the CronJob reports their
     outcome itself) and workloads on their way out (a pruned one must not speak for its
     successor)."""
-    if not any(ref.get("kind") == KIND for ref in body.metadata.get("ownerReferences", [])):
+    if (workload := _owned_child(body)) is None:
         return
     name = labels[DEPLOYMENT_LABEL]
-    workload = {**copy.deepcopy(dict(body)), "kind": body["kind"]}
     if type == "DELETED":
         reconcile.child_deleted(namespace, name, workload, _settings(), _poster(namespace, name, None))
     elif not body.metadata.get("deletionTimestamp"):
@@ -93,7 +99,6 @@ def child_changed(body: kopf.Body, type: str | None, namespace: str, labels: kop
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=CHILDREN)
 def companion_changed(body: kopf.Body, type: str | None, namespace: str, labels: kopf.Labels, **_) -> None:
     """A Service or autoscaler says nothing of readiness; only its deletion matters."""
-    if type == "DELETED" and any(ref.get("kind") == KIND for ref in body.metadata.get("ownerReferences", [])):
+    if type == "DELETED" and (child := _owned_child(body)) is not None:
         name = labels[DEPLOYMENT_LABEL]
-        child = {**copy.deepcopy(dict(body)), "kind": body["kind"]}
         reconcile.child_deleted(namespace, name, child, _settings(), _poster(namespace, name, None))
