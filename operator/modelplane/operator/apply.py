@@ -32,17 +32,13 @@ def apply_children(children: list[dict]) -> int:
         desired_hash = content_hash(child)
         metadata = child["metadata"]
         metadata.setdefault("annotations", {})[SPEC_HASH_ANNOTATION] = desired_hash
-        kind = resource(child["apiVersion"], child["kind"])
-        try:
-            live = kind.get(name=metadata["name"], namespace=metadata["namespace"])
-            if (live.metadata.annotations or {}).get(SPEC_HASH_ANNOTATION) == desired_hash:
-                continue
-        except NotFoundError:
-            pass
+        live = read_child(child)
+        if live and (live["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION) == desired_hash:
+            continue
         # Server-side apply: fields this manager stops setting are removed, and fields
         # others own (the autoscaler's replica count) are left to them.
-        kind.server_side_apply(body=child, namespace=metadata["namespace"],
-                               field_manager=FIELD_MANAGER, force_conflicts=True)
+        resource(child["apiVersion"], child["kind"]).server_side_apply(
+            body=child, namespace=metadata["namespace"], field_manager=FIELD_MANAGER, force_conflicts=True)
         written += 1
     return written
 
