@@ -107,7 +107,7 @@ def child_deleted(namespace: str, name: str, child: dict, settings: OperatorSett
 
 
 def _observe_workload(status: dict, mode: str, workload: dict | None, generation: int | None) -> None:
-    observed, times = workload_conditions(mode, [workload] if workload else [])
+    observed, times = workload_conditions(mode, workload)
     for entry in observed:
         set_condition(status, entry, generation)
     for key in ("lastScheduleTime", "lastSuccessfulTime"):

@@ -54,10 +54,6 @@ def condition(status: dict, type_: str) -> dict | None:
     return next((c for c in status.get("conditions", []) if c["type"] == type_), None)
 
 
-def _by_kind(children: list[dict], kind: str) -> list[dict]:
-    return [child for child in children if child["kind"] == kind]
-
-
 def _deployment_conditions(deployment: dict | None) -> list[Observed]:
     if deployment is None:
         return [Observed(READY, "False", "WorkloadMissing", "the Deployment does not exist yet"),
@@ -102,22 +98,18 @@ def _cronjob_conditions(cronjob: dict) -> list[Observed]:
             Observed(PROGRESSING, "False", "Scheduled", "")]
 
 
-def workload_conditions(mode: str, children: list[dict]) -> tuple[list[Observed], dict]:
-    """Ready and Progressing as the live children tell them, and the status fields they
-    fill (batch run times), for the children of one mode."""
+def workload_conditions(mode: str, workload: dict | None) -> tuple[list[Observed], dict]:
+    """Ready and Progressing as the live workload of `mode` tells them (None: it does not
+    exist yet), and the status fields it fills (batch run times)."""
     if mode in ("online", "streaming"):
-        deployments = _by_kind(children, "Deployment")
-        return _deployment_conditions(deployments[0] if deployments else None), {}
-    cronjobs = _by_kind(children, "CronJob")
-    if cronjobs:
-        cron_status = cronjobs[0].get("status") or {}
+        return _deployment_conditions(workload), {}
+    if workload and workload["kind"] == "CronJob":
+        cron_status = workload.get("status") or {}
         times = {key: cron_status.get(key) for key in ("lastScheduleTime", "lastSuccessfulTime") if cron_status.get(key)}
-        return _cronjob_conditions(cronjobs[0]), times
-    jobs = _by_kind(children, "Job")
-    job = jobs[0] if jobs else None
-    job_status = (job or {}).get("status") or {}
+        return _cronjob_conditions(workload), times
+    job_status = (workload or {}).get("status") or {}
     times = {"lastScheduleTime": job_status.get("startTime"), "lastSuccessfulTime": job_status.get("completionTime")}
-    return _job_conditions(job), {key: value for key, value in times.items() if value}
+    return _job_conditions(workload), {key: value for key, value in times.items() if value}
 
 
 def update_status(namespace: str, name: str, mutate: Callable[[dict, dict], None],
