@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from modelplane.operator.render import RenderSettings, ResolvedModel, render
 from modelplane.operator.render.common import TEMPLATE_HASH_ANNOTATION
 from tests.conftest import REPO
 from tests.testbed.cluster import ControlPlane
+from tests.waiting import eventually
 
 SETTINGS = RenderSettings(serving_image="example.invalid/modelplane/serving:test", registry_uri="http://mlflow:5000")
 MODEL = ResolvedModel(name="iris", version="7", run_id="abc", source="mlflow-artifacts:/1/abc/artifacts/model")
@@ -140,14 +140,9 @@ def test_each_example_renders_children_the_api_server_accepts_and_collects(
             crd.kubectl("rollout", "status", f"deployment/{child['metadata']['name']}", "-n", restricted_namespace, "--timeout=60s")
     crd.kubectl("delete", "modeldeployment", manifest.name, "-n", restricted_namespace)
     for child in children:
-        _eventually_gone(crd, child, restricted_namespace)
-
-
-def _eventually_gone(cluster: ControlPlane, child: dict, namespace: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while cluster.kubectl("get", child["kind"], child["metadata"]["name"], "-n", namespace, check=False).returncode == 0:
-        assert time.monotonic() < deadline, f"{child['kind']}/{child['metadata']['name']} was not garbage-collected"
-        time.sleep(0.25)
+        kind, name = child["kind"], child["metadata"]["name"]
+        eventually(lambda: crd.kubectl("get", kind, name, "-n", restricted_namespace, check=False).returncode != 0,
+                   what=f"{kind}/{name} being garbage-collected")
 
 
 def test_the_render_command_prints_the_children_of_a_manifest_with_a_fixed_version(tmp_path: Path):
