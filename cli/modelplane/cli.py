@@ -31,8 +31,26 @@ def _run_operator(args: argparse.Namespace) -> int:
 
 def _run_serve(args: argparse.Namespace) -> int:
     overrides = {key: getattr(args, key) for key in (
-        "model", "host", "port", "model_cache", "max_batch_size", "max_batch_wait_ms", "max_body_bytes", "allow_pickle")}
+        "model", "host", "port", "workers", "model_cache", "max_batch_size", "max_batch_wait_ms", "max_body_bytes",
+        "allow_pickle", "strict_deps")}
     return import_module("modelplane.serving.serve").main(overrides)
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    overrides = {key: getattr(args, key) for key in (
+        "model", "input", "output", "format", "id_column", "shard_index", "shard_count", "only_new", "chunk_rows",
+        "model_cache", "allow_pickle", "strict_deps")}
+    return import_module("modelplane.serving.batch.run").main(overrides)
+
+
+def _model_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--model", help="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/..., or a local path "
+                                         "(registry: MLFLOW_TRACKING_URI)")
+    command.add_argument("--model-cache", type=Path, help="download folder, reused across restarts")
+    command.add_argument("--allow-pickle", action="store_true", default=None,
+                         help="load model formats that unpickle (runs code from the artifact)")
+    command.add_argument("--strict-deps", action="store_true", default=None,
+                         help="refuse to start when a package the model requires is not installed")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,17 +91,32 @@ def _parser() -> argparse.ArgumentParser:
         description="Every flag has a MODELPLANE_* environment twin (e.g. --model-cache: MODELPLANE_MODEL_CACHE); "
                     "a flag given wins.",
     )
-    serve.add_argument("--model", help="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/..., or a local path "
-                                       "(registry: MLFLOW_TRACKING_URI)")
+    _model_flags(serve)
     serve.add_argument("--host", help="address to listen on; default 0.0.0.0")
     serve.add_argument("--port", type=int, help="port; default 8080")
-    serve.add_argument("--model-cache", type=Path, help="download folder, reused across restarts")
+    serve.add_argument("--workers", help="server processes: a number, or auto for one per CPU of the container's "
+                                         "quota; default 1")
     serve.add_argument("--max-batch-size", type=int, help="most requests per predict call; default 32")
     serve.add_argument("--max-batch-wait-ms", type=float, help="longest wait for a batch to fill; default 2")
     serve.add_argument("--max-body-bytes", type=int, help="largest request body; default 16 MiB")
-    serve.add_argument("--allow-pickle", action="store_true", default=None,
-                       help="load model formats that unpickle (runs code from the artifact)")
     serve.set_defaults(run=_run_serve)
+
+    batch = commands.add_parser(
+        "batch", help="score files with a registered model, writing the predictions beside an id column",
+        description="Every flag has a MODELPLANE_* environment twin; --shard-index defaults from "
+                    "JOB_COMPLETION_INDEX (an Indexed Job's pod index).",
+    )
+    _model_flags(batch)
+    batch.add_argument("--input", help="file, folder or glob to score; a local path or any fsspec URL")
+    batch.add_argument("--output", help="folder for the predictions (written atomically, then a _SUCCESS marker)")
+    batch.add_argument("--format", choices=["parquet", "csv", "jsonl"], help="output format; default parquet")
+    batch.add_argument("--id-column", help="input column written beside each prediction; default: the row number")
+    batch.add_argument("--shard-index", type=int, help="this process's shard, from 0")
+    batch.add_argument("--shard-count", type=int, help="processes splitting the input; default 1")
+    batch.add_argument("--only-new", action="store_true", default=None,
+                       help="score only input files no earlier run has scored")
+    batch.add_argument("--chunk-rows", type=int, help="rows scored at a time (bounds memory); default 65536")
+    batch.set_defaults(run=_run_batch)
 
     operator = commands.add_parser("operator", help="run the operator (in the cluster, or against KUBECONFIG)")
     scope = operator.add_mutually_exclusive_group(required=True)

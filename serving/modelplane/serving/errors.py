@@ -35,3 +35,7 @@ class ModelFailed(ServingError):
 
 class ModelLoadError(Exception):
     """The model cannot be served; start-up stops with this one-line message."""
+
+
+class BatchError(Exception):
+    """A batch run cannot go on; it stops with this one-line message and no partial output."""

@@ -27,30 +27,88 @@ _COMPLETE_MARKER = ".modelplane-complete"
 
 
 @dataclass(frozen=True)
+class Dependency:
+    requirement: str
+    installed: str | None  # the installed version, None when missing
+
+    @property
+    def satisfied(self) -> bool:
+        from packaging.requirements import Requirement
+
+        return self.installed is not None and Requirement(self.requirement).specifier.contains(
+            self.installed, prereleases=True)
+
+
+@dataclass(frozen=True)
 class LoadedModel:
     uri: str
     name: str
     version: str | None
     path: Path
     pyfunc: object  # mlflow.pyfunc.PyFuncModel
+    dependencies: tuple[Dependency, ...] = ()
 
     @property
     def input_schema(self):
         return self.pyfunc.metadata.get_input_schema()
 
 
-def load(uri: str, cache: Path, allow_pickle: bool) -> LoadedModel:
+def load(uri: str, cache: Path, allow_pickle: bool, strict_deps: bool = False) -> LoadedModel:
     """The model at `uri`, ready to predict; ModelLoadError says why not, in one line."""
     import mlflow.pyfunc
 
     name, version, path = _fetch(uri, cache)
     _vet(uri, path, allow_pickle)
+    dependencies = check_dependencies(path)
+    missing = [dependency.requirement for dependency in dependencies if dependency.installed is None]
+    if strict_deps and missing:
+        raise ModelLoadError(f"{uri} requires packages that are not installed: {', '.join(missing)} "
+                             "(install them in the image, or start without --strict-deps)")
     try:
         pyfunc = mlflow.pyfunc.load_model(str(path))
     except Exception as error:  # noqa: BLE001 - any failure to load ends start-up, with its message
         raise ModelLoadError(f"{uri} could not be loaded: {error}") from None
     log.info("loaded %s (version %s) from %s", name, version, path)
-    return LoadedModel(uri=uri, name=name, version=version, path=path, pyfunc=pyfunc)
+    return LoadedModel(uri=uri, name=name, version=version, path=path, pyfunc=pyfunc, dependencies=dependencies)
+
+
+# Packages installed under another distribution name than the one models record.
+_PROVIDED_BY = {"mlflow": ("mlflow", "mlflow-skinny")}
+
+
+def check_dependencies(path: Path) -> tuple[Dependency, ...]:
+    """The model's recorded requirements against what is installed; each mismatch logged."""
+    from importlib.metadata import PackageNotFoundError, version as installed_version
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    requirements = path / "requirements.txt"
+    if not requirements.is_file():
+        return ()
+    found = []
+    for line in requirements.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            log.warning("the model's requirement %r cannot be read; not checked", line)
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        installed = None
+        for distribution in _PROVIDED_BY.get(requirement.name.lower(), (requirement.name,)):
+            try:
+                installed = installed_version(distribution)
+                break
+            except PackageNotFoundError:
+                continue
+        dependency = Dependency(line, installed)
+        if not dependency.satisfied:
+            log.warning("the model requires %s; %s", line, f"{installed} is installed" if installed else "not installed")
+        found.append(dependency)
+    return tuple(found)
 
 
 def _fetch(uri: str, cache: Path) -> tuple[str, str | None, Path]:

@@ -1,19 +1,18 @@
-"""`modelplane serve`: load the model, then answer over HTTP until SIGTERM."""
+"""`modelplane serve`: load the model, then answer over HTTP until SIGTERM.
+
+With more than one worker, each process loads the model from the cache the first
+download filled, pinned to the version resolved at start, so all serve the same one.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
-from pydantic import ValidationError
-
 from modelplane.serving.errors import ModelLoadError
-from modelplane.serving.settings import ServeSettings
-
-
-def settings_from(overrides: dict) -> ServeSettings:
-    """Flags given on the command line over MODELPLANE_* variables over defaults."""
-    return ServeSettings(**{key: value for key, value in overrides.items() if value is not None})
+from modelplane.serving.settings import ServeSettings, from_flags
+from modelplane.serving.workers import worker_count
 
 
 def main(overrides: dict) -> int:
@@ -23,18 +22,37 @@ def main(overrides: dict) -> int:
     from modelplane.serving.model import load
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = settings_from(overrides)
-    except ValidationError as error:
-        for problem in error.errors():
-            field = str(problem["loc"][0])
-            print(f"error: --{field.replace('_', '-')} (MODELPLANE_{field.upper()}): {problem['msg']}", file=sys.stderr)
+    settings = from_flags(ServeSettings, overrides)
+    if settings is None:
         return 2
     try:
-        model = load(settings.model, settings.model_cache, settings.allow_pickle)
+        model = load(settings.model, settings.model_cache, settings.allow_pickle, settings.strict_deps)
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    uvicorn.run(create_app(model, settings), host=settings.host, port=settings.port,
-                access_log=False, log_level="info", timeout_graceful_shutdown=30)
+    workers = worker_count(settings.workers)
+    serving = dict(host=settings.host, port=settings.port, access_log=False, log_level="info",
+                   timeout_graceful_shutdown=30)
+    if workers == 1:
+        uvicorn.run(create_app(model, settings), **serving)
+        return 0
+    logging.getLogger(__name__).info("starting %d workers", workers)
+    pinned = f"models:/{model.name}/{model.version}" if model.version else settings.model
+    os.environ.update(_environment(settings, model=pinned))
+    uvicorn.run("modelplane.serving.serve:worker_app", factory=True, workers=workers, **serving)
     return 0
+
+
+def worker_app():
+    """The app of one worker process, configured by the environment its parent set."""
+    from modelplane.serving.app import create_app
+    from modelplane.serving.model import load
+
+    settings = ServeSettings()
+    return create_app(load(settings.model, settings.model_cache, settings.allow_pickle), settings)
+
+
+def _environment(settings: ServeSettings, **changes) -> dict[str, str]:
+    values = {**settings.model_dump(mode="json"), **changes}
+    return {f"MODELPLANE_{key.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
+            for key, value in values.items()}

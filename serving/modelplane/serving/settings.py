@@ -6,26 +6,41 @@ reachable that way; a flag given on the command line wins over its variable.
 
 from __future__ import annotations
 
+import sys
+from enum import Enum
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class ServeSettings(BaseSettings):
+class ModelSettings(BaseSettings):
+    """What every command that loads a model needs."""
+
     model_config = SettingsConfigDict(env_prefix="MODELPLANE_", use_attribute_docstrings=True, frozen=True)
 
     model: str = Field(min_length=1)
     """MLflow model URI: models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN/PATH or a local path."""
 
+    model_cache: Path = Path.home() / ".cache" / "modelplane" / "models"
+    """Folder the model is downloaded to, once per resolved version (the pod's emptyDir)."""
+
+    allow_pickle: bool = False
+    """Load model formats that unpickle (running code from the artifact); off by default."""
+
+    strict_deps: bool = False
+    """Refuse to start when a package the model requires is not installed."""
+
+
+class ServeSettings(ModelSettings):
     host: str = "0.0.0.0"
     """Address to listen on."""
 
     port: int = Field(default=8080, ge=1, le=65535)
     """Port of the HTTP API."""
 
-    model_cache: Path = Path.home() / ".cache" / "modelplane" / "models"
-    """Folder the model is downloaded to, once per resolved version (the pod's emptyDir)."""
+    workers: str = Field(default="1", pattern=r"^(auto|[1-9][0-9]{0,2})$")
+    """Server processes: a number, or auto for one per CPU of the container's quota."""
 
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     """Most requests scored together in one predict call."""
@@ -36,5 +51,47 @@ class ServeSettings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
     """Largest request body accepted; a larger one gets 413."""
 
-    allow_pickle: bool = False
-    """Load model formats that unpickle (running code from the artifact); off by default."""
+
+class DataFormat(str, Enum):
+    parquet = "parquet"
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+class BatchSettings(ModelSettings):
+    input: str = Field(min_length=1)
+    """File, folder or glob to score: a local path or any fsspec URL."""
+
+    output: str = Field(min_length=1)
+    """Folder the predictions are written to."""
+
+    format: DataFormat = DataFormat.parquet
+    """Format of the output files."""
+
+    id_column: str | None = None
+    """Input column written beside each prediction; the row number in its file when unset."""
+
+    shard_index: int = Field(default=0, ge=0, validation_alias=AliasChoices(
+        "shard_index", "MODELPLANE_SHARD_INDEX", "JOB_COMPLETION_INDEX"))
+    """This process's shard (an Indexed Job sets JOB_COMPLETION_INDEX)."""
+
+    shard_count: int = Field(default=1, ge=1)
+    """How many processes split the input between them."""
+
+    only_new: bool = False
+    """Score only input files no earlier run has scored (a ledger beside the output)."""
+
+    chunk_rows: int = Field(default=65_536, ge=1)
+    """Rows read, scored and written at a time: memory is bounded by this, not the input."""
+
+
+def from_flags(settings: type[BaseSettings], overrides: dict):
+    """Flags given on the command line over MODELPLANE_* variables over defaults, or None
+    after printing which flag (and variable) is wrong."""
+    try:
+        return settings(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as error:
+        for problem in error.errors():
+            field = str(problem["loc"][0])
+            print(f"error: --{field.replace('_', '-')} (MODELPLANE_{field.upper()}): {problem['msg']}", file=sys.stderr)
+        return None

@@ -1,0 +1,121 @@
+"""Writing a batch run's results so that a killed run never leaves half a result.
+
+Each output file is written under `_temporary/` and moved into place only once complete;
+a ledger entry under `_ledger/` then records the input as scored (so `--only-new` runs,
+and re-runs after a crash, skip it), and a `_SUCCESS` marker appears once every shard of
+the run has finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from contextlib import contextmanager
+
+import pandas as pd
+
+from modelplane.serving.batch.inputs import Share
+from modelplane.serving.errors import BatchError
+
+SUFFIXES = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}
+
+
+class Output:
+    def __init__(self, fs, root: str, file_format: str, shard_index: int, shard_count: int):
+        self.fs, self.root, self.format = fs, root.rstrip("/"), file_format
+        self.shard_index, self.shard_count = shard_index, shard_count
+        self._staging = f"{self.root}/_temporary/{shard_index}"
+
+    def begin(self) -> None:
+        """Clears what an earlier, killed run of this shard left half-written."""
+        self.fs.makedirs(f"{self.root}/_ledger", exist_ok=True)
+        if self.fs.exists(self._staging):
+            self.fs.rm(self._staging, recursive=True)
+        self.fs.makedirs(self._staging, exist_ok=True)
+        for marker in (self._shard_marker, f"{self.root}/_SUCCESS"):
+            if self.fs.exists(marker):
+                self.fs.rm(marker)
+
+    def scored(self, share: Share) -> bool:
+        return self.fs.exists(self._ledger_entry(share))
+
+    @contextmanager
+    def writer(self, share: Share):
+        """A writer of `share`'s results, moved into place (and entered in the ledger)
+        only when the block ends without an error."""
+        name = share.file.name if share.whole else f"{share.file.name}.part-{share.first}-of-{share.stride}"
+        final = f"{self.root}/{name}{SUFFIXES[self.format]}"
+        staged = f"{self._staging}/{name}{SUFFIXES[self.format]}"
+        writer = _Writer(self.fs.open(staged, "wb"), self.format)
+        try:
+            yield writer
+            writer.close()
+        except BaseException:
+            writer.close()
+            self.fs.rm(staged)
+            raise
+        if writer.rows:
+            self.fs.mv(staged, final)
+        else:  # this shard's every-n-th chunks fell past the end of a short file
+            self.fs.rm(staged)
+            final = None
+        self._write_json(self._ledger_entry(share), {"input": share.file.path, "output": final, "rows": writer.rows,
+                                                     "finished": time.time()})
+
+    def finish(self, rows: int) -> None:
+        """Marks this shard done, and the run done when every shard is."""
+        self._write_json(self._shard_marker, {"rows": rows, "finished": time.time()})
+        if self.shard_count == 1 or all(self.fs.exists(self._marker_of(index)) for index in range(self.shard_count)):
+            self._write_json(f"{self.root}/_SUCCESS", {"shards": self.shard_count, "finished": time.time()})
+
+    @property
+    def _shard_marker(self) -> str:
+        return self._marker_of(self.shard_index)
+
+    def _marker_of(self, index: int) -> str:
+        return f"{self.root}/_ledger/_SUCCESS.shard-{index}-of-{self.shard_count}"
+
+    def _ledger_entry(self, share: Share) -> str:
+        key = hashlib.sha256(f"{share.file.path}\0{share.file.size}".encode()).hexdigest()[:24]
+        return f"{self.root}/_ledger/{key}.{share.first}-of-{share.stride}.json"
+
+    def _write_json(self, path: str, content: dict) -> None:
+        with self.fs.open(path, "w") as handle:
+            json.dump(content, handle)
+
+
+class _Writer:
+    def __init__(self, handle, file_format: str):
+        self._handle, self._format = handle, file_format
+        self._parquet = None
+        self.rows = 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self._format == "parquet":
+            self._write_parquet(frame)
+        elif self._format == "csv":
+            self._handle.write(frame.to_csv(index=False, header=self.rows == 0).encode())
+        else:
+            self._handle.write(frame.to_json(orient="records", lines=True).rstrip("\n").encode() + b"\n")
+        self.rows += len(frame)
+
+    def _write_parquet(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self._parquet is None:
+            self._parquet = pq.ParquetWriter(self._handle, table.schema)
+        elif table.schema != self._parquet.schema:
+            try:
+                table = table.cast(self._parquet.schema)
+            except (pa.ArrowInvalid, ValueError) as error:
+                raise BatchError(f"a chunk's columns do not match the first chunk's: {error}") from None
+        self._parquet.write_table(table)
+
+    def close(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+        self._handle.close()

@@ -1,0 +1,112 @@
+"""`modelplane batch`: score files with a registry model, chunk by chunk.
+
+Memory is bounded by the chunk size, not the input. Each output row carries the input's
+id column (or the row's number in its file) beside the model's predictions.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+from modelplane.serving.batch.inputs import Share, find_inputs, read_chunks, shares
+from modelplane.serving.batch.outputs import Output
+from modelplane.serving.errors import BatchError, ModelLoadError
+from modelplane.serving.settings import BatchSettings, from_flags
+
+log = logging.getLogger("modelplane.batch")
+ROW_COLUMN = "row"
+PROGRESS_EVERY_SECONDS = 5.0
+
+
+def main(overrides: dict) -> int:
+    from modelplane.serving.model import load
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = from_flags(BatchSettings, overrides)
+    if settings is None:
+        return 2
+    try:
+        model = load(settings.model, settings.model_cache, settings.allow_pickle, settings.strict_deps)
+        rows = score_files(model.pyfunc, settings)
+    except (ModelLoadError, BatchError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    log.info("done: %d rows scored by shard %d of %d", rows, settings.shard_index, settings.shard_count)
+    return 0
+
+
+def score_files(pyfunc, settings: BatchSettings) -> int:
+    import fsspec
+
+    input_fs, input_root = fsspec.core.url_to_fs(settings.input)
+    output_fs, output_root = fsspec.core.url_to_fs(settings.output)
+    files = find_inputs(input_fs, settings.input, input_root)
+    output = Output(output_fs, output_root, settings.format.value, settings.shard_index, settings.shard_count)
+    output.begin()
+    progress = _Progress()
+    for share in shares(files, settings.shard_index, settings.shard_count):
+        if settings.only_new and output.scored(share):
+            log.info("skipping %s: scored by an earlier run", share.file.path)
+            continue
+        with output.writer(share) as writer:
+            for first_row, chunk in read_chunks(input_fs, share, settings.chunk_rows):
+                writer.write(_score_chunk(pyfunc, chunk, first_row, share, settings.id_column))
+                progress.add(len(chunk))
+    output.finish(progress.rows)
+    progress.report(final=True)
+    return progress.rows
+
+
+def _score_chunk(pyfunc, chunk: pd.DataFrame, first_row: int, share: Share, id_column: str | None) -> pd.DataFrame:
+    if id_column is not None and id_column not in chunk.columns:
+        raise BatchError(f"--id-column {id_column!r} is not a column of {share.file.path}; "
+                         f"its columns are {', '.join(map(str, chunk.columns))}")
+    if id_column is None:
+        ids = pd.Series(np.arange(first_row, first_row + len(chunk)), name=ROW_COLUMN)
+        features = chunk
+    else:
+        ids = chunk[id_column]
+        inputs = pyfunc.metadata.get_input_schema()
+        wanted = inputs.input_names() if inputs is not None and inputs.has_input_names() else []
+        features = chunk if id_column in wanted else chunk.drop(columns=[id_column])
+    try:
+        predictions = pyfunc.predict(features)
+    except Exception as error:  # noqa: BLE001 - the model's own failure, located in the input
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BatchError(f"rows {first_row}-{first_row + len(chunk) - 1} of {share.file.path} could not be "
+                         f"scored: {message}") from None
+    return pd.concat([ids.reset_index(drop=True), prediction_frame(predictions)], axis=1)
+
+
+def prediction_frame(predictions) -> pd.DataFrame:
+    """The model's output as columns: its own for a DataFrame, else `prediction` (or
+    `prediction_0`, `prediction_1`, ... for one vector per row)."""
+    if isinstance(predictions, pd.DataFrame):
+        return predictions.reset_index(drop=True)
+    if isinstance(predictions, pd.Series):
+        return predictions.rename("prediction").reset_index(drop=True).to_frame()
+    array = np.asarray(predictions)
+    if array.ndim == 2:
+        return pd.DataFrame(array, columns=[f"prediction_{i}" for i in range(array.shape[1])])
+    return pd.DataFrame({"prediction": list(array) if array.ndim > 2 else array})
+
+
+class _Progress:
+    def __init__(self):
+        self.rows = 0
+        self._started = self._reported = time.monotonic()
+
+    def add(self, rows: int) -> None:
+        self.rows += rows
+        if time.monotonic() - self._reported >= PROGRESS_EVERY_SECONDS:
+            self.report()
+
+    def report(self, final: bool = False) -> None:
+        self._reported = time.monotonic()
+        elapsed = max(self._reported - self._started, 1e-9)
+        log.info("%s %d rows (%.0f rows/s)", "scored" if final else "scoring:", self.rows, self.rows / elapsed)

@@ -1,0 +1,153 @@
+"""`modelplane batch` against the test bed's registry, on real files."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import Registry
+from tests.serving.server import MODELPLANE, run_to_exit
+
+pytestmark = pytest.mark.registry
+
+
+@pytest.fixture(scope="module")
+def iris(registry: Registry) -> pd.DataFrame:
+    """The iris features with an id column and what the champion predicts for each row."""
+    import mlflow.pyfunc
+
+    from modelplane.demo import iris_features
+
+    features, _ = iris_features()
+    model = mlflow.pyfunc.load_model(f"models:/{registry.models.iris}@champion")
+    return features.assign(id=[f"flower-{n}" for n in range(len(features))], expected=model.predict(features))
+
+
+@pytest.fixture
+def env(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return {"MLFLOW_TRACKING_URI": registry.tracking_uri, "MODELPLANE_MODEL": f"models:/{registry.models.iris}@champion",
+            "MODELPLANE_MODEL_CACHE": str(tmp_path_factory.getbasetemp() / "batch-model-cache")}
+
+
+def _write(frame: pd.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    features = frame.drop(columns=["expected"])
+    {".csv": lambda: features.to_csv(path, index=False), ".parquet": lambda: features.to_parquet(path),
+     ".jsonl": lambda: features.to_json(path, orient="records", lines=True)}[path.suffix]()
+    return path
+
+
+def _read_outputs(folder: Path) -> pd.DataFrame:
+    readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True)}
+    parts = [readers[path.suffix](path) for path in sorted(folder.iterdir()) if not path.name.startswith("_")]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _batch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    result = run_to_exit(env, "batch", *args)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.mark.parametrize("output_format", ["parquet", "csv", "jsonl"])
+def test_every_input_format_is_scored_beside_its_id(env, iris, tmp_path: Path, output_format: str):
+    inputs = tmp_path / "in"
+    _write(iris.iloc[:50], inputs / "a.csv")
+    _write(iris.iloc[50:100], inputs / "b.parquet")
+    _write(iris.iloc[100:], inputs / "nested" / "c.jsonl")
+
+    result = _batch(env, "--input", str(inputs), "--output", str(tmp_path / "out"), "--format", output_format,
+                    "--id-column", "id", "--chunk-rows", "16")
+
+    scored = _read_outputs(tmp_path / "out")
+    assert sorted(scored.columns) == ["id", "prediction"]
+    assert scored.sort_values("id").prediction.tolist() == iris.sort_values("id").expected.tolist()
+    assert (tmp_path / "out" / "_SUCCESS").exists()
+    assert not any((tmp_path / "out" / "_temporary").rglob("*.*")), "a staged file was left behind"
+    assert f"scored {len(iris)} rows" in result.stderr
+
+
+def test_without_an_id_column_each_row_keeps_its_number(env, iris, tmp_path: Path):
+    _write(iris, tmp_path / "in.csv")
+
+    _batch(env, "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out"), "--chunk-rows", "40")
+
+    scored = _read_outputs(tmp_path / "out")
+    assert scored.row.tolist() == list(range(len(iris)))
+    assert scored.prediction.tolist() == iris.expected.tolist()
+
+
+@pytest.mark.parametrize("files", [1, 5])
+def test_shards_split_the_input_without_overlap(env, iris, tmp_path: Path, files: int):
+    # One file is split by chunks, five files by file: either way every row once.
+    for number, rows in enumerate(range(0, len(iris), -(-len(iris) // files))):
+        _write(iris.iloc[rows:rows + -(-len(iris) // files)], tmp_path / "in" / f"part-{number}.parquet")
+
+    for index in range(3):
+        _batch({**env, "JOB_COMPLETION_INDEX": str(index)}, "--input", str(tmp_path / "in" / "*.parquet"),
+               "--output", str(tmp_path / "out"), "--shard-count", "3", "--id-column", "id", "--chunk-rows", "10")
+        assert (tmp_path / "out" / "_SUCCESS").exists() == (index == 2), "_SUCCESS before every shard finished"
+
+    scored = _read_outputs(tmp_path / "out")
+    assert scored.id.is_unique
+    assert sorted(scored.id) == sorted(iris.id)
+
+
+def test_a_killed_run_leaves_no_output_and_the_next_run_completes(env, iris, tmp_path: Path):
+    big = pd.concat([iris] * 400, ignore_index=True)
+    _write(big, tmp_path / "in" / "big.csv")
+    output = tmp_path / "out"
+    import os
+
+    run = subprocess.Popen([MODELPLANE, "batch", "--input", str(tmp_path / "in"), "--output", str(output),
+                            "--chunk-rows", "500"], env={**os.environ, **env},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    staged = output / "_temporary" / "0" / "big.csv.parquet"
+    deadline = time.monotonic() + 120
+    while not (staged.exists() and staged.stat().st_size > 0):
+        assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+
+    assert [path.name for path in output.iterdir() if not path.name.startswith("_")] == []
+    assert not (output / "_SUCCESS").exists()
+
+    _batch(env, "--input", str(tmp_path / "in"), "--output", str(output))
+    assert len(_read_outputs(output)) == len(big)
+    assert (output / "_SUCCESS").exists()
+
+
+def test_only_new_scores_only_files_no_earlier_run_scored(env, iris, tmp_path: Path):
+    _write(iris.iloc[:75], tmp_path / "in" / "monday.csv")
+    args = ("--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--only-new", "--id-column", "id")
+    _batch(env, *args)
+
+    _write(iris.iloc[75:], tmp_path / "in" / "tuesday.csv")
+    second = _batch(env, *args)
+
+    assert "skipping" in second.stderr and "monday.csv" in second.stderr
+    assert f"scored {len(iris) - 75} rows" in second.stderr
+    assert sorted(_read_outputs(tmp_path / "out").id) == sorted(iris.id)
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda frame, path: None, "--input"),
+    (lambda frame, path: _write(frame, path), "--id-column 'key'"),
+    (lambda frame, path: _write(frame.assign(**{"petal width (cm)": "wide"}), path), "rows 0-"),
+])
+def test_bad_input_stops_with_one_line_and_no_output(env, iris, tmp_path: Path, change, words):
+    change(iris, tmp_path / "in" / "flowers.csv")
+
+    result = run_to_exit(env, "batch", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+                         "--id-column", "key" if "id-column" in words else "id")
+
+    assert result.returncode == 1
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert words in line and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists() or [p for p in (tmp_path / "out").iterdir() if not p.name.startswith("_")] == []
