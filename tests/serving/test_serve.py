@@ -15,40 +15,6 @@ from tests.serving.server import run_to_exit, start_server
 pytestmark = pytest.mark.registry
 
 
-@pytest.fixture(scope="module")
-def iris_features():
-    from modelplane.demo import iris_features
-
-    features, _ = iris_features()
-    return features
-
-
-@pytest.fixture(scope="module")
-def reference(registry: Registry, iris_features):
-    """What the champion predicts in-process, row by row."""
-    import mlflow.pyfunc
-
-    return list(mlflow.pyfunc.load_model(f"models:/{registry.models.iris}@champion").predict(iris_features))
-
-
-@pytest.fixture(scope="module")
-def server_env(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return {
-        "MLFLOW_TRACKING_URI": registry.tracking_uri,
-        "MODELPLANE_MODEL": f"models:/{registry.models.iris}@champion",
-        "MODELPLANE_MODEL_CACHE": str(tmp_path_factory.mktemp("model-cache")),
-        "MODELPLANE_MAX_BODY_BYTES": "200000",
-    }
-
-
-@pytest.fixture(scope="module")
-def server(request: pytest.FixtureRequest, server_env: dict[str, str], testbed_dir: Path) -> str:
-    process, url = start_server("serve-iris", server_env, testbed_dir / "logs")
-    show_logs_on_failure(request.config, [process])
-    yield url
-    process.stop()
-
-
 def _split(frame) -> dict:
     return {"dataframe_split": {"columns": list(frame.columns), "data": frame.to_numpy().tolist()}}
 
@@ -167,3 +133,13 @@ def test_a_restart_reuses_the_downloaded_model(server: str, server_env: dict[str
     process, _ = start_server("serve-cached", server_env, testbed_dir / "logs")
     process.stop()
     assert "using the cached models:/iris/1" in process.log_path.read_text()
+
+
+def test_strict_deps_refuses_a_model_whose_requirements_are_missing(registry: Registry, server_env: dict[str, str]):
+    scans = f"models:/{registry.models.digit_scans}/1"
+
+    result = run_to_exit({**server_env, "MODELPLANE_MODEL": scans}, "serve", "--allow-pickle", "--strict-deps")
+
+    assert result.returncode == 1
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert registry.models.missing_requirement in line and "--strict-deps" in line

@@ -25,6 +25,10 @@ class RegistryModels:
     custom: str = "add-offset"  # a cloudpickled custom pyfunc that adds `offset` to its input
     custom_version: str = "1"
     custom_offset: float = 10.0
+    digits: str = "digits"  # 8x8 digit images as (-1, 64) float tensors; logistic regression, skops
+    digit_scans: str = "digit-scans"  # PNG scans of digits in a binary column; a cloudpickled custom pyfunc
+    missing_requirement: str = "modelplane-missing-package==1.0"  # recorded by digit-scans, installed nowhere
+    credit: str = "credit"  # integer, float and boolean columns (age, income, employed); skops
 
 
 def start_registry(root: Path, logs: Path, die_with_parent: bool = True) -> tuple[Component, str]:
@@ -57,6 +61,93 @@ def _custom_pyfunc(offset: float):
     return AddOffset(offset)
 
 
+def _scan_reader(classifier):
+    import mlflow.pyfunc
+
+    class ReadScans(mlflow.pyfunc.PythonModel):
+        """Decodes each PNG scan to 8x8 grey levels of 0-16, as the digits data has them."""
+
+        def __init__(self, classifier):
+            self.classifier = classifier
+
+        def predict(self, context, model_input, params=None):
+            import io
+
+            import numpy as np
+            from PIL import Image
+
+            pixels = [np.asarray(Image.open(io.BytesIO(scan)).convert("L").resize((8, 8)), dtype=float).reshape(64)
+                      * 16 / 255 for scan in model_input["image"]]
+            return self.classifier.predict(np.stack(pixels))
+
+    return ReadScans(classifier)
+
+
+def digit_scan(pixels) -> bytes:
+    """One digits image (64 grey levels of 0-16) as the PNG a scanner would send."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray((np.asarray(pixels).reshape(8, 8) * 255 / 16).round().astype(np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _register_digit_models(experiment_id: str, models: RegistryModels) -> None:
+    import cloudpickle
+    import mlflow
+    import numpy as np
+    import PIL
+    import sklearn
+    import skops
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    images, labels = load_digits(return_X_y=True)
+    classifier = LogisticRegression(max_iter=2000).fit(images, labels)
+    requirements = [f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}"]
+    with mlflow.start_run(experiment_id=experiment_id):
+        mlflow.sklearn.log_model(
+            classifier, name="model", serialization_format="skops", registered_model_name=models.digits,
+            signature=ModelSignature(Schema([TensorSpec(np.dtype("float64"), (-1, 64))]),
+                                     Schema([TensorSpec(np.dtype("int64"), (-1,))])),
+            pip_requirements=[*requirements, f"skops=={skops.__version__}"],
+        )
+    with mlflow.start_run(experiment_id=experiment_id):
+        mlflow.pyfunc.log_model(
+            name="model", python_model=_scan_reader(classifier), registered_model_name=models.digit_scans,
+            signature=ModelSignature(Schema([ColSpec("binary", "image")]), Schema([ColSpec("long")])),
+            pip_requirements=[*requirements, f"pillow=={PIL.__version__}", f"cloudpickle=={cloudpickle.__version__}",
+                              models.missing_requirement],
+        )
+
+
+def _register_credit_model(experiment_id: str, models: RegistryModels) -> None:
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    import sklearn
+    import skops
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+
+    rows = np.random.default_rng(0)
+    applicants = pd.DataFrame({"age": rows.integers(18, 80, 200), "income": rows.normal(50_000, 15_000, 200),
+                               "employed": rows.random(200) > 0.3})
+    approved = (applicants.income > 45_000) & applicants.employed
+    classifier = LogisticRegression(max_iter=1000).fit(applicants, approved)
+    with mlflow.start_run(experiment_id=experiment_id):
+        mlflow.sklearn.log_model(
+            classifier, name="model", serialization_format="skops", registered_model_name=models.credit,
+            signature=infer_signature(applicants, classifier.predict(applicants)),
+            pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"skops=={skops.__version__}"],
+        )
+
+
 def register_test_models(tracking_uri: str) -> RegistryModels:
     """Trains and registers the test models; the same code path as `modelplane demo`."""
     import cloudpickle
@@ -86,4 +177,6 @@ def register_test_models(tracking_uri: str) -> RegistryModels:
             registered_model_name=models.custom,
             pip_requirements=[f"cloudpickle=={cloudpickle.__version__}", f"pandas=={pd.__version__}"],
         )
+    _register_digit_models(experiment_id, models)
+    _register_credit_model(experiment_id, models)
     return models

@@ -15,19 +15,43 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from modelplane.serving.errors import ModelFailed
+from modelplane.serving.protocols.columns import Columns
+
+Batchable = Columns | pd.DataFrame | np.ndarray
+
+
+def batchable(data) -> bool:
+    """Whether `data` has rows that can be joined with other requests' rows."""
+    return isinstance(data, (Columns, pd.DataFrame)) or (isinstance(data, np.ndarray) and data.ndim >= 1)
+
+
+def rows(data: Batchable) -> int:
+    return data.rows if isinstance(data, Columns) else len(data)
+
+
+def join(parts: list[Batchable]):
+    """One model input of all parts' rows, in order."""
+    if isinstance(parts[0], Columns):
+        return Columns.join(parts)
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], pd.DataFrame):
+        return pd.concat(parts, ignore_index=True)
+    return np.concatenate(parts)
 
 
 @dataclass
 class _Pending:
-    frame: pd.DataFrame
+    data: Batchable
     future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class AdaptiveBatcher:
-    def __init__(self, predict: Callable[[pd.DataFrame], object], max_size: int, max_wait_seconds: float,
+    def __init__(self, predict: Callable[[object], object], max_size: int, max_wait_seconds: float,
                  on_batch: Callable[[int], None] = lambda size: None):
         self._predict = predict
         self._max_size = max_size
@@ -58,8 +82,8 @@ class AdaptiveBatcher:
         share one), so predict calls still never overlap."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
-    async def predict(self, frame: pd.DataFrame):
-        pending = _Pending(frame)
+    async def predict(self, data: Batchable):
+        pending = _Pending(data)
         await self._queue.put(pending)
         return await pending.future
 
@@ -84,14 +108,10 @@ class AdaptiveBatcher:
 
     async def _score(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
-        frames = [pending.frame for pending in batch]
+        parts = [pending.data for pending in batch]
         try:
-            if len(batch) == 1:
-                results = [await loop.run_in_executor(self._executor, self._predict, frames[0])]
-            else:
-                joined = pd.concat(frames, ignore_index=True)
-                predictions = await loop.run_in_executor(self._executor, self._predict, joined)
-                results = _split(predictions, [len(frame) for frame in frames])
+            predictions = await loop.run_in_executor(self._executor, lambda: self._predict(join(parts)))
+            results = [predictions] if len(batch) == 1 else _split(predictions, [rows(part) for part in parts])
         except Exception as error:  # noqa: BLE001 - the model's own failure, reported per request
             if len(batch) == 1:
                 _settle(batch[0].future, exception=ModelFailed(f"the model failed to predict: {error}"))

@@ -15,6 +15,10 @@ class InvalidInput(ServingError):
     status_code = 400
 
 
+class ModelNotFound(ServingError):
+    status_code = 404
+
+
 class PayloadTooLarge(ServingError):
     status_code = 413
 

@@ -1,9 +1,11 @@
 """The MLflow scoring protocol, as `mlflow models serve` speaks it: a JSON object with one
 of dataframe_split, dataframe_records, instances or inputs (and optional params), or CSV.
 
-Parsing is MLflow's own, so requests mean here what they mean there; what differs is that
-each request is checked against the model's signature on its own, before it joins a
-batch, so one bad request is refused alone with a message naming the column.
+Requests to a model with a column signature are read here into checked columns (see
+columns.py), which is both stricter and several times faster than a DataFrame per
+request; other requests (tensor signatures, params, no signature) are parsed by MLflow's
+own code, so they mean here what they mean there. Either way each request is checked on
+its own, before it joins a batch, so one bad request is refused alone.
 """
 
 from __future__ import annotations
@@ -11,33 +13,58 @@ from __future__ import annotations
 import json
 from io import StringIO
 
+import numpy as np
+
 from modelplane.serving.errors import InvalidInput, UnsupportedMediaType
+from modelplane.serving.protocols.columns import ColumnSchema, Columns
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 
-def decode(body: bytes, content_type: str, schema) -> tuple[object, dict | None]:
-    """The model input and params of one request."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.models import validate_schema
-    from mlflow.pyfunc.scoring_server import infer_and_parse_data, parse_csv_input
+class Decoder:
+    def __init__(self, schema):
+        self.schema = schema
+        self.columns = ColumnSchema.of(schema)
 
-    mime = (content_type or "application/json").split(";")[0].strip().lower()
-    try:
+    def decode(self, body: bytes, content_type: str) -> tuple[object, dict | None]:
+        """The model input (Columns, a DataFrame, an array or a dict) and params of one request."""
+        mime = (content_type or "application/json").split(";")[0].strip().lower()
         if mime == "application/json":
             payload = _json_object(body)
             params = payload.get("params")
-            data = infer_and_parse_data({key: payload[key] for key in FORMATS if key in payload}, schema)
-        elif mime == "text/csv":
-            params = None
-            data = parse_csv_input(StringIO(_text(body)), schema)
-        else:
-            raise UnsupportedMediaType(f"content type {mime!r} is not served: send application/json or text/csv")
-        if schema is not None:
-            validate_schema(data, schema)
-    except MlflowException as error:
-        raise InvalidInput(error.message) from None
-    return data, params
+            if self.columns is not None and params is None:
+                return self._columns(payload), None
+            return self._mlflow(lambda parsing: parsing.infer_and_parse_data(
+                {key: payload[key] for key in FORMATS if key in payload}, self.schema)), params
+        if mime == "text/csv":
+            if self.columns is not None:
+                frame = self._mlflow(lambda parsing: parsing.parse_csv_input(StringIO(_text(body)), None),
+                                     validate=False)
+                return self.columns.from_columns({name: frame[name].tolist() for name in frame.columns}), None
+            return self._mlflow(lambda parsing: parsing.parse_csv_input(StringIO(_text(body)), self.schema)), None
+        raise UnsupportedMediaType(f"content type {mime!r} is not served: send application/json or text/csv")
+
+    def _columns(self, payload: dict) -> Columns:
+        key = next(key for key in FORMATS if key in payload)
+        value = payload[key]
+        if key == "dataframe_split":
+            return self.columns.from_split(value)
+        if isinstance(value, dict):
+            return self.columns.from_columns(value)
+        return self.columns.from_records(value)
+
+    def _mlflow(self, parse, validate: bool = True):
+        from mlflow.exceptions import MlflowException
+        from mlflow.models import validate_schema
+        from mlflow.pyfunc import scoring_server
+
+        try:
+            data = parse(scoring_server)
+            if validate and self.schema is not None:
+                validate_schema(data, self.schema)
+        except MlflowException as error:
+            raise InvalidInput(error.message) from None
+        return data
 
 
 def _text(body: bytes) -> str:
@@ -64,6 +91,10 @@ def _json_object(body: bytes) -> dict:
 
 
 def encode(predictions) -> bytes:
+    """{"predictions": ...} as `mlflow models serve` writes it; plain arrays without its detour."""
+    if isinstance(predictions, np.ndarray) and (
+            predictions.dtype.kind in "iub" or (predictions.dtype.kind == "f" and np.isfinite(predictions).all())):
+        return b'{"predictions": ' + json.dumps(predictions.tolist()).encode() + b"}"
     from mlflow.pyfunc.scoring_server import predictions_to_json
 
     out = StringIO()

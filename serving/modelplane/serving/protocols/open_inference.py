@@ -1,0 +1,187 @@
+"""The Open Inference Protocol (KServe V2) over JSON: named, typed, shaped tensors.
+
+A model with a column signature takes one tensor per column (shape [rows] or [rows, 1]),
+checked like any other request (columns.py); a model with a tensor signature takes its
+tensors as arrays of the declared type and shape. BYTES elements are UTF-8 strings, or
+base64 for binary columns, as JSON cannot carry raw bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+
+import numpy as np
+import pandas as pd
+
+from modelplane.serving.errors import InvalidInput
+from modelplane.serving.protocols.columns import ColumnSchema
+
+DTYPES = {
+    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
+    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
+    "FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "BYTES": object,
+}
+_COLUMN_DATATYPES = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32", "boolean": "BOOL",
+                     "string": "BYTES", "binary": "BYTES", "datetime": "BYTES"}
+
+
+class Decoder:
+    def __init__(self, schema):
+        self.schema = schema
+        self.columns = ColumnSchema.of(schema)
+
+    def decode(self, body: bytes) -> tuple[object, dict | None, str | None]:
+        """(model input, parameters, request id) of one inference request."""
+        try:
+            request = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise InvalidInput(f"the body is not valid JSON: {error}") from None
+        if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or not request["inputs"]:
+            raise InvalidInput("an inference request is a JSON object with a non-empty list of inputs")
+        tensors = {}
+        for position, tensor in enumerate(request["inputs"]):
+            name, values, shape = _tensor(tensor, position)
+            tensors[name] = (values, shape, tensor["datatype"])
+        parameters = request.get("parameters") or None
+        if parameters is not None and not isinstance(parameters, dict):
+            raise InvalidInput("parameters must be a JSON object")
+        return self._model_input(tensors), parameters, request.get("id")
+
+    def _model_input(self, tensors: dict):
+        if self.columns is not None:
+            for name, (_, shape, _) in tensors.items():
+                if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+                    raise InvalidInput(f"input {name!r}: the model takes columns, so its shape must be [rows] or "
+                                       f"[rows, 1], not {shape}")
+            return self.columns.from_columns({name: values for name, (values, _, _) in tensors.items()})
+        binary = self.schema is not None and self.schema.is_tensor_spec() and any(
+            spec.type.kind == "S" for spec in self.schema.inputs)
+        arrays = {name: _array(name, values, shape, datatype, binary)
+                  for name, (values, shape, datatype) in tensors.items()}
+        data = next(iter(arrays.values())) if len(arrays) == 1 else arrays
+        if self.schema is not None:
+            if self.schema.is_tensor_spec() and len(self.schema.inputs) > 1 and not isinstance(data, dict):
+                raise InvalidInput(f"the model takes {len(self.schema.inputs)} named inputs: "
+                                   f"{', '.join(self.schema.input_names())}")
+            if not self.schema.is_tensor_spec():
+                data = pd.DataFrame({name: array.reshape(-1) for name, array in arrays.items()})
+            _validate(data, self.schema)
+        return data
+
+
+def _tensor(tensor, position: int) -> tuple[str, list, list[int]]:
+    if not isinstance(tensor, dict):
+        raise InvalidInput(f"inputs[{position}] must be an object with name, shape, datatype and data")
+    name = tensor.get("name")
+    missing = [key for key in ("name", "shape", "datatype", "data") if key not in tensor]
+    if missing:
+        raise InvalidInput(f"inputs[{position}] ({name or 'unnamed'}) lacks {', '.join(missing)}")
+    shape, datatype = tensor["shape"], tensor["datatype"]
+    if not isinstance(shape, list) or not all(type(size) is int and size >= 0 for size in shape):
+        raise InvalidInput(f"input {name!r}: shape must be a list of non-negative integers")
+    if datatype not in DTYPES:
+        raise InvalidInput(f"input {name!r}: datatype {datatype!r} is not one of {', '.join(DTYPES)}")
+    values = _flatten(tensor["data"])
+    if len(values) != math.prod(shape):
+        raise InvalidInput(f"input {name!r}: shape {shape} holds {math.prod(shape)} elements, "
+                           f"but data has {len(values)}")
+    return name, values, shape
+
+
+def _flatten(data) -> list:
+    if not isinstance(data, list):
+        return [data]
+    if not data or not isinstance(data[0], list):
+        return data
+    flat = []
+    for item in data:
+        flat.extend(_flatten(item))
+    return flat
+
+
+def _array(name: str, values: list, shape: list[int], datatype: str, binary: bool) -> np.ndarray:
+    if datatype == "BYTES":
+        return np.array([_bytes(name, value, binary) for value in values], dtype=object).reshape(shape)
+    kind = np.dtype(DTYPES[datatype]).kind
+    wanted = {"b": (bool,), "f": (int, float)}.get(kind, (int,))
+    wrong = next((value for value in values if type(value) not in wanted), None)
+    if wrong is not None or (kind == "f" and any(type(value) is bool for value in values)):
+        raise InvalidInput(f"input {name!r}: {datatype} data cannot hold {json.dumps(wrong)}")
+    try:
+        return np.array(values, dtype=DTYPES[datatype]).reshape(shape)
+    except (ValueError, OverflowError) as error:
+        raise InvalidInput(f"input {name!r}: data do not fit {datatype}: {error}") from None
+
+
+def _bytes(name: str, value, binary: bool):
+    if type(value) is not str:
+        raise InvalidInput(f"input {name!r}: BYTES elements must be strings (base64 for binary data)")
+    if not binary:
+        return value
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        raise InvalidInput(f"input {name!r}: the model takes binary data, sent as base64; an element is not "
+                           "valid base64") from None
+
+
+def _validate(data, schema) -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import validate_schema
+
+    try:
+        validate_schema(data, schema)
+    except MlflowException as error:
+        raise InvalidInput(error.message) from None
+
+
+def encode(predictions, model: str, version: str | None, request_id: str | None) -> bytes:
+    if isinstance(predictions, pd.DataFrame):
+        outputs = [_output(str(column), predictions[column].to_numpy()) for column in predictions.columns]
+    elif isinstance(predictions, dict):
+        outputs = [_output(str(name), np.asarray(value)) for name, value in predictions.items()]
+    else:
+        outputs = [_output("output-0", np.asarray(predictions))]
+    response = {"model_name": model, "model_version": version, "outputs": outputs}
+    if request_id is not None:
+        response["id"] = request_id
+    return json.dumps(response).encode()
+
+
+def _output(name: str, array: np.ndarray) -> dict:
+    kind = array.dtype.kind
+    if kind in "biuf":
+        datatype = "BOOL" if kind == "b" else array.dtype.name.upper().replace("FLOAT", "FP")
+        data = array.reshape(-1).tolist()
+    else:
+        datatype = "BYTES"
+        data = [base64.b64encode(value).decode() if isinstance(value, bytes) else str(value)
+                for value in array.reshape(-1).tolist()]
+    return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}
+
+
+def metadata(schema, name: str, version: str | None, dependencies) -> dict:
+    """The model metadata response, with the dependency check's result as a parameter."""
+    return {
+        "name": name,
+        "versions": [version] if version else [],
+        "platform": "mlflow",
+        "inputs": _tensor_metadata(schema.inputs) if schema is not None else [],
+        "parameters": {"dependencies": [
+            {"requirement": dependency.requirement, "installed": dependency.installed,
+             "satisfied": dependency.satisfied} for dependency in dependencies]},
+    }
+
+
+def _tensor_metadata(specs) -> list[dict]:
+    described = []
+    for spec in specs:
+        if hasattr(spec, "shape"):  # a TensorSpec
+            datatype = "BYTES" if spec.type.kind in "OSU" else spec.type.name.upper().replace("FLOAT", "FP")
+            described.append({"name": spec.name or "input-0", "datatype": datatype, "shape": list(spec.shape)})
+        else:
+            described.append({"name": spec.name, "datatype": _COLUMN_DATATYPES.get(getattr(spec.type, "name", ""),
+                                                                                   "BYTES"), "shape": [-1]})
+    return described
