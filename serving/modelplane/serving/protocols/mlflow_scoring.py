@@ -10,12 +10,12 @@ its own, before it joins a batch, so one bad request is refused alone.
 
 from __future__ import annotations
 
-import json
 from io import StringIO
 
 import numpy as np
 
 from modelplane.serving.errors import InvalidInput, UnsupportedMediaType
+from modelplane.serving.protocols import json_codec
 from modelplane.serving.protocols.columns import ColumnSchema, Columns
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -75,10 +75,7 @@ def _text(body: bytes) -> str:
 
 
 def _json_object(body: bytes) -> dict:
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InvalidInput(f"the body is not valid JSON: {error}") from None
+    payload = json_codec.loads(body)
     if not isinstance(payload, dict):
         raise InvalidInput(f"the body must be a JSON object with one of {', '.join(FORMATS)}")
     present = [key for key in FORMATS if key in payload]
@@ -94,7 +91,7 @@ def encode(predictions) -> bytes:
     """{"predictions": ...} as `mlflow models serve` writes it; plain arrays without its detour."""
     if isinstance(predictions, np.ndarray) and (
             predictions.dtype.kind in "iub" or (predictions.dtype.kind == "f" and np.isfinite(predictions).all())):
-        return b'{"predictions": ' + json.dumps(predictions.tolist()).encode() + b"}"
+        return json_codec.dumps({"predictions": np.ascontiguousarray(predictions)})
     from mlflow.pyfunc.scoring_server import predictions_to_json
 
     out = StringIO()

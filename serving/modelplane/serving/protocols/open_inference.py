@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from modelplane.serving.errors import InvalidInput
+from modelplane.serving.protocols import json_codec
 from modelplane.serving.protocols.columns import ColumnSchema
 
 DTYPES = {
@@ -34,10 +35,7 @@ class Decoder:
 
     def decode(self, body: bytes) -> tuple[object, dict | None, str | None]:
         """(model input, parameters, request id) of one inference request."""
-        try:
-            request = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise InvalidInput(f"the body is not valid JSON: {error}") from None
+        request = json_codec.loads(body)
         if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or not request["inputs"]:
             raise InvalidInput("an inference request is a JSON object with a non-empty list of inputs")
         tensors = {}
@@ -147,7 +145,7 @@ def encode(predictions, model: str, version: str | None, request_id: str | None)
     response = {"model_name": model, "model_version": version, "outputs": outputs}
     if request_id is not None:
         response["id"] = request_id
-    return json.dumps(response).encode()
+    return json_codec.dumps(response)
 
 
 def _output(name: str, array: np.ndarray) -> dict:

@@ -1,0 +1,185 @@
+"""Online serving throughput and latency against the model servers users compare us with.
+
+The same iris logistic-regression model (MLflow format, skops) is served in turn by
+`modelplane serve`, `mlflow models serve`, MLServer with adaptive batching and KServe's
+Python model server, each from its own virtual environment (built on first use under
+~/.cache/modelplane/bench), and loaded by the same wrk load generator: one row per
+request, 32 connections, one server process (or --workers N). Prints req/s, p50, p99
+and the ratios of Modelplane to the best peer. Goals: at least 2x the best peer's req/s,
+with p99 at most 10 ms at 32 connections, while enforcing the model signature.
+
+    .venv/bin/python -m bench.serving_online [--seconds 15] [--workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.testbed.process import Component, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVS = Path.home() / ".cache" / "modelplane" / "bench"
+ROW = {"sepal length (cm)": 5.9, "sepal width (cm)": 3.0, "petal length (cm)": 5.1, "petal width (cm)": 1.8}
+PEER_PACKAGES = {"mlserver": ["mlserver==1.7.1", "mlserver-mlflow==1.7.1"], "kserve": ["kserve==0.21.0"]}
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    argv: list[str]
+    ready_path: str
+    path: str
+    body: dict
+    answer: callable  # the prediction, read from a response
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def peer_python(peer: str) -> Path:
+    """The Python of the peer's own environment, created on first use with the same
+    scikit-learn and skops as ours, so every server loads the identical model."""
+    import sklearn
+    import skops
+
+    python = ENVS / peer / "bin" / "python"
+    stamp = ENVS / peer / ".bench-installed"
+    wanted = [*PEER_PACKAGES[peer], f"scikit-learn=={sklearn.__version__}", f"skops=={skops.__version__}",
+              "mlflow-skinny"]
+    if not stamp.exists() or stamp.read_text() != " ".join(wanted):
+        print(f"installing {peer} into {ENVS / peer} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(ENVS / peer)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *wanted], check=True)
+        stamp.write_text(" ".join(wanted))
+    return python
+
+
+def save_model(folder: Path) -> tuple[Path, int]:
+    """The iris model as an MLflow model folder, and what it predicts for ROW."""
+    import mlflow.sklearn
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+
+    from modelplane.demo import iris_features
+
+    features, labels = iris_features()
+    model = LogisticRegression(max_iter=500).fit(features, labels)
+    path = folder / "iris"
+    mlflow.sklearn.save_model(model, str(path), serialization_format="skops",
+                              signature=infer_signature(features, model.predict(features)))
+    return path, int(model.predict(pd.DataFrame([ROW]))[0])
+
+
+def servers(model: Path, folder: Path, port: int, workers: int) -> list[Server]:
+    split = {"dataframe_split": {"columns": list(ROW), "data": [list(ROW.values())]}}
+    v2_columns = [{"name": name, "shape": [1], "datatype": "FP64", "data": [value]} for name, value in ROW.items()]
+    bin_dir = Path(sys.executable).parent
+    mlserver = folder / "mlserver"
+    (mlserver / "iris").mkdir(parents=True)
+    (mlserver / "settings.json").write_text(json.dumps({
+        "host": "127.0.0.1", "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
+        "parallel_workers": 0 if workers == 1 else workers}))
+    (mlserver / "iris" / "model-settings.json").write_text(json.dumps({
+        "name": "iris", "implementation": "mlserver_mlflow.MLflowRuntime", "parameters": {"uri": str(model)},
+        "max_batch_size": 32, "max_batch_time": 0.005}))
+    return [
+        Server("modelplane (MLflow protocol)", [str(bin_dir / "modelplane"), "serve", "--model", str(model),
+               "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+               "/readyz", "/invocations", split, lambda answer: answer["predictions"][0]),
+        Server("modelplane (V2)", [str(bin_dir / "modelplane"), "serve", "--model", str(model),
+               "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+               "/readyz", "/v2/models/iris/infer", {"inputs": v2_columns},
+               lambda answer: answer["outputs"][0]["data"][0]),
+        Server("mlflow models serve", [str(bin_dir / "mlflow"), "models", "serve", "-m", str(model), "--env-manager",
+               "local", "-h", "127.0.0.1", "-p", str(port), "-w", str(workers)],
+               "/ping", "/invocations", split, lambda answer: answer["predictions"][0]),
+        Server("MLServer 1.7 (adaptive batching)", [str(peer_python("mlserver").parent / "mlserver"), "start",
+               str(mlserver)], "/v2/health/ready", "/v2/models/iris/infer",
+               {"parameters": {"content_type": "pd"}, "inputs": v2_columns},
+               lambda answer: answer["outputs"][0]["data"][0]),
+        Server("KServe 0.21 model server", [str(peer_python("kserve")), str(Path(__file__).parent / "peers" /
+               "kserve_iris.py"), "--model-dir", str(model), "--port", str(port), "--workers", str(workers)],
+               "/v2/health/ready", "/v1/models/iris:predict", {"instances": [list(ROW.values())]},
+               lambda answer: answer["predictions"][0]),
+    ]
+
+
+def measure(server: Server, expected: int, port: int, seconds: int, connections: int, logs: Path) -> Result:
+    url = f"http://127.0.0.1:{port}"
+    # `mlflow models serve` runs `uvicorn` from PATH.
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    process = Component(re.sub(r"\W+", "-", server.name).strip("-"), server.argv, logs, env={"PATH": path}).start()
+    try:
+        process.wait_until(lambda: urllib.request.urlopen(url + server.ready_path, timeout=2).status == 200,
+                           timeout=180)
+        request = urllib.request.Request(url + server.path, data=json.dumps(server.body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        answer = server.answer(json.load(urllib.request.urlopen(request, timeout=10)))
+        if answer != expected:
+            raise SystemExit(f"{server.name} answered {answer}, not {expected}")
+        script = logs / "post.lua"
+        script.write_text(f"wrk.method = 'POST'\nwrk.body = {json.dumps(json.dumps(server.body))}\n"
+                          "wrk.headers['Content-Type'] = 'application/json'\n")
+        wrk = ["wrk", "-t1", f"-c{connections}", "--latency", "-s", str(script), url + server.path]
+        subprocess.run([*wrk[:1], "-d3s", *wrk[1:]], check=True, capture_output=True)  # warm-up
+        report = subprocess.run([*wrk[:1], f"-d{seconds}s", *wrk[1:]], check=True, capture_output=True,
+                                text=True).stdout
+    finally:
+        process.stop()
+    return Result(server.name, float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1)),
+                  _latency(report, "50%"), _latency(report, "99%"),
+                  int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", report)) else 0)
+
+
+def _latency(report: str, percentile: str) -> float:
+    value, unit = re.search(rf"^\s+{percentile}\s+([\d.]+)(us|ms|s)\s*$", report, re.MULTILINE).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-online-") as temporary:
+        folder = Path(temporary)
+        model, expected = save_model(folder)
+        port = free_port()
+        results = []
+        for server in servers(model, folder, port, args.workers):
+            print(f"measuring {server.name} ...", flush=True)
+            results.append(measure(server, expected, port, args.seconds, args.connections, folder))
+
+    print(f"\n{args.connections} connections, {args.workers} worker(s), one row per request, {args.seconds} s each")
+    print(f"{'server':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for result in results:
+        print(f"{result.name:34} {result.requests_per_second:9.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} "
+              f"{result.errors:7d}")
+    ours = max((r for r in results if r.name.startswith("modelplane")), key=lambda r: r.requests_per_second)
+    peer = max((r for r in results if not r.name.startswith("modelplane")), key=lambda r: r.requests_per_second)
+    print(f"\nbest Modelplane / best peer ({peer.name}): req/s x{ours.requests_per_second / peer.requests_per_second:.2f} "
+          f"(goal >= 2), p99 {ours.p99_ms:.1f} ms vs {peer.p99_ms:.1f} ms (goal <= 10 ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
