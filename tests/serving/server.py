@@ -13,10 +13,10 @@ MODELPLANE = str(Path(sys.executable).parent / "modelplane")
 
 
 def start_server(name: str, env: dict[str, str], log_dir: Path, args: tuple[str, ...] = ("serve",),
-                 timeout: float = 120) -> tuple[Component, str]:
+                 timeout: float = 120, executable: str = MODELPLANE) -> tuple[Component, str]:
     """Starts a server with `env` (MODELPLANE_PORT chosen here) and waits for /readyz."""
     port = free_port()
-    server = Component(name, [MODELPLANE, *args], log_dir, env={**env, "MODELPLANE_PORT": str(port)}).start()
+    server = Component(name, [executable, *args], log_dir, env={**env, "MODELPLANE_PORT": str(port)}).start()
     url = f"http://127.0.0.1:{port}"
     server.wait_until(lambda: urllib.request.urlopen(f"{url}/readyz", timeout=2).status == 200, timeout=timeout)
     return server, url

@@ -73,7 +73,7 @@ def load(uri: str, cache: Path, allow_pickle: bool, strict_deps: bool = False) -
 
 
 # Packages installed under another distribution name than the one models record.
-_PROVIDED_BY = {"mlflow": ("mlflow", "mlflow-skinny")}
+_PROVIDED_BY = {"mlflow": ("mlflow", "mlflow-skinny"), "xgboost": ("xgboost", "xgboost-cpu")}
 
 
 def check_dependencies(path: Path) -> tuple[Dependency, ...]:
