@@ -13,7 +13,6 @@ operator adds. Goals: all Ready within 60 s, p50 under 1 s, operator RSS under 1
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import threading
 import time

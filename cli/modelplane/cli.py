@@ -17,6 +17,11 @@ def _run_demo(args: argparse.Namespace) -> int:
     return import_module("modelplane.demo").main(home=args.home)
 
 
+def _run_local(args: argparse.Namespace) -> int:
+    return import_module("modelplane.local_run").main(args.file, registry=args.registry, port=args.port,
+                                                      follow=args.follow)
+
+
 def _run_render(args: argparse.Namespace) -> int:
     return import_module("modelplane.operator.render_command").main(
         args.file, serving_image=args.serving_image, registry_uri=args.registry, version=args.model_version,
@@ -85,6 +90,19 @@ def _parser() -> argparse.ArgumentParser:
         help="pin this model version instead of asking the registry where the alias points",
     )
     render.set_defaults(run=_run_render)
+
+    run = commands.add_parser(
+        "run", help="run a ModelDeployment manifest as local processes (no cluster needed)",
+        description="Validates the manifest with the CRD's rules, renders it as the operator does, and runs the "
+                    "workload's command and environment here. Ctrl-C stops it.",
+    )
+    run.add_argument("-f", "--file", type=Path, required=True, help="ModelDeployment manifest (YAML)")
+    run.add_argument("--registry", help="registry URI when the manifest sets none; default: $MLFLOW_TRACKING_URI, "
+                                        "else the local registry of `modelplane demo`")
+    run.add_argument("--port", type=int, help="online: the local port; default: spec.online.port")
+    run.add_argument("--follow", action="store_true",
+                     help="batch: keep running on spec.batch.schedule instead of once now")
+    run.set_defaults(run=_run_local)
 
     serve = commands.add_parser(
         "serve", help="serve a registered model over HTTP (the MLflow scoring protocol)",

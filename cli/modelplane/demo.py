@@ -2,20 +2,15 @@
 
 The registry is MLflow's own (a SQLite database and an artifact folder), the model is
 trained on the spot from the iris data that scikit-learn ships, so nothing is downloaded;
-then `modelplane serve` serves it on loopback and answers one prediction request.
+then the online ModelDeployment of examples/iris-online.yaml runs on loopback, as
+`modelplane run -f` runs it, and answers one prediction request.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 DEMO_MODEL = "iris"
@@ -73,60 +68,48 @@ def _local_registry(home: Path) -> str:
     return mlflow.create_experiment(DEMO_EXPERIMENT, artifact_location=(home.resolve() / "artifacts").as_uri())
 
 
+# The manifest of examples/iris-online.yaml, run the way `modelplane run -f` runs it.
+DEMO_MANIFEST = {
+    "apiVersion": "modelplane.io/v1alpha1",
+    "kind": "ModelDeployment",
+    "metadata": {"name": "iris"},
+    "spec": {"mode": "online", "model": {"name": DEMO_MODEL, "alias": DEMO_ALIAS}, "online": {"replicas": 1}},
+}
+
+
 def main(home: str) -> int:
     import mlflow
     from sklearn.linear_model import LogisticRegression
 
+    from modelplane.local_run import local_workload, serving
+    from modelplane.operator.manifest import parse_manifest
+
     registry = Path(home)
     experiment_id = _local_registry(registry)
     version = register_iris_model(experiment_id, LogisticRegression(max_iter=500))
-    uri = f"models:/{DEMO_MODEL}@{DEMO_ALIAS}"
-    print(f"registered {DEMO_MODEL} version {version} as @{DEMO_ALIAS} in {mlflow.get_tracking_uri()}")
+    tracking_uri = mlflow.get_tracking_uri()
+    print(f"registered {DEMO_MODEL} version {version} as @{DEMO_ALIAS} in {tracking_uri}")
 
+    workload = local_workload(parse_manifest(DEMO_MANIFEST), tracking_uri, _free_port())
     features, labels = iris_features()
     sample = features.sample(3, random_state=0)
-    with _server(uri, mlflow.get_tracking_uri(), registry / "model-cache") as url:
-        print(f"serving {uri} at {url}")
+    with serving(workload, quiet=True) as url:
+        print(f"serving {workload.model_uri} at {url}, as the ModelDeployment in examples/iris-online.yaml")
         body = {"dataframe_split": {"columns": list(sample.columns), "data": sample.to_numpy().tolist()}}
         predictions = _post_json(f"{url}/invocations", body)["predictions"]
     for (index, row), predicted in zip(sample.iterrows(), predictions):
         measurements = ", ".join(f"{name} {value}" for name, value in row.items())
         print(f"POST /invocations {measurements} -> species {predicted} (labelled {labels[index]})")
-    print(f"to browse the registry: mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}")
+    print("stopped the server. Next, run a manifest yourself (Ctrl-C stops it):")
+    print("  .venv/bin/modelplane run -f examples/iris-online.yaml")
+    print(f"to browse the registry: mlflow ui --backend-store-uri {tracking_uri}")
     return 0
 
 
-@contextmanager
-def _server(uri: str, tracking_uri: str, cache: Path):
-    """`modelplane serve` on a free loopback port, as a container would run it; stopped on exit."""
+def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MODELPLANE_MODEL": uri,
-           "MODELPLANE_MODEL_CACHE": str(cache), "MODELPLANE_HOST": "127.0.0.1", "MODELPLANE_PORT": str(port)}
-    server = subprocess.Popen([sys.executable, "-m", "modelplane.cli", "serve"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while not _answers(f"{url}/readyz"):
-            if server.poll() is not None:
-                raise SystemExit(f"the server stopped: {server.stderr.read().strip().splitlines()[-1]}")
-            if time.monotonic() > deadline:
-                raise SystemExit("the server did not become ready within 120 s")
-            time.sleep(0.2)
-        yield url
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
+        return probe.getsockname()[1]
 
 
 def _post_json(url: str, body: dict) -> dict:

@@ -35,8 +35,9 @@ def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, pru
         model = resolve(reference, settings.render.registry_uri)
     except RegistryError as error:
         # Existing children keep serving the version they run; only the condition says so.
-        update_status(namespace, name, lambda status, _: set_condition(
-            status, Observed(MODEL_RESOLVED, "False", error.reason, str(error)), deployment.generation), body)
+        unresolved = Observed(MODEL_RESOLVED, "False", error.reason, str(error))
+        update_status(namespace, name, lambda status, _: set_condition(status, unresolved, deployment.generation),
+                      body)
         raise
     children = render(deployment, model, settings.render)
     written = apply_children(children)

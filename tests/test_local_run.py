@@ -1,0 +1,92 @@
+"""`modelplane run -f`: each example manifest as local processes, against the test bed's
+registry, with no cluster."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import requests
+import yaml
+
+from tests.conftest import REPO, Registry
+from tests.testbed.process import free_port
+
+pytestmark = pytest.mark.registry
+MODELPLANE = str(Path(sys.executable).parent / "modelplane")
+EXAMPLES = REPO / "examples"
+
+
+def _run(registry: Registry, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([MODELPLANE, "run", "--registry", registry.tracking_uri, *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_the_online_example_serves_until_interrupted(registry: Registry, tmp_path: Path):
+    port = free_port()
+    run = subprocess.Popen([MODELPLANE, "run", "-f", str(EXAMPLES / "iris-online.yaml"), "--registry",
+                            registry.tracking_uri, "--port", str(port)], cwd=tmp_path, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        announced = run.stdout.readline()
+        assert f"serving models:/{registry.models.iris}/{registry.models.champion_version} at " \
+               f"http://127.0.0.1:{port}" in announced
+        metadata = requests.get(f"http://127.0.0.1:{port}/v2/models/{registry.models.iris}", timeout=5).json()
+        assert metadata["versions"] == [registry.models.champion_version]
+    finally:
+        run.send_signal(signal.SIGINT)
+        remaining, _ = run.communicate(timeout=60)
+    assert run.returncode == 0
+    assert "iris: stopped" in remaining
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+
+
+def test_the_batch_example_runs_each_shard_once(registry: Registry, tmp_path: Path):
+    from modelplane.demo import iris_features
+
+    features, _ = iris_features()
+    manifest = yaml.safe_load((EXAMPLES / "iris-batch.yaml").read_text())
+    # The example's paths are the pod's volumes; here they are folders of the test.
+    manifest["spec"]["batch"].update(input=str(tmp_path / "incoming" / "*.csv"), output=str(tmp_path / "scored"))
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    for day, rows in (("monday", features.iloc[:80]), ("tuesday", features.iloc[80:])):
+        (tmp_path / "incoming").mkdir(exist_ok=True)
+        rows.assign(sample_id=[f"{day}-{n}" for n in range(len(rows))]).to_csv(
+            tmp_path / "incoming" / f"{day}.csv", index=False)
+
+    result = _run(registry, "-f", str(tmp_path / "manifest.yaml"), cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "iris-nightly: 2 shard(s) done" in result.stdout
+    scored = pd.concat([pd.read_parquet(path) for path in (tmp_path / "scored").glob("*.parquet")])
+    assert sorted(scored.sample_id) == sorted([f"monday-{n}" for n in range(80)] + [f"tuesday-{n}" for n in range(70)])
+    assert (tmp_path / "scored" / "_SUCCESS").exists()
+
+
+def test_the_streaming_example_says_it_cannot_run_locally_yet(registry: Registry, tmp_path: Path):
+    result = _run(registry, "-f", str(EXAMPLES / "iris-streaming.yaml"), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "spec.mode: streaming" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda spec: spec.update(mode="batch"), "spec.batch is required when spec.mode is batch"),
+    (lambda spec: spec["model"].update(alias="no-such-alias"), "spec.model.alias"),
+    (lambda spec: spec["model"].update(version="1"), "exactly one of"),
+])
+def test_a_bad_manifest_stops_with_one_line_naming_the_field(registry: Registry, tmp_path: Path, change, words):
+    manifest = yaml.safe_load((EXAMPLES / "iris-online.yaml").read_text())
+    change(manifest["spec"])
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+
+    result = _run(registry, "-f", str(tmp_path / "manifest.yaml"), cwd=tmp_path)
+
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert words in line and "Traceback" not in result.stderr
