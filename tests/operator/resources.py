@@ -44,3 +44,10 @@ def children(cluster: ControlPlane, namespace: str) -> list[str]:
                               "-o", "json").stdout
     return sorted(f"{item['kind']}/{item['metadata']['name']}" for item in json.loads(listing)["items"]
                   if any(ref["kind"] == "ModelDeployment" for ref in item["metadata"].get("ownerReferences", [])))
+
+
+def events(cluster: ControlPlane, namespace: str, name: str) -> list[tuple[str, str]]:
+    """(reason, message) of each Event about the ModelDeployment `name`."""
+    listing = cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
+                              f"involvedObject.kind=ModelDeployment,involvedObject.name={name}", "-o", "json").stdout
+    return [(event["reason"], event["message"]) for event in json.loads(listing)["items"]]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
+import random
 from functools import cache
 
 import kopf
@@ -69,6 +71,28 @@ def reconcile_model_deployment(body: kopf.Body, retry: int, **_) -> None:
 def resume_model_deployment(body: kopf.Body, retry: int, **_) -> None:
     # An earlier operator may have died between applying and pruning: look for leftovers.
     _reconcile(body, retry, prune=True)
+
+
+def _follows_alias(spec: kopf.Spec, **_) -> bool:
+    return bool(spec.get("model", {}).get("alias")) and spec.get("rollout", {}).get("track", True)
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, when=_follows_alias, cancellation_timeout=10)
+async def follow_alias(stopped: kopf.DaemonStopped, body: kopf.Body, **_) -> None:
+    """Polls the registry on the resource's own interval, each wait jittered so that
+    resources created together do not ask together."""
+    poster = _poster(body.metadata.namespace, body.metadata.name, body.metadata.uid)
+    while not stopped:
+        interval = body.spec.get("rollout", {}).get("pollIntervalSeconds", 60)
+        await stopped.wait(interval * random.uniform(0.8, 1.2))
+        if stopped:
+            return
+        try:
+            # The body a daemon holds is kept current by kopf; a copy is what one pass sees.
+            await asyncio.to_thread(reconcile.follow_alias, copy.deepcopy(dict(body)), _settings(), poster)
+        except RegistryError as error:
+            logging.getLogger(__name__).warning("[%s/%s] cannot follow the alias: %s",
+                                                body.metadata.namespace, body.metadata.name, error)
 
 
 def _owned_child(body: kopf.Body) -> dict | None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from modelplane.operator.apply import WORKLOAD_KINDS, apply_children, prune_children, read_child
 from modelplane.operator.kube import ForbiddenError, NotFoundError, resource
-from modelplane.operator.manifest import parse_manifest
+from modelplane.operator.manifest import ModelDeployment, parse_manifest
 from modelplane.operator.registry import RegistryError, resolve
 from modelplane.operator.render import ResolvedModel, render
 from modelplane.operator.render.common import MODE_LABEL
@@ -32,7 +32,7 @@ def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, pru
     namespace, name = deployment.namespace, deployment.name
     reference = deployment.spec.model
     try:
-        model = resolve(reference, settings.render.registry_uri)
+        model = _pinned(deployment, body.get("status") or {}) or resolve(reference, settings.render.registry_uri)
     except RegistryError as error:
         # Existing children keep serving the version they run; only the condition says so.
         unresolved = Observed(MODEL_RESOLVED, "False", error.reason, str(error))
@@ -64,6 +64,30 @@ def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, pru
     if (live := read_child(workload)) is not None:
         workload_changed(namespace, name, live, post_event)
     return model
+
+
+def _pinned(deployment: ModelDeployment, status: dict) -> ResolvedModel | None:
+    """The version recorded in status, when the alias is not to be followed."""
+    if deployment.spec.rollout.track or not deployment.spec.model.alias or "modelVersion" not in status:
+        return None
+    return ResolvedModel(deployment.spec.model.name, status["modelVersion"], status.get("modelRunId"),
+                         status.get("modelSource"))
+
+
+def follow_alias(body: dict, settings: OperatorSettings, post_event: PostEvent) -> None:
+    """Asks the registry where the alias points now (an answer shared by every resource
+    polling the same model within one interval) and rolls out a version it moved to."""
+    deployment = parse_manifest(body, check_rules=False)
+    status = body.get("status") or {}
+    if status.get("observedGeneration") != deployment.generation or "modelVersion" not in status:
+        return  # the reconcile of this generation is still to record; it resolves the alias itself
+    reference, rollout = deployment.spec.model, deployment.spec.rollout
+    moved = resolve(reference, settings.render.registry_uri, max_age=rollout.poll_interval_seconds)
+    if moved.version == status["modelVersion"]:
+        return
+    post_event("AliasMoved", f"alias {reference.alias!r} of {reference.name} moved from version "
+                             f"{status['modelVersion']} to {moved.version}: rolling out", False)
+    reconcile(body, settings, post_event, prune=False)
 
 
 def workload_changed(namespace: str, name: str, workload: dict, post_event: PostEvent) -> None:

@@ -51,34 +51,36 @@ class _Answers:
     ModelDeployments of one model created together cost one registry call, not a
     thousand (a lookup takes about 20 ms, and the registry answers one at a time)."""
 
-    def __init__(self, seconds: float):
-        self.seconds = seconds
+    def __init__(self):
         self._guard = threading.Lock()
         self._locks: dict[tuple, threading.Lock] = {}
         self._answers: dict[tuple, tuple[float, ResolvedModel]] = {}
 
-    def get(self, question: tuple, ask: Callable[[], ResolvedModel]) -> ResolvedModel:
+    def get(self, question: tuple, ask: Callable[[], ResolvedModel], max_age: float) -> ResolvedModel:
         with self._guard:
             lock = self._locks.setdefault(question, threading.Lock())
         with lock:
-            expires, answer = self._answers.get(question, (0.0, None))
-            if time.monotonic() < expires:
+            asked, answer = self._answers.get(question, (float("-inf"), None))
+            if time.monotonic() - asked < max_age:
                 return answer
             answer = ask()  # failures are not remembered: the next pass asks again
-            self._answers[question] = (time.monotonic() + self.seconds, answer)
+            self._answers[question] = (time.monotonic(), answer)
             return answer
 
 
 # Short enough that an alias moved in the registry reaches a new or edited
 # ModelDeployment at once, for any human sense of "at once".
-_answers = _Answers(seconds=2.0)
+FRESH_SECONDS = 2.0
+_answers = _Answers()
 
 
-def resolve(reference: ModelReference, default_uri: str | None) -> ResolvedModel:
-    """The version `reference` names (its alias resolved), with its run and source."""
+def resolve(reference: ModelReference, default_uri: str | None, max_age: float = FRESH_SECONDS) -> ResolvedModel:
+    """The version `reference` names (its alias resolved), with its run and source: an
+    answer at most `max_age` seconds old, so resources polling one model on the same
+    interval share one registry call per interval."""
     uri = (reference.registry.uri or default_uri or "").rstrip("/")
     question = (uri, reference.name, reference.alias, reference.version)
-    return _answers.get(question, lambda: _ask(reference, uri))
+    return _answers.get(question, lambda: _ask(reference, uri), max_age)
 
 
 def _ask(reference: ModelReference, uri: str) -> ResolvedModel:
