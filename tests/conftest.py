@@ -26,6 +26,7 @@ _START_SECONDS = pytest.StashKey[dict[str, float]]()
 class Registry:
     tracking_uri: str
     models: RegistryModels
+    log_path: Path  # the server's access log among its lines: one per request
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +74,7 @@ def registry(request: pytest.FixtureRequest, testbed_dir: Path) -> Registry:
         server.stop()
         raise
     _record_started(request.config, "MLflow registry with test models", [server], since)
-    yield Registry(tracking_uri, models)
+    yield Registry(tracking_uri, models, server.log_path)
     _stop_and_check([server])
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tests.testbed.process import Component
+from tests.testbed.process import Component, free_port
 
 SERVING_IMAGE = "example.invalid/modelplane/serving:test"
+WEBHOOK_SECRET = "testbed-webhook-secret"
 
 
 class Operator:
@@ -17,11 +18,17 @@ class Operator:
             "KUBECONFIG": str(kubeconfig),
             "MLFLOW_TRACKING_URI": registry_uri,
             "MODELPLANE_SERVING_IMAGE": SERVING_IMAGE,
+            "MODELPLANE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "MODELPLANE_WEBHOOK_LISTEN": f"127.0.0.1:{free_port()}",
         }
         self.argv = [str(Path(sys.executable).parent / "modelplane"), "operator", *scope]
         self.log_dir = log_dir
         self.name = name
         self.component: Component | None = None
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://{self.env['MODELPLANE_WEBHOOK_LISTEN']}/mlflow/webhook"
 
     def start(self) -> Operator:
         self.component = Component(self.name, self.argv, self.log_dir, env=self.env).start()

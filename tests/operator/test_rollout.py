@@ -1,37 +1,60 @@
-"""Following a registry alias: a moved alias reaches the workload by itself, unless the
-ModelDeployment pins its version."""
+"""Rollouts: a moved alias reaches the workload by itself (by polling, or at once by the
+registry's webhook), a version that never becomes Ready is rolled back, a pinned
+ModelDeployment stays put, and a fleet polling one model shares its registry calls."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
 from tests.conftest import Registry
-from tests.operator.process import Operator
-from tests.operator.resources import apply, events, manifest, ready, status_of
-from tests.testbed.cluster import ControlPlane
+from tests.operator.process import WEBHOOK_SECRET, Operator
+from tests.operator.resources import apply, condition, events, manifest, ready, status_of
+from tests.testbed.cluster import UNREADY_MODEL_URI, ControlPlane
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.registry]
 POLL_SECONDS = 5
+UNREADY_MODEL = UNREADY_MODEL_URI.removeprefix("models:/").split("/")[0]
+
+
+def _register(registry: Registry, name: str, versions: int) -> str:
+    """`name` with `versions` versions (copies of iris version 1; nothing runs them on
+    simulated nodes) and @champion on version 1."""
+    import mlflow
+
+    client = mlflow.MlflowClient(registry.tracking_uri)
+    iris = client.get_model_version(registry.models.iris, "1")
+    client.create_registered_model(name)
+    for _ in range(versions):
+        client.create_model_version(name, iris.source, iris.run_id, model_id=iris.source.removeprefix("models:/"))
+    client.set_registered_model_alias(name, "champion", "1")
+    return name
+
+
+def _move_alias(registry: Registry, model: str, version: str) -> None:
+    import mlflow
+
+    mlflow.MlflowClient(registry.tracking_uri).set_registered_model_alias(model, "champion", version)
 
 
 @pytest.fixture
 def promoted_model(registry: Registry, namespace: str) -> str:
-    """A model of its own (versions 1 and 2, @champion on 1), so moving its alias disturbs no other test."""
-    import mlflow
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
+    """A model of its own, so moving its alias disturbs no other test."""
+    return _register(registry, f"promoted-{namespace}", versions=2)
 
-    from modelplane.demo import register_iris_model
 
-    mlflow.set_tracking_uri(registry.tracking_uri)
-    experiment_id = mlflow.get_experiment_by_name("testbed").experiment_id
-    name = f"promoted-{namespace}"
-    register_iris_model(experiment_id, LogisticRegression(max_iter=500), name, "champion")
-    register_iris_model(experiment_id, RandomForestClassifier(n_estimators=5, random_state=0), name, None)
-    return name
+@pytest.fixture(scope="module")
+def unready_model(registry: Registry) -> str:
+    """The model whose version 2 the test bed never makes Ready."""
+    return _register(registry, UNREADY_MODEL, versions=2)
 
 
 def _serving_version(cluster: ControlPlane, namespace: str, name: str) -> str:
@@ -40,44 +63,157 @@ def _serving_version(cluster: ControlPlane, namespace: str, name: str) -> str:
     return model.rsplit("/", 1)[-1]
 
 
-def _move_alias(model: str, version: str) -> None:
-    import mlflow
+def _reasons(cluster: ControlPlane, namespace: str, name: str) -> list[str]:
+    return sorted(reason for reason, _ in events(cluster, namespace, name))
 
-    mlflow.MlflowClient().set_registered_model_alias(model, "champion", version)
+
+def _following(name: str, model: str, **rollout) -> dict:
+    return manifest(name, model={"name": model, "alias": "champion"}, rollout=rollout)
 
 
 def test_a_moved_alias_rolls_the_workload_to_the_new_version(
-    operator: Operator, cluster: ControlPlane, namespace: str, promoted_model: str,
+    operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry, promoted_model: str,
 ):
-    apply(cluster, namespace, manifest("follow", model={"name": promoted_model, "alias": "champion"},
-                                       rollout={"pollIntervalSeconds": POLL_SECONDS}))
+    apply(cluster, namespace, _following("follow", promoted_model, pollIntervalSeconds=POLL_SECONDS))
     assert eventually(lambda: ready(cluster, namespace, "follow"), what="Ready")["modelVersion"] == "1"
 
-    _move_alias(promoted_model, "2")
+    _move_alias(registry, promoted_model, "2")
 
     eventually(lambda: _serving_version(cluster, namespace, "follow") == "2", timeout=60,
                what="the Deployment at version 2")
-    eventually(lambda: (ready(cluster, namespace, "follow") or {}).get("modelVersion") == "2", timeout=60,
-               what="status at version 2, Ready")
-    moves = [message for reason, message in events(cluster, namespace, "follow") if reason == "AliasMoved"]
-    assert moves == [f"alias 'champion' of {promoted_model} moved from version 1 to 2: rolling out"]
+    status = eventually(lambda: (s := status_of(cluster, namespace, "follow")).get("modelVersion") == "2" and s,
+                        timeout=60, what="status at version 2")
+    assert "targetVersion" not in status
+    assert condition(status, "RolledOut")["reason"] == "RolloutComplete"
+    messages = {reason: message for reason, message in events(cluster, namespace, "follow")}
+    assert messages["AliasMoved"] == f"alias 'champion' of {promoted_model} moved from version 1 to 2"
+    assert messages["RolloutStarted"] == "rolling out version 2 to replace version 1"
+    assert messages["RolledOut"] == "version 2 replaced version 1"
+
+
+def _deliver(url: str, body: bytes, signature: str | None) -> int:
+    """POSTs a webhook delivery as MLflow sends it; returns the HTTP status."""
+    delivery, stamp = "test-delivery", str(int(time.time()))
+    headers = {"Content-Type": "application/json", "X-MLflow-Delivery-Id": delivery, "X-MLflow-Timestamp": stamp}
+    if signature is not None:
+        headers["X-MLflow-Signature"] = signature or "v1," + base64.b64encode(hmac.new(
+            WEBHOOK_SECRET.encode(), f"{delivery}.{stamp}.".encode() + body, hashlib.sha256).digest()).decode()
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, body, headers), timeout=10).status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_the_registry_webhook_rolls_out_at_once_and_a_bad_signature_changes_nothing(
+    operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry, promoted_model: str,
+):
+    from mlflow import MlflowClient
+
+    apply(cluster, namespace, _following("hooked", promoted_model, pollIntervalSeconds=3600))
+    eventually(lambda: ready(cluster, namespace, "hooked"), what="Ready")
+    moved = json.dumps({"entity": "model_version_alias", "action": "created", "timestamp": "2026-01-01T00:00:00Z",
+                        "data": {"name": promoted_model, "alias": "champion", "version": "2"}}).encode()
+    _move_alias(registry, promoted_model, "2")  # unsigned deliveries must not make the operator look
+
+    assert _deliver(operator.webhook_url, moved, signature=None) == 401
+    assert _deliver(operator.webhook_url, moved, signature="v1,bm90IHRoZSBzaWduYXR1cmU=") == 401
+    time.sleep(POLL_SECONDS)
+    assert _serving_version(cluster, namespace, "hooked") == "1"
+
+    client = MlflowClient(registry.tracking_uri)
+    hook = client.create_webhook(f"operator-{namespace}", operator.webhook_url, secret=WEBHOOK_SECRET,
+                                 events=["model_version_alias.created"])
+    try:
+        _move_alias(registry, promoted_model, "1")  # MLflow's own signed delivery, for each move
+        _move_alias(registry, promoted_model, "2")
+        eventually(lambda: status_of(cluster, namespace, "hooked").get("modelVersion") == "2", timeout=30,
+                   what="version 2 rolled out well before the hour's poll")
+    finally:
+        client.delete_webhook(hook.webhook_id)
+
+
+def test_a_version_that_never_becomes_ready_is_rolled_back_once(
+    operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry, unready_model: str,
+):
+    _move_alias(registry, unready_model, "1")
+    apply(cluster, namespace, _following("careful", unready_model, pollIntervalSeconds=POLL_SECONDS,
+                                         progressDeadlineSeconds=10))
+    eventually(lambda: ready(cluster, namespace, "careful"), what="Ready at version 1")
+
+    _move_alias(registry, unready_model, "2")
+    eventually(lambda: status_of(cluster, namespace, "careful").get("targetVersion") == "2", timeout=30,
+               what="the rollout of version 2 started")
+    status = eventually(lambda: (s := status_of(cluster, namespace, "careful")).get("failedVersion") == "2" and s,
+                        timeout=90, what="version 2 rolled back")
+    assert status["modelVersion"] == "1" and "targetVersion" not in status
+    assert condition(status, "RolledOut")["reason"] == "RolledBack"
+    eventually(lambda: _serving_version(cluster, namespace, "careful") == "1", what="the Deployment back at 1")
+    eventually(lambda: ready(cluster, namespace, "careful"), what="Ready again")
+
+    time.sleep(3 * POLL_SECONDS)  # polls that see the alias still on the failed version
+    assert _serving_version(cluster, namespace, "careful") == "1"
+    assert _reasons(cluster, namespace, "careful").count("RolloutStarted") == 1
+    assert _reasons(cluster, namespace, "careful").count("RolledBack") == 1
+
+
+def test_a_rollout_cut_short_by_an_operator_crash_resumes(
+    operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry, unready_model: str,
+):
+    _move_alias(registry, unready_model, "1")
+    apply(cluster, namespace, _following("resumed", unready_model, pollIntervalSeconds=POLL_SECONDS,
+                                         progressDeadlineSeconds=20))
+    eventually(lambda: ready(cluster, namespace, "resumed"), what="Ready at version 1")
+    _move_alias(registry, unready_model, "2")
+    eventually(lambda: "RolloutStarted" in _reasons(cluster, namespace, "resumed"), timeout=30,
+               what="the rollout of version 2 started")
+
+    operator.kill()
+    operator.start()
+
+    eventually(lambda: status_of(cluster, namespace, "resumed").get("failedVersion") == "2", timeout=90,
+               what="the resumed rollout rolled back")
+    eventually(lambda: _serving_version(cluster, namespace, "resumed") == "1", what="the Deployment back at 1")
+    time.sleep(2 * POLL_SECONDS)
+    reasons = _reasons(cluster, namespace, "resumed")
+    assert (reasons.count("RolloutStarted"), reasons.count("RolledBack")) == (1, 1)
 
 
 def test_a_pinned_deployment_stays_on_its_version(
-    operator: Operator, cluster: ControlPlane, namespace: str, promoted_model: str,
+    operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry, promoted_model: str,
 ):
-    apply(cluster, namespace, manifest("pinned", model={"name": promoted_model, "alias": "champion"},
-                                       rollout={"pollIntervalSeconds": POLL_SECONDS, "track": False},
-                                       online={"replicas": 1}))
+    pinned = _following("pinned", promoted_model, pollIntervalSeconds=POLL_SECONDS, track=False)
+    apply(cluster, namespace, {**pinned, "spec": {**pinned["spec"], "online": {"replicas": 1}}})
     eventually(lambda: ready(cluster, namespace, "pinned"), what="Ready")
 
-    _move_alias(promoted_model, "2")
+    _move_alias(registry, promoted_model, "2")
     # An edit makes a full pass, which must not resolve the alias again either.
-    apply(cluster, namespace, manifest("pinned", model={"name": promoted_model, "alias": "champion"},
-                                       rollout={"pollIntervalSeconds": POLL_SECONDS, "track": False},
-                                       online={"replicas": 2}))
+    apply(cluster, namespace, {**pinned, "spec": {**pinned["spec"], "online": {"replicas": 2}}})
     time.sleep(3 * POLL_SECONDS)
 
     assert status_of(cluster, namespace, "pinned")["modelVersion"] == "1"
     assert _serving_version(cluster, namespace, "pinned") == "1"
     assert cluster.get("deployment", "pinned", namespace)["spec"]["replicas"] == 2
+
+
+def test_a_fleet_following_ten_models_asks_the_registry_about_once_per_model_per_interval(
+    operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry,
+):
+    models = [_register(registry, f"fleet-{index}-{namespace}", versions=1) for index in range(10)]
+    fleet = [_following(f"member-{index}", models[index % 10], pollIntervalSeconds=POLL_SECONDS)
+             for index in range(200)]
+    for member in fleet:
+        member["spec"]["online"] = {"replicas": 0}
+    apply(cluster, namespace, {"apiVersion": "v1", "kind": "List", "items": fleet})
+    eventually(lambda: all(ready(cluster, namespace, member["metadata"]["name"]) for member in fleet),
+               timeout=300, what="all 200 Ready")
+
+    offset = registry.log_path.stat().st_size
+    window = 6 * POLL_SECONDS
+    time.sleep(window)
+    with registry.log_path.open("rb") as log:
+        log.seek(offset)
+        asked = [line for line in log.read().decode(errors="replace").splitlines()
+                 if "registered-models/alias?name=fleet-" in line and namespace in line]
+    # Jittered intervals of 0.8 to 1.2 x POLL_SECONDS: at most 1.25 calls per model per interval.
+    intervals = window / POLL_SECONDS
+    assert 10 <= len(asked) <= 10 * (intervals * 1.25 + 1), f"{len(asked)} registry calls in {window} s"

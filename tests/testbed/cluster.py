@@ -23,6 +23,9 @@ from tests.testbed.process import Component, free_port
 
 SERVICE_CIDR = "10.96.0.0/16"
 FAKE_NODE_NAMES = ("kwok-node-0", "kwok-node-1")
+# The test bed's stand-in for a model version whose pods fail their probes: kwok never
+# makes pods serving it Ready. Tests register this model to watch a rollout fail.
+UNREADY_MODEL_URI = "models:/never-ready/2"
 
 
 class CommandFailed(subprocess.CalledProcessError):
@@ -194,7 +197,7 @@ def start_control_plane(root: Path, logs: Path, die_with_parent: bool = True) ->
         plane.components.append(Component("kube-scheduler", [
             str(binaries.binary("kube-scheduler")), *_controller_args(plane.kubeconfig),
         ], logs).start(**start))
-        stages = sorted(binaries.kwok_stage_dir().glob("*.yaml"))
+        stages = _kwok_stages(root)
         plane.components.append(Component("kwok", [
             str(binaries.binary("kwok")), "--kubeconfig", str(plane.kubeconfig),
             "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
@@ -207,6 +210,23 @@ def start_control_plane(root: Path, logs: Path, die_with_parent: bool = True) ->
         plane.stop()
         raise
     return plane
+
+
+def _kwok_stages(root: Path) -> list[Path]:
+    """kwok's own stages, with pods serving UNREADY_MODEL_URI left out of the one that
+    makes pods Ready."""
+    stages = []
+    for source in sorted(binaries.kwok_stage_dir().glob("*.yaml")):
+        stage = yaml.safe_load(source.read_text())
+        if stage["metadata"]["name"] == "pod-ready":
+            stage["spec"]["selector"]["matchExpressions"].append({
+                "key": '.spec.containers.[].env.[] | select( .name == "MODELPLANE_MODEL" ) | .value',
+                "operator": "NotIn", "values": [UNREADY_MODEL_URI],
+            })
+        stages.append(root / "kwok-stages" / source.name)
+        stages[-1].parent.mkdir(parents=True, exist_ok=True)
+        stages[-1].write_text(yaml.safe_dump(stage))
+    return stages
 
 
 def _wait_for_scheduling(plane: ControlPlane) -> None:

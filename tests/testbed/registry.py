@@ -41,7 +41,12 @@ def start_registry(root: Path, logs: Path, die_with_parent: bool = True) -> tupl
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
         "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts",
-    ], logs).start(die_with_parent=die_with_parent)
+        # Its webhooks call the operator on loopback over plain HTTP, which MLflow refuses
+        # by default (a cluster puts TLS in front of the operator's endpoint); and a test's
+        # new webhook is called at once, not after MLflow's 60 s cache of webhooks expires.
+    ], logs, env={"MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true", "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+                  "MLFLOW_WEBHOOK_CACHE_TTL": "0"},
+    ).start(die_with_parent=die_with_parent)
     server.wait_until(lambda: urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200, timeout=90)
     return server, uri
 

@@ -9,9 +9,10 @@ import random
 from functools import cache
 
 import kopf
+from aiohttp import web
 
-from modelplane.operator import reconcile
-from modelplane.operator.registry import RegistryError
+from modelplane.operator import reconcile, webhook
+from modelplane.operator.registry import RegistryError, forget_alias
 from modelplane.operator.render.common import DEPLOYMENT_LABEL, MANAGED_BY
 from modelplane.operator.settings import OperatorSettings
 from modelplane.operator.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION
@@ -77,22 +78,69 @@ def _follows_alias(spec: kopf.Spec, **_) -> bool:
     return bool(spec.get("model", {}).get("alias")) and spec.get("rollout", {}).get("track", True)
 
 
+# The daemons following an alias, by resource uid: the (model, alias) each follows, and
+# the event that wakes it before its next poll.
+_followers: dict[str, tuple[tuple[str, str], asyncio.Event]] = {}
+
+
+def _wake_followers(model: str, alias: str) -> int:
+    forget_alias(model, alias)
+    woken = [wake for followed, wake in _followers.values() if followed == (model, alias)]
+    for wake in woken:
+        wake.set()
+    return len(woken)
+
+
+async def _sleep(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: float) -> None:
+    """Until `seconds` pass, the webhook wakes the daemon, or kopf stops it."""
+    waits = [asyncio.ensure_future(stopped.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
+
+
 @kopf.daemon(GROUP, VERSION, PLURAL, when=_follows_alias, cancellation_timeout=10)
-async def follow_alias(stopped: kopf.DaemonStopped, body: kopf.Body, **_) -> None:
+async def follow_alias(stopped: kopf.DaemonStopped, body: kopf.Body, uid: str, **_) -> None:
     """Polls the registry on the resource's own interval, each wait jittered so that
-    resources created together do not ask together."""
-    poster = _poster(body.metadata.namespace, body.metadata.name, body.metadata.uid)
-    while not stopped:
-        interval = body.spec.get("rollout", {}).get("pollIntervalSeconds", 60)
-        await stopped.wait(interval * random.uniform(0.8, 1.2))
-        if stopped:
-            return
-        try:
-            # The body a daemon holds is kept current by kopf; a copy is what one pass sees.
-            await asyncio.to_thread(reconcile.follow_alias, copy.deepcopy(dict(body)), _settings(), poster)
-        except RegistryError as error:
-            logging.getLogger(__name__).warning("[%s/%s] cannot follow the alias: %s",
-                                                body.metadata.namespace, body.metadata.name, error)
+    resources created together do not ask together; the webhook cuts a wait short."""
+    poster = _poster(body.metadata.namespace, body.metadata.name, uid)
+    wake = asyncio.Event()
+    try:
+        while not stopped:
+            model = body.spec.get("model", {})
+            _followers[uid] = ((model.get("name"), model.get("alias")), wake)
+            interval = body.spec.get("rollout", {}).get("pollIntervalSeconds", 60)
+            await _sleep(stopped, wake, interval * random.uniform(0.8, 1.2))
+            wake.clear()
+            if stopped:
+                return
+            try:
+                # The body a daemon holds is kept current by kopf; a copy is what one pass sees.
+                await asyncio.to_thread(reconcile.follow_alias, copy.deepcopy(dict(body)), _settings(), poster)
+            except RegistryError as error:
+                logging.getLogger(__name__).warning("[%s/%s] cannot follow the alias: %s",
+                                                    body.metadata.namespace, body.metadata.name, error)
+    finally:
+        _followers.pop(uid, None)
+
+
+@kopf.on.startup()
+async def serve_webhook(memo: kopf.Memo, **_) -> None:
+    settings = _settings()
+    if not settings.webhook_secret:
+        return
+    runner = web.AppRunner(webhook.application(settings.webhook_secret, _wake_followers), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, *settings.webhook_address).start()
+    memo.webhook_runner = runner
+
+
+@kopf.on.cleanup()
+async def stop_webhook(memo: kopf.Memo, **_) -> None:
+    if (runner := memo.get("webhook_runner")) is not None:
+        await runner.cleanup()
 
 
 def _owned_child(body: kopf.Body) -> dict | None:
@@ -116,7 +164,7 @@ def child_changed(body: kopf.Body, type: str | None, namespace: str, labels: kop
     if type == "DELETED":
         reconcile.child_deleted(namespace, name, workload, _settings(), _poster(namespace, name, None))
     elif not body.metadata.get("deletionTimestamp"):
-        reconcile.workload_changed(namespace, name, workload, _poster(namespace, name, None))
+        reconcile.workload_changed(namespace, name, workload, _settings(), _poster(namespace, name, None))
 
 
 @kopf.on.event("", "v1", "services", labels=CHILDREN)

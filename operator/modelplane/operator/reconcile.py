@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from modelplane.operator import rollout
 from modelplane.operator.apply import WORKLOAD_KINDS, apply_children, prune_children, read_child
 from modelplane.operator.kube import ForbiddenError, NotFoundError, resource
 from modelplane.operator.manifest import ModelDeployment, parse_manifest
@@ -32,13 +33,14 @@ def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, pru
     namespace, name = deployment.namespace, deployment.name
     reference = deployment.spec.model
     try:
-        model = _pinned(deployment, body.get("status") or {}) or resolve(reference, settings.render.registry_uri)
+        wanted = _pinned(deployment, body.get("status") or {}) or resolve(reference, settings.render.registry_uri)
     except RegistryError as error:
         # Existing children keep serving the version they run; only the condition says so.
         unresolved = Observed(MODEL_RESOLVED, "False", error.reason, str(error))
         update_status(namespace, name, lambda status, _: set_condition(status, unresolved, deployment.generation),
                       body)
         raise
+    model = rollout.choose(body.get("status") or {}, wanted)
     children = render(deployment, model, settings.render)
     written = apply_children(children)
     pruned = prune_children(namespace, name, deployment.uid, children) if prune or written else []
@@ -49,29 +51,42 @@ def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, pru
     workload = next(child for child in children if child["kind"] in WORKLOAD_KINDS)
 
     def record(status: dict, _: dict) -> None:
-        wanted = f"alias {reference.alias!r}" if reference.alias else "the fixed version"
-        set_condition(status, Observed(MODEL_RESOLVED, "True", "Resolved",
-                                       f"{wanted} of {model.name} is version {model.version}"), deployment.generation)
-        status.update(observedGeneration=deployment.generation, modelVersion=model.version,
-                      modelRunId=model.run_id, modelSource=model.source)
+        subject = f"alias {reference.alias!r}" if reference.alias else "the fixed version"
+        resolved = f"{subject} of {model.name} is version {wanted.version}"
+        if wanted.version != rollout.choose(status, wanted).version:
+            resolved += f", which failed its rollout: version {status['modelVersion']} stays"
+        set_condition(status, Observed(MODEL_RESOLVED, "True", "Resolved", resolved), deployment.generation)
+        status["observedGeneration"] = deployment.generation
+        rollout.begin(status, wanted, deployment.generation)
         status["endpoint"] = endpoint(deployment) if deployment.spec.mode.value == "online" else None
         # Read here, so a retry after a conflicting write (a child's event) reads it afresh.
-        _observe_workload(status, deployment.spec.mode.value, read_child(workload), deployment.generation)
+        _observe_workload(status, deployment.spec.mode.value, read_child(workload), deployment.generation,
+                          deployment.spec.rollout.auto_rollback)
 
-    _announce_ready_change(update_status(namespace, name, record, body), post_event)
+    if _announce(update_status(namespace, name, record, body), post_event):
+        return _reconcile_again(namespace, name, settings, post_event) or model
     # Workload events that came while this pass ran were skipped, as this generation was
     # not recorded yet: look at the workload once more now that it is.
     if (live := read_child(workload)) is not None:
-        workload_changed(namespace, name, live, post_event)
+        workload_changed(namespace, name, live, settings, post_event)
     return model
 
 
 def _pinned(deployment: ModelDeployment, status: dict) -> ResolvedModel | None:
-    """The version recorded in status, when the alias is not to be followed."""
-    if deployment.spec.rollout.track or not deployment.spec.model.alias or "modelVersion" not in status:
+    """The version status records, when the alias is not to be followed."""
+    if deployment.spec.rollout.track or not deployment.spec.model.alias:
         return None
-    return ResolvedModel(deployment.spec.model.name, status["modelVersion"], status.get("modelRunId"),
-                         status.get("modelSource"))
+    return rollout.rendered(status, deployment.spec.model.name)
+
+
+def _reconcile_again(namespace: str, name: str, settings: OperatorSettings,
+                     post_event: PostEvent) -> ResolvedModel | None:
+    """A pass on a fresh copy, after status changed what is to be rendered (a rollback)."""
+    try:
+        body = resource().get(name=name, namespace=namespace).to_dict()
+    except NotFoundError:
+        return None
+    return reconcile(body, settings, post_event, prune=False)
 
 
 def follow_alias(body: dict, settings: OperatorSettings, post_event: PostEvent) -> None:
@@ -81,18 +96,20 @@ def follow_alias(body: dict, settings: OperatorSettings, post_event: PostEvent) 
     status = body.get("status") or {}
     if status.get("observedGeneration") != deployment.generation or "modelVersion" not in status:
         return  # the reconcile of this generation is still to record; it resolves the alias itself
-    reference, rollout = deployment.spec.model, deployment.spec.rollout
-    moved = resolve(reference, settings.render.registry_uri, max_age=rollout.poll_interval_seconds)
-    if moved.version == status["modelVersion"]:
+    reference, rollout_spec = deployment.spec.model, deployment.spec.rollout
+    moved = resolve(reference, settings.render.registry_uri, max_age=rollout_spec.poll_interval_seconds)
+    known = (status.get(key) for key in ("modelVersion", "targetVersion", rollout.FAILED_VERSION))
+    if moved.version in known:
         return
     post_event("AliasMoved", f"alias {reference.alias!r} of {reference.name} moved from version "
-                             f"{status['modelVersion']} to {moved.version}: rolling out", False)
+                             f"{status['modelVersion']} to {moved.version}", False)
     reconcile(body, settings, post_event, prune=False)
 
 
-def workload_changed(namespace: str, name: str, workload: dict, post_event: PostEvent) -> None:
-    """Recomputes Ready and Progressing from a child workload that just changed, if it
-    is the workload of the ModelDeployment's current mode."""
+def workload_changed(namespace: str, name: str, workload: dict, settings: OperatorSettings,
+                     post_event: PostEvent) -> None:
+    """Recomputes Ready and Progressing, and the progress of a rollout, from a child
+    workload that just changed, if it is the workload of the ModelDeployment's current mode."""
     def observe(status: dict, body: dict) -> None:
         generation = body["metadata"].get("generation")
         if status.get("observedGeneration") != generation:
@@ -101,9 +118,11 @@ def workload_changed(namespace: str, name: str, workload: dict, post_event: Post
         owned = any(ref.get("uid") == body["metadata"]["uid"] and ref.get("kind") == KIND
                     for ref in workload["metadata"].get("ownerReferences", []))
         if owned and workload["metadata"].get("labels", {}).get(MODE_LABEL) == mode:
-            _observe_workload(status, mode, workload, generation)
+            auto_rollback = (body["spec"].get("rollout") or {}).get("autoRollback", True)
+            _observe_workload(status, mode, workload, generation, auto_rollback)
 
-    _announce_ready_change(update_status(namespace, name, observe), post_event)
+    if _announce(update_status(namespace, name, observe), post_event):
+        _reconcile_again(namespace, name, settings, post_event)
 
 
 def child_deleted(namespace: str, name: str, child: dict, settings: OperatorSettings, post_event: PostEvent) -> None:
@@ -120,8 +139,7 @@ def child_deleted(namespace: str, name: str, child: dict, settings: OperatorSett
             or child["metadata"].get("labels", {}).get(MODE_LABEL) != mode):
         return
     deployment = parse_manifest(body, check_rules=False)
-    model = ResolvedModel(deployment.spec.model.name, status["modelVersion"],
-                          status.get("modelRunId"), status.get("modelSource"))
+    model = rollout.rendered(status, deployment.spec.model.name)
     try:
         written = apply_children(render(deployment, model, settings.render))
     except ForbiddenError:
@@ -131,10 +149,12 @@ def child_deleted(namespace: str, name: str, child: dict, settings: OperatorSett
                                f"at version {model.version}", True)
 
 
-def _observe_workload(status: dict, mode: str, workload: dict | None, generation: int | None) -> None:
+def _observe_workload(status: dict, mode: str, workload: dict | None, generation: int | None,
+                      auto_rollback: bool) -> None:
     observed, times = workload_conditions(mode, workload)
     for entry in observed:
         set_condition(status, entry, generation)
+    rollout.advance(status, workload, auto_rollback, generation)
     for key in ("lastScheduleTime", "lastSuccessfulTime"):
         value = times.get(key, status.get(key) if mode == "batch" else None)
         if value is None:
@@ -145,10 +165,20 @@ def _observe_workload(status: dict, mode: str, workload: dict | None, generation
         del status[key]
 
 
-def _announce_ready_change(changed: tuple[dict, dict] | None, post_event: PostEvent) -> None:
+def _announce(changed: tuple[dict, dict] | None, post_event: PostEvent) -> bool:
+    """Posts the Events a status change is worth; True if it rolled back, which the
+    workload must follow."""
     if changed is None:
-        return
-    before, after = (condition(side, READY) or {} for side in changed)
+        return False
+    _announce_ready_change(*changed, post_event)
+    for reason, message, warning in rollout.news(*changed):
+        post_event(reason, message, warning)
+    before, after = changed
+    return after.get(rollout.FAILED_VERSION) not in (None, before.get(rollout.FAILED_VERSION))
+
+
+def _announce_ready_change(before_status: dict, after_status: dict, post_event: PostEvent) -> None:
+    before, after = condition(before_status, READY) or {}, condition(after_status, READY) or {}
     if not after or before.get("status") == after.get("status"):
         return
     if not before and after["status"] != "True" and after["reason"] not in FAILURES:

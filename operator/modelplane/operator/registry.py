@@ -67,6 +67,11 @@ class _Answers:
             self._answers[question] = (time.monotonic(), answer)
             return answer
 
+    def forget(self, matches: Callable[[tuple], bool]) -> None:
+        with self._guard:
+            for question in [question for question in self._answers if matches(question)]:
+                del self._answers[question]
+
 
 # Short enough that an alias moved in the registry reaches a new or edited
 # ModelDeployment at once, for any human sense of "at once".
@@ -81,6 +86,11 @@ def resolve(reference: ModelReference, default_uri: str | None, max_age: float =
     uri = (reference.registry.uri or default_uri or "").rstrip("/")
     question = (uri, reference.name, reference.alias, reference.version)
     return _answers.get(question, lambda: _ask(reference, uri), max_age)
+
+
+def forget_alias(name: str, alias: str) -> None:
+    """Drops what is known of where an alias points (in any registry): it just moved."""
+    _answers.forget(lambda question: question[1:3] == (name, alias))
 
 
 def _ask(reference: ModelReference, uri: str) -> ResolvedModel:

@@ -323,6 +323,15 @@ class ModelDeploymentStatus(_Spec):
     target_version: str | None = None
     """Version being rolled out, while a rollout is in progress."""
 
+    target_run_id: str | None = None
+    """MLflow run that produced the version being rolled out."""
+
+    target_source: str | None = None
+    """Artifact location of the version being rolled out."""
+
+    failed_version: str | None = None
+    """Version whose rollout failed and was rolled back; not tried again until the alias moves."""
+
     endpoint: str | None = None
     """In-cluster address of the online API (Service DNS name and port)."""
 

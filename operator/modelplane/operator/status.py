@@ -63,11 +63,12 @@ def _deployment_conditions(deployment: dict | None) -> list[Observed]:
     available = status.get("availableReplicas") or 0
     updated = status.get("updatedReplicas") or 0
     counts = f"{available}/{wanted} replicas available, {updated} updated"
+    # A deadline missed by an earlier template says nothing of the current one.
+    current = (status.get("observedGeneration") or 0) >= deployment["metadata"].get("generation", 0)
     progressing = next((c for c in status.get("conditions") or [] if c["type"] == "Progressing"), None)
-    if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
+    if current and progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
         return [Observed(READY, "False", "ProgressDeadlineExceeded", progressing.get("message") or counts),
                 Observed(PROGRESSING, "False", "ProgressDeadlineExceeded", progressing.get("message") or counts)]
-    current = (status.get("observedGeneration") or 0) >= deployment["metadata"].get("generation", 0)
     rolled_out = current and updated >= wanted and available >= wanted and (status.get("replicas") or 0) <= wanted
     if rolled_out:
         reason = "ScaledToZero" if wanted == 0 else "MinimumReplicasAvailable"

@@ -4,7 +4,7 @@ or once."""
 from __future__ import annotations
 
 from modelplane.operator.manifest import ModelDeployment
-from modelplane.operator.render.common import RenderSettings, ResolvedModel, content_hash, selector_labels
+from modelplane.operator.render.common import MODEL_VERSION_LABEL, RenderSettings, ResolvedModel, content_hash, selector_labels
 from modelplane.operator.render.pod import env_var, model_env, pod_template
 
 ROLE = "batch"
@@ -25,7 +25,7 @@ def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSe
     if batch.schedule:
         # A scheduled run scores only the files no earlier run has scored.
         env.append(env_var("MODELPLANE_ONLY_NEW", "true"))
-    labels = {**selector_labels(deployment, ROLE), "modelplane.io/model-version": model.version}
+    labels = {**selector_labels(deployment, ROLE), MODEL_VERSION_LABEL: model.version}
     template = pod_template(deployment, settings, ["batch"], env, labels, restart_policy="Never")
     job_spec = {
         "completionMode": "Indexed",

@@ -12,6 +12,7 @@ from modelplane.operator.spec import API_VERSION, KIND
 MANAGED_BY = "modelplane"
 DEPLOYMENT_LABEL = "modelplane.io/deployment"
 MODE_LABEL = "modelplane.io/mode"
+MODEL_VERSION_LABEL = "modelplane.io/model-version"
 TEMPLATE_HASH_ANNOTATION = "modelplane.io/template-hash"
 
 

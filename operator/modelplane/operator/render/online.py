@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modelplane.operator.manifest import ModelDeployment
-from modelplane.operator.render.common import RenderSettings, ResolvedModel, selector_labels
+from modelplane.operator.render.common import MODEL_VERSION_LABEL, RenderSettings, ResolvedModel, selector_labels
 from modelplane.operator.render.pod import env_var, http_probes, model_env, pod_template
 from modelplane.operator.spec import Online
 
@@ -22,7 +22,7 @@ def endpoint(deployment: ModelDeployment) -> str:
 
 
 def pod_labels(deployment: ModelDeployment, model: ResolvedModel, role: str) -> dict[str, str]:
-    return {**selector_labels(deployment, role), "modelplane.io/model-version": model.version}
+    return {**selector_labels(deployment, role), MODEL_VERSION_LABEL: model.version}
 
 
 def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSettings) -> list[dict]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modelplane.operator.manifest import ModelDeployment
-from modelplane.operator.render.common import RenderSettings, ResolvedModel, selector_labels
+from modelplane.operator.render.common import MODEL_VERSION_LABEL, RenderSettings, ResolvedModel, selector_labels
 from modelplane.operator.render.pod import env_var, http_probes, model_env, pod_template
 
 ROLE = "streaming"
@@ -27,7 +27,7 @@ def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSe
     ]
     if streaming.dead_letter:
         env.append(env_var("MODELPLANE_DEAD_LETTER", streaming.dead_letter))
-    labels = {**selector_labels(deployment, ROLE), "modelplane.io/model-version": model.version}
+    labels = {**selector_labels(deployment, ROLE), MODEL_VERSION_LABEL: model.version}
     template = pod_template(
         deployment, settings, ["stream"], env, labels,
         ports=[{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
