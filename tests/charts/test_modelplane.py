@@ -27,6 +27,25 @@ def test_the_chart_lints_clean(cluster: ControlPlane):
     assert "0 chart(s) failed" in result.stdout
 
 
+def _rendered(cluster: ControlPlane, *values: str) -> dict[str, dict]:
+    sets = [arg for value in values for arg in ("--set", value)]
+    documents = yaml.safe_load_all(cluster.helm("template", "mp", str(CHART), *sets).stdout)
+    return {f"{doc['kind']}/{doc['metadata']['name']}": doc for doc in documents if doc}
+
+
+def test_the_webhook_endpoint_is_exposed_only_with_a_signing_secret(cluster: ControlPlane):
+    assert "Service/mp-modelplane-webhook" not in _rendered(cluster)
+
+    rendered = _rendered(cluster, "webhook.secretName=mlflow-webhook")
+    container = rendered["Deployment/mp-modelplane"]["spec"]["template"]["spec"]["containers"][0]
+    env = {variable["name"]: variable for variable in container["env"]}
+    assert env["MODELPLANE_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-webhook", "key": "secret"}
+    assert env["MODELPLANE_WEBHOOK_LISTEN"]["value"] == "0.0.0.0:8090"
+    service = rendered["Service/mp-modelplane-webhook"]["spec"]
+    assert service["ports"][0]["targetPort"] == "webhook"
+    assert {"name": "webhook", "containerPort": 8090} in container["ports"]
+
+
 def _workload_namespace(cluster: ControlPlane, namespace: str) -> str:
     workloads = f"{namespace}-work"
     cluster.kubectl("create", "namespace", workloads)

@@ -12,7 +12,8 @@ import yaml
 
 from modelplane.operator.manifest import ModelDeployment, load_manifests, parse_manifest
 from modelplane.operator.render import RenderSettings, ResolvedModel, render
-from modelplane.operator.render.common import TEMPLATE_HASH_ANNOTATION
+from modelplane.operator.render.common import MODEL_VERSION_LABEL, TEMPLATE_HASH_ANNOTATION
+from modelplane.operator.render.online import split_replicas
 from tests.conftest import REPO
 from tests.testbed.cluster import ControlPlane
 from tests.waiting import eventually
@@ -63,6 +64,33 @@ def test_an_autoscaler_owns_the_replica_count():
     assert _kinds(children) == ["Deployment/iris", "Service/iris", "HorizontalPodAutoscaler/iris"]
     assert "replicas" not in children[0]["spec"]
     assert children[2]["spec"]["minReplicas"] == 2
+
+
+@pytest.mark.parametrize(("total", "weight", "split"), [
+    (10, 10, (9, 1)), (10, 50, (5, 5)), (4, 25, (3, 1)), (4, 10, (3, 1)), (1, 10, (1, 1)), (3, 99, (1, 3)),
+])
+def test_a_canary_takes_whole_replicas_and_leaves_at_least_one_stable(total, weight, split):
+    assert split_replicas(total, weight) == split
+
+
+def test_a_canary_runs_beside_the_stable_version_behind_the_same_service():
+    canary = ResolvedModel(name="iris", version="8")
+    deployment = _deployment(online={"replicas": 10}, rollout={"strategy": "Canary", "canary": {"weight": 20}})
+
+    children = render(deployment, MODEL, SETTINGS, canary)
+
+    assert _kinds(children) == ["Deployment/iris", "Deployment/iris-canary", "Service/iris"]
+    stable, canary_workload, service = children
+    assert (stable["spec"]["replicas"], canary_workload["spec"]["replicas"]) == (8, 2)
+    assert _env(stable)["MODELPLANE_MODEL"] == "models:/iris/7"
+    assert _env(canary_workload)["MODELPLANE_MODEL"] == "models:/iris/8"
+    canary_pods = canary_workload["spec"]["template"]["metadata"]["labels"]
+    assert canary_pods[MODEL_VERSION_LABEL] == "8"
+    assert service["spec"]["selector"].items() <= canary_pods.items()
+    assert service["spec"]["selector"].items() <= stable["spec"]["template"]["metadata"]["labels"].items()
+    # The canary's selector must not match the stable pods, or it would adopt them.
+    assert not canary_workload["spec"]["selector"]["matchLabels"].items() <= (
+        stable["spec"]["template"]["metadata"]["labels"].items())
 
 
 def test_batch_with_a_schedule_is_a_cronjob_of_indexed_shards_scoring_only_new_files():

@@ -1,5 +1,6 @@
 """Rollouts: a moved alias reaches the workload by itself (by polling, or at once by the
-registry's webhook), a version that never becomes Ready is rolled back, a pinned
+registry's webhook), a version that never becomes Ready is rolled back, a canary takes
+its share of the Service's endpoints until it is promoted or aborted, a pinned
 ModelDeployment stays put, and a fleet polling one model shares its registry calls."""
 
 from __future__ import annotations
@@ -175,7 +176,98 @@ def test_a_rollout_cut_short_by_an_operator_crash_resumes(
     eventually(lambda: _serving_version(cluster, namespace, "resumed") == "1", what="the Deployment back at 1")
     time.sleep(2 * POLL_SECONDS)
     reasons = _reasons(cluster, namespace, "resumed")
-    assert (reasons.count("RolloutStarted"), reasons.count("RolledBack")) == (1, 1)
+    assert (reasons.count("RolloutStarted"), reasons.count("RolledBack")) == (1, 1), events(cluster, namespace, "resumed")
+
+
+def _endpoint_versions(cluster: ControlPlane, namespace: str, service: str) -> list[str]:
+    """The model version of each ready pod behind the Service, sorted."""
+    listing = json.loads(cluster.kubectl("get", "endpointslices", "-n", namespace, "-l",
+                                         f"kubernetes.io/service-name={service}", "-o", "json").stdout)
+    pods = [endpoint["targetRef"]["name"] for item in listing["items"] for endpoint in item.get("endpoints") or []
+            if (endpoint.get("conditions") or {}).get("ready")]
+    return sorted(cluster.get("pod", pod, namespace)["metadata"]["labels"]["modelplane.io/model-version"]
+                  for pod in pods)
+
+
+def _canary(name: str, model: str, duration: int) -> dict:
+    canary = _following(name, model, pollIntervalSeconds=POLL_SECONDS, strategy="Canary",
+                        canary={"weight": 20, "durationSeconds": duration})
+    canary["spec"]["online"] = {"replicas": 5}
+    return canary
+
+
+def _exists(cluster: ControlPlane, namespace: str, kind: str, name: str) -> bool:
+    return cluster.kubectl("get", kind, name, "-n", namespace, check=False).returncode == 0
+
+
+def test_a_canary_takes_its_share_of_the_service_until_promoted_by_hand_and_a_later_one_is_aborted(
+    operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry,
+):
+    model = _register(registry, f"canaried-{namespace}", versions=3)
+    apply(cluster, namespace, _canary("canaried", model, duration=3600))
+    eventually(lambda: ready(cluster, namespace, "canaried"), what="Ready at version 1")
+
+    _move_alias(registry, model, "2")
+    status = eventually(lambda: (s := status_of(cluster, namespace, "canaried")).get("canaryReadyTime") and s,
+                        timeout=60, what="the canary of version 2 Ready")
+    assert (status["modelVersion"], status["targetVersion"]) == ("1", "2")
+    assert condition(status, "RolledOut")["reason"] == "CanaryReady"
+    assert _serving_version(cluster, namespace, "canaried-canary") == "2"
+    eventually(lambda: _endpoint_versions(cluster, namespace, "canaried") == ["1", "1", "1", "1", "2"],
+               what="4 stable and 1 canary pods behind the Service")
+
+    cluster.kubectl("annotate", "mdep", "canaried", "-n", namespace, "modelplane.io/promote-canary=2")
+    eventually(lambda: status_of(cluster, namespace, "canaried").get("modelVersion") == "2", timeout=60,
+               what="version 2 promoted and rolled out")
+    eventually(lambda: not _exists(cluster, namespace, "deployment", "canaried-canary"), what="the canary removed")
+    eventually(lambda: _endpoint_versions(cluster, namespace, "canaried") == ["2"] * 5,
+               what="every endpoint on version 2")
+    reasons = _reasons(cluster, namespace, "canaried")
+    assert {"RolloutStarted", "CanaryReady", "CanaryPromoted", "RolledOut"} <= set(reasons)
+
+    _move_alias(registry, model, "3")
+    eventually(lambda: _exists(cluster, namespace, "deployment", "canaried-canary"), timeout=30,
+               what="a canary of version 3")
+    cluster.kubectl("annotate", "mdep", "canaried", "-n", namespace, "modelplane.io/abort-rollout=3")
+    status = eventually(lambda: (s := status_of(cluster, namespace, "canaried")).get("failedVersion") == "3" and s,
+                        timeout=30, what="the rollout of version 3 aborted")
+    assert status["modelVersion"] == "2" and "targetVersion" not in status
+    assert condition(status, "RolledOut")["reason"] == "RolloutAborted"
+    eventually(lambda: not _exists(cluster, namespace, "deployment", "canaried-canary"), what="the canary removed")
+    eventually(lambda: _endpoint_versions(cluster, namespace, "canaried") == ["2"] * 5, what="back to version 2")
+
+
+def test_a_canary_that_stays_ready_for_its_duration_is_promoted(
+    operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry, promoted_model: str,
+):
+    apply(cluster, namespace, _canary("patient", promoted_model, duration=10))
+    eventually(lambda: ready(cluster, namespace, "patient"), what="Ready at version 1")
+
+    _move_alias(registry, promoted_model, "2")
+    ready_at = eventually(lambda: status_of(cluster, namespace, "patient").get("canaryReadyTime"), timeout=60,
+                          what="the canary Ready")
+    eventually(lambda: status_of(cluster, namespace, "patient").get("modelVersion") == "2", timeout=60,
+               what="the canary promoted and rolled out")
+    promoted = next(message for reason, message in events(cluster, namespace, "patient") if reason == "CanaryPromoted")
+    assert "Ready for 10 s" in promoted, promoted
+    assert ready_at  # the duration counted from the canary's readiness, recorded in status
+    assert not _exists(cluster, namespace, "deployment", "patient-canary")
+
+
+def test_kubectl_alone_rolls_back_to_a_fixed_version(
+    operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry, promoted_model: str,
+):
+    _move_alias(registry, promoted_model, "2")
+    apply(cluster, namespace, _following("manual", promoted_model, pollIntervalSeconds=POLL_SECONDS))
+    assert eventually(lambda: ready(cluster, namespace, "manual"), what="Ready")["modelVersion"] == "2"
+
+    # As the README shows it.
+    cluster.kubectl("patch", "mdep", "manual", "-n", namespace, "--type", "merge",
+                    "-p", '{"spec":{"model":{"alias":null,"version":"1"}}}')
+
+    eventually(lambda: status_of(cluster, namespace, "manual").get("modelVersion") == "1", timeout=60,
+               what="back at version 1")
+    assert _serving_version(cluster, namespace, "manual") == "1"
 
 
 def test_a_pinned_deployment_stays_on_its_version(

@@ -126,6 +126,18 @@ async def follow_alias(stopped: kopf.DaemonStopped, body: kopf.Body, uid: str, *
         _followers.pop(uid, None)
 
 
+def _rolling_out(status: kopf.Status, **_) -> bool:
+    return bool(status.get("targetVersion"))
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=5, when=_rolling_out)
+def settle_rollout(body: kopf.Body, **_) -> None:
+    """Promotes a canary that has been Ready long enough, and acts on the annotations that
+    promote a canary or abort a rollout by hand, while a rollout is in progress."""
+    namespace, name = body.metadata.namespace, body.metadata.name
+    reconcile.settle_rollout(namespace, name, _settings(), _poster(namespace, name, body.metadata.uid))
+
+
 @kopf.on.startup()
 async def serve_webhook(memo: kopf.Memo, **_) -> None:
     settings = _settings()

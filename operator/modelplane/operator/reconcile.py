@@ -4,7 +4,9 @@ idempotent with deterministic names, so a pass cut short by a crash is safe to r
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from modelplane.operator import rollout
 from modelplane.operator.apply import WORKLOAD_KINDS, apply_children, prune_children, read_child
@@ -13,9 +15,9 @@ from modelplane.operator.manifest import ModelDeployment, parse_manifest
 from modelplane.operator.registry import RegistryError, resolve
 from modelplane.operator.render import ResolvedModel, render
 from modelplane.operator.render.common import MODE_LABEL
-from modelplane.operator.render.online import endpoint
+from modelplane.operator.render.online import CANARY, TRACK_LABEL, endpoint
 from modelplane.operator.settings import OperatorSettings
-from modelplane.operator.spec import KIND
+from modelplane.operator.spec import KIND, Mode, RolloutStrategy
 from modelplane.operator.status import (
     MODEL_RESOLVED, READY, Observed, condition, set_condition, update_status, workload_conditions,
 )
@@ -40,15 +42,20 @@ def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, pru
         update_status(namespace, name, lambda status, _: set_condition(status, unresolved, deployment.generation),
                       body)
         raise
-    model = rollout.choose(body.get("status") or {}, wanted)
-    children = render(deployment, model, settings.render)
+    # Rendered from status as this pass will record it, so what runs matches what it says.
+    upcoming = copy.deepcopy(body.get("status") or {})
+    rollout.begin(upcoming, wanted, deployment.generation, _canary(deployment))
+    planned = rollout.plan(upcoming, reference.name, _canary(deployment))
+    model, canary = planned
+    children = render(deployment, model, settings.render, canary)
     written = apply_children(children)
     pruned = prune_children(namespace, name, deployment.uid, children) if prune or written else []
     if written:
-        post_event("Applied", f"applied {written} of {len(children)} children for version {model.version}", False)
+        post_event("Applied", f"applied {written} of {len(children)} children for version {model.version}"
+                              + (f" and its canary of version {canary.version}" if canary else ""), False)
     if pruned:
-        post_event("Pruned", f"removed what mode {deployment.spec.mode.value} no longer needs: {', '.join(pruned)}", False)
-    workload = next(child for child in children if child["kind"] in WORKLOAD_KINDS)
+        post_event("Pruned", f"removed what is no longer needed: {', '.join(pruned)}", False)
+    workload, *canaries = (child for child in children if child["kind"] in WORKLOAD_KINDS)
 
     def record(status: dict, _: dict) -> None:
         subject = f"alias {reference.alias!r}" if reference.alias else "the fixed version"
@@ -57,19 +64,28 @@ def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, pru
             resolved += f", which failed its rollout: version {status['modelVersion']} stays"
         set_condition(status, Observed(MODEL_RESOLVED, "True", "Resolved", resolved), deployment.generation)
         status["observedGeneration"] = deployment.generation
-        rollout.begin(status, wanted, deployment.generation)
+        rollout.begin(status, wanted, deployment.generation, _canary(deployment))
         status["endpoint"] = endpoint(deployment) if deployment.spec.mode.value == "online" else None
         # Read here, so a retry after a conflicting write (a child's event) reads it afresh.
         _observe_workload(status, deployment.spec.mode.value, read_child(workload), deployment.generation,
                           deployment.spec.rollout.auto_rollback)
+        for child in canaries:
+            rollout.advance_canary(status, read_child(child), deployment.spec.rollout.auto_rollback,
+                                   deployment.generation)
 
-    if _announce(update_status(namespace, name, record, body), post_event):
+    recorded = _announce(update_status(namespace, name, record, body), post_event)
+    if recorded is not None and rollout.plan(recorded, reference.name, _canary(deployment)) != planned:
         return _reconcile_again(namespace, name, settings, post_event) or model
-    # Workload events that came while this pass ran were skipped, as this generation was
-    # not recorded yet: look at the workload once more now that it is.
-    if (live := read_child(workload)) is not None:
-        workload_changed(namespace, name, live, settings, post_event)
+    # Workload events that came while this pass ran were skipped, as this generation (or
+    # this target) was not recorded yet: look at the workloads once more now that it is.
+    for child in (workload, *canaries):
+        if (live := read_child(child)) is not None:
+            workload_changed(namespace, name, live, settings, post_event)
     return model
+
+
+def _canary(deployment: ModelDeployment) -> bool:
+    return deployment.spec.mode is Mode.online and deployment.spec.rollout.strategy is RolloutStrategy.Canary
 
 
 def _pinned(deployment: ModelDeployment, status: dict) -> ResolvedModel | None:
@@ -81,12 +97,13 @@ def _pinned(deployment: ModelDeployment, status: dict) -> ResolvedModel | None:
 
 def _reconcile_again(namespace: str, name: str, settings: OperatorSettings,
                      post_event: PostEvent) -> ResolvedModel | None:
-    """A pass on a fresh copy, after status changed what is to be rendered (a rollback)."""
+    """A pass on a fresh copy, after status changed what is to be rendered (a rollback, a
+    canary promoted or ended), which may leave a canary to remove."""
     try:
         body = resource().get(name=name, namespace=namespace).to_dict()
     except NotFoundError:
         return None
-    return reconcile(body, settings, post_event, prune=False)
+    return reconcile(body, settings, post_event, prune=True)
 
 
 def follow_alias(body: dict, settings: OperatorSettings, post_event: PostEvent) -> None:
@@ -117,11 +134,46 @@ def workload_changed(namespace: str, name: str, workload: dict, settings: Operat
         mode = body["spec"]["mode"]
         owned = any(ref.get("uid") == body["metadata"]["uid"] and ref.get("kind") == KIND
                     for ref in workload["metadata"].get("ownerReferences", []))
-        if owned and workload["metadata"].get("labels", {}).get(MODE_LABEL) == mode:
+        labels = workload["metadata"].get("labels", {})
+        if owned and labels.get(MODE_LABEL) == mode:
             auto_rollback = (body["spec"].get("rollout") or {}).get("autoRollback", True)
-            _observe_workload(status, mode, workload, generation, auto_rollback)
+            if labels.get(TRACK_LABEL) == CANARY:
+                rollout.advance_canary(status, workload, auto_rollback, generation)
+            else:
+                _observe_workload(status, mode, workload, generation, auto_rollback)
 
-    if _announce(update_status(namespace, name, observe), post_event):
+    _update_and_follow(namespace, name, observe, settings, post_event)
+
+
+def settle_rollout(namespace: str, name: str, settings: OperatorSettings, post_event: PostEvent) -> None:
+    """Acts on what time and annotations say of a rollout in progress: a canary due for
+    promotion, a rollout aborted by hand."""
+    def settle(status: dict, body: dict) -> None:
+        deployment = parse_manifest(body, check_rules=False)
+        canary_seconds = deployment.spec.rollout.canary.duration_seconds if _canary(deployment) else None
+        rollout.settle(status, body["metadata"].get("annotations") or {}, canary_seconds, deployment.generation,
+                       datetime.now(UTC))
+
+    _update_and_follow(namespace, name, settle, settings, post_event)
+
+
+def _update_and_follow(namespace: str, name: str, mutate: Callable[[dict, dict], None],
+                       settings: OperatorSettings, post_event: PostEvent) -> None:
+    """Updates status, announces the change, and renders again if it changed what runs."""
+    bodies: list[dict] = []
+
+    def remembering(status: dict, body: dict) -> None:
+        bodies.append(body)
+        mutate(status, body)
+
+    changed = update_status(namespace, name, remembering)
+    before = changed and changed[0]
+    after = _announce(changed, post_event)
+    if after is None:
+        return
+    deployment = parse_manifest(bodies[-1], check_rules=False)
+    model_name, canary = deployment.spec.model.name, _canary(deployment)
+    if rollout.plan(before, model_name, canary) != rollout.plan(after, model_name, canary):
         _reconcile_again(namespace, name, settings, post_event)
 
 
@@ -139,9 +191,9 @@ def child_deleted(namespace: str, name: str, child: dict, settings: OperatorSett
             or child["metadata"].get("labels", {}).get(MODE_LABEL) != mode):
         return
     deployment = parse_manifest(body, check_rules=False)
-    model = rollout.rendered(status, deployment.spec.model.name)
+    model, canary = rollout.plan(status, deployment.spec.model.name, _canary(deployment))
     try:
-        written = apply_children(render(deployment, model, settings.render))
+        written = apply_children(render(deployment, model, settings.render, canary))
     except ForbiddenError:
         return  # the namespace is being deleted
     if written:
@@ -165,16 +217,14 @@ def _observe_workload(status: dict, mode: str, workload: dict | None, generation
         del status[key]
 
 
-def _announce(changed: tuple[dict, dict] | None, post_event: PostEvent) -> bool:
-    """Posts the Events a status change is worth; True if it rolled back, which the
-    workload must follow."""
+def _announce(changed: tuple[dict, dict] | None, post_event: PostEvent) -> dict | None:
+    """Posts the Events a status change is worth; returns the status now recorded."""
     if changed is None:
-        return False
+        return None
     _announce_ready_change(*changed, post_event)
     for reason, message, warning in rollout.news(*changed):
         post_event(reason, message, warning)
-    before, after = changed
-    return after.get(rollout.FAILED_VERSION) not in (None, before.get(rollout.FAILED_VERSION))
+    return changed[1]
 
 
 def _announce_ready_change(before_status: dict, after_status: dict, post_event: PostEvent) -> None:

@@ -5,17 +5,26 @@ reconciler does the writing.
 
 Status holds the serving version (`modelVersion`, with its run and source), the version
 rolling out (`targetVersion`, likewise), and a version that failed its rollout
-(`failedVersion`), which is not tried again until the reference names another one.
+(`failedVersion`), which is not tried again until the reference names another one. A
+canary adds when it became Ready (`canaryReadyTime`) and whether it was promoted
+(`canaryPromoted`): until then the target runs only on the canary's share of replicas.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from modelplane.operator.render.common import MODEL_VERSION_LABEL, ResolvedModel
-from modelplane.operator.status import READY, Observed, condition, set_condition
+from modelplane.operator.status import READY, Observed, condition, now, set_condition, workload_conditions
 
 ROLLED_OUT = "RolledOut"
 SERVING, TARGET = "model", "target"
 FAILED_VERSION = "failedVersion"
+CANARY_READY_TIME, CANARY_PROMOTED = "canaryReadyTime", "canaryPromoted"
+# Manual control: the value names the target version, so a stale annotation never acts
+# on a later rollout.
+PROMOTE_ANNOTATION = "modelplane.io/promote-canary"
+ABORT_ANNOTATION = "modelplane.io/abort-rollout"
 
 
 def recorded(status: dict, name: str, role: str = SERVING) -> ResolvedModel | None:
@@ -31,7 +40,19 @@ def rendered(status: dict, name: str) -> ResolvedModel | None:
     return recorded(status, name, TARGET) or recorded(status, name, SERVING)
 
 
+def plan(status: dict, name: str, canary: bool) -> tuple[ResolvedModel | None, ResolvedModel | None]:
+    """(stable, canary): the versions to render. Under a canary strategy, the target runs
+    beside the serving version until the canary is promoted."""
+    target = recorded(status, name, TARGET)
+    if canary and target is not None and not status.get(CANARY_PROMOTED):
+        return recorded(status, name, SERVING), target
+    return target or recorded(status, name, SERVING), None
+
+
 def _record(status: dict, role: str, model: ResolvedModel | None) -> None:
+    if role == TARGET:  # a canary belongs to one target
+        status.pop(CANARY_READY_TIME, None)
+        status.pop(CANARY_PROMOTED, None)
     for key, value in (("Version", model and model.version), ("RunId", model and model.run_id),
                        ("Source", model and model.source)):
         if value is None:
@@ -48,7 +69,7 @@ def choose(status: dict, wanted: ResolvedModel) -> ResolvedModel:
     return wanted
 
 
-def begin(status: dict, wanted: ResolvedModel, generation: int | None) -> None:
+def begin(status: dict, wanted: ResolvedModel, generation: int | None, canary: bool = False) -> None:
     """Records the version `choose` picked for `wanted`: the serving one at creation, else
     the target of a rollout, or no target when it is the serving one again."""
     chosen = choose(status, wanted)
@@ -67,9 +88,13 @@ def begin(status: dict, wanted: ResolvedModel, generation: int | None) -> None:
             _record(status, SERVING, chosen)
     elif chosen.version != status.get("targetVersion"):
         _record(status, TARGET, chosen)
-        set_condition(status, Observed(ROLLED_OUT, "False", "RollingOut",
-                                       f"rolling out version {chosen.version} to replace version "
-                                       f"{serving.version}"), generation)
+        if canary:
+            started = Observed(ROLLED_OUT, "False", "CanaryRunning",
+                               f"running version {chosen.version} as a canary beside version {serving.version}")
+        else:
+            started = Observed(ROLLED_OUT, "False", "RollingOut",
+                               f"rolling out version {chosen.version} to replace version {serving.version}")
+        set_condition(status, started, generation)
 
 
 def _template_version(workload: dict) -> str | None:
@@ -93,12 +118,67 @@ def advance(status: dict, workload: dict | None, auto_rollback: bool, generation
         set_condition(status, Observed(ROLLED_OUT, "True", "RolloutComplete",
                                        f"version {target.version} replaced version {previous}"), generation)
     elif ready.get("reason") == "ProgressDeadlineExceeded" and auto_rollback:
-        status[FAILED_VERSION] = target.version
-        _record(status, TARGET, None)
-        set_condition(status, Observed(ROLLED_OUT, "False", "RolledBack",
-                                       f"version {target.version} did not become Ready in time "
-                                       f"({ready.get('message')}); back to version {previous}, and version "
-                                       f"{target.version} is not tried again until the alias moves"), generation)
+        _fail(status, "RolledBack", f"version {target.version} did not become Ready in time "
+                                    f"({ready.get('message')})", generation)
+
+
+def _fail(status: dict, reason: str, why: str, generation: int | None) -> None:
+    """Back to the serving version; the target is not tried again until the alias moves."""
+    failed, serving = status["targetVersion"], status["modelVersion"]
+    status[FAILED_VERSION] = failed
+    _record(status, TARGET, None)
+    set_condition(status, Observed(ROLLED_OUT, "False", reason,
+                                   f"{why}; back to version {serving}, and version {failed} is not tried "
+                                   "again until the alias moves"), generation)
+
+
+def advance_canary(status: dict, canary: dict | None, auto_rollback: bool, generation: int | None) -> None:
+    """Follows the canary Deployment: when it became Ready (its duration counts from then,
+    and starts over if it stops being Ready), or that it missed its progress deadline."""
+    target = status.get("targetVersion")
+    if target is None or status.get(CANARY_PROMOTED) or canary is None or _template_version(canary) != target:
+        return
+    ready = next(entry for entry in workload_conditions("online", canary)[0] if entry.type == READY)
+    if ready.status == "True" and CANARY_READY_TIME not in status:
+        status[CANARY_READY_TIME] = now()
+        set_condition(status, Observed(ROLLED_OUT, "False", "CanaryReady",
+                                       f"the canary of version {target} is Ready beside version "
+                                       f"{status['modelVersion']}: {ready.message}"), generation)
+    elif ready.status != "True":
+        status.pop(CANARY_READY_TIME, None)
+        if ready.reason == "ProgressDeadlineExceeded" and auto_rollback:
+            _fail(status, "RolledBack", f"the canary of version {target} did not become Ready in time "
+                                        f"({ready.message})", generation)
+
+
+def settle(status: dict, annotations: dict, canary_seconds: int | None, generation: int | None,
+           at: datetime) -> None:
+    """Acts on time and manual control: aborts a rollout annotated with its version;
+    promotes a canary (`canary_seconds` is its duration; None: not a canary) that stayed
+    Ready that long, or that is annotated with its version."""
+    target = status.get("targetVersion")
+    if target is None:
+        return
+    if annotations.get(ABORT_ANNOTATION) == target:
+        _fail(status, "RolloutAborted", f"the rollout of version {target} was aborted "
+                                        f"({ABORT_ANNOTATION}={target})", generation)
+        return
+    if canary_seconds is None or status.get(CANARY_PROMOTED):
+        return
+    if annotations.get(PROMOTE_ANNOTATION) == target:
+        why = f"promoted by {PROMOTE_ANNOTATION}={target}"
+    elif (ready_time := status.get(CANARY_READY_TIME)) and at >= _parse(ready_time) + timedelta(seconds=canary_seconds):
+        why = f"Ready for {canary_seconds} s"
+    else:
+        return
+    status[CANARY_PROMOTED] = True
+    set_condition(status, Observed(ROLLED_OUT, "False", "CanaryPromoted",
+                                   f"the canary of version {target} was {why}: rolling it out to every replica "
+                                   f"to replace version {status['modelVersion']}"), generation)
+
+
+def _parse(timestamp: str) -> datetime:
+    return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def news(before: dict, after: dict) -> list[tuple[str, str, bool]]:
@@ -114,10 +194,15 @@ def news(before: dict, after: dict) -> list[tuple[str, str, bool]]:
     found = []
     if started is not None:
         found.append(("RolloutStarted", f"rolling out version {started} to replace version {serving}", False))
+    rolled_out = (condition(after, ROLLED_OUT) or {}).get("message", "")
+    if after.get(CANARY_READY_TIME) and not before.get(CANARY_READY_TIME):
+        found.append(("CanaryReady", rolled_out, False))
+    if after.get(CANARY_PROMOTED) and not before.get(CANARY_PROMOTED):
+        found.append(("CanaryPromoted", rolled_out, False))
     if now_serving != serving:
         found.append(("RolledOut", f"version {now_serving} replaced version {serving}", False))
     if now_failed not in (None, failed):
-        found.append(("RolledBack", (condition(after, ROLLED_OUT) or {}).get("message", ""), True))
+        found.append(("RolledBack", rolled_out, True))
     elif target is not None and now_target is None and now_serving == serving:
         found.append(("RolloutCancelled", f"version {target} is no longer wanted; version {serving} stays", False))
     return found

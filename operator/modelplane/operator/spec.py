@@ -206,7 +206,31 @@ class Streaming(_Spec):
     """Consumer replicas, sharing one consumer group."""
 
 
+class RolloutStrategy(str, Enum):
+    RollingUpdate = "RollingUpdate"
+    Canary = "Canary"
+
+
+class Canary(_Spec):
+    weight: int = Field(default=10, ge=1, le=99)
+    """Percent of the replicas, and so of the traffic, that run the new version while the
+    canary lasts. Traffic splits by replica ratio through the one Service, so the share is
+    rounded to whole replicas: at least one canary and one stable replica."""
+
+    duration_seconds: int = Field(default=300, ge=0, le=604800)
+    """How long the canary must stay Ready before it is promoted to every replica. Annotate
+    modelplane.io/promote-canary=VERSION to promote it sooner."""
+
+
 class Rollout(_Spec):
+    strategy: RolloutStrategy = RolloutStrategy.RollingUpdate
+    """How a new version reaches an online workload: RollingUpdate replaces the pods a few
+    at a time; Canary first runs it beside the serving version on a share of the replicas
+    (spec.rollout.canary). Batch and streaming workloads always roll."""
+
+    canary: Canary = Field(default_factory=Canary, json_schema_extra={"default": {}})
+    """The share and duration of a canary (strategy Canary)."""
+
     track: bool = True
     """Follow the alias when it moves in the registry; false pins the version resolved at creation."""
 
@@ -331,6 +355,12 @@ class ModelDeploymentStatus(_Spec):
 
     failed_version: str | None = None
     """Version whose rollout failed and was rolled back; not tried again until the alias moves."""
+
+    canary_ready_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    """When the canary of the target version became Ready (strategy Canary)."""
+
+    canary_promoted: bool | None = None
+    """The canary of the target version was promoted: every replica is rolling to it."""
 
     endpoint: str | None = None
     """In-cluster address of the online API (Service DNS name and port)."""

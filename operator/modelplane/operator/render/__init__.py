@@ -11,13 +11,18 @@ from modelplane.operator.spec import Mode
 
 __all__ = ["RenderSettings", "ResolvedModel", "render"]
 
-_RENDERERS = {Mode.online: online.render, Mode.batch: batch.render, Mode.streaming: streaming.render}
+_RENDERERS = {Mode.batch: batch.render, Mode.streaming: streaming.render}
 
 
-def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSettings) -> list[dict]:
+def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSettings,
+           canary: ResolvedModel | None = None) -> list[dict]:
     """The children of `deployment` for its current mode, labelled, and owned by it when
-    its uid is known (always, in the operator), so the garbage collector removes them."""
-    children = _RENDERERS[deployment.spec.mode](deployment, model, settings)
+    its uid is known (always, in the operator), so the garbage collector removes them.
+    `canary`, a version run beside `model` on a share of the replicas, is for online only."""
+    if deployment.spec.mode is Mode.online:
+        children = online.render(deployment, model, settings, canary)
+    else:
+        children = _RENDERERS[deployment.spec.mode](deployment, model, settings)
     for child in children:
         metadata = child["metadata"]
         metadata["labels"] = {**child_labels(deployment), **metadata.get("labels", {})}

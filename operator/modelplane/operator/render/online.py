@@ -25,7 +25,42 @@ def pod_labels(deployment: ModelDeployment, model: ResolvedModel, role: str) -> 
     return {**selector_labels(deployment, role), MODEL_VERSION_LABEL: model.version}
 
 
-def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSettings) -> list[dict]:
+TRACK_LABEL = "modelplane.io/track"
+CANARY = "canary"
+
+
+def canary_name(deployment: ModelDeployment) -> str:
+    return f"{deployment.name}-{CANARY}"
+
+
+def split_replicas(total: int, weight: int) -> tuple[int, int]:
+    """(stable, canary) replicas for a canary of `weight` percent: whole replicas, at
+    least one of each, so the share is only approximate at small counts."""
+    canary = max(1, round(total * weight / 100))
+    return max(1, total - canary), canary
+
+
+def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSettings,
+           canary: ResolvedModel | None = None) -> list[dict]:
+    """With `canary`, a second Deployment runs that version beside `model` on a share of
+    the replicas; the Service selects both, so traffic splits by replica ratio."""
+    online = settings_of(deployment)
+    total = online.autoscaling.min_replicas if online.autoscaling else online.replicas
+    stable_replicas, canary_replicas = split_replicas(total, deployment.spec.rollout.canary.weight)
+    # Replicas are left out under an autoscaler, which owns the stable count.
+    replicas = None if online.autoscaling else (stable_replicas if canary else online.replicas)
+    children = [_deployment(deployment, deployment.name, model, settings, replicas, {})]
+    if canary is not None:
+        children.append(_deployment(deployment, canary_name(deployment), canary, settings, canary_replicas,
+                                    {TRACK_LABEL: CANARY}))
+    children.append(_service(deployment, online))
+    if online.autoscaling:
+        children.append(_autoscaler(deployment, online))
+    return children
+
+
+def _deployment(deployment: ModelDeployment, name: str, model: ResolvedModel, settings: RenderSettings,
+                replicas: int | None, track: dict[str, str]) -> dict:
     online = settings_of(deployment)
     env = [
         *model_env(deployment, model, settings),
@@ -34,29 +69,25 @@ def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSe
         env_var("MODELPLANE_MAX_BATCH_WAIT_MS", online.batching.max_latency_ms),
     ]
     template = pod_template(
-        deployment, settings, ["serve"], env, pod_labels(deployment, model, ROLE),
+        deployment, settings, ["serve"], env, {**pod_labels(deployment, model, ROLE), **track},
         ports=[{"name": PORT_NAME, "containerPort": online.port, "protocol": "TCP"}],
         probes=http_probes(PORT_NAME),
     )
-    # Replicas are left out under an autoscaler, which owns the count.
-    replicas = {} if online.autoscaling else {"replicas": online.replicas}
-    workload = {
+    # The canary's selector is the stable one and more; the stable Deployment's
+    # ReplicaSets select by pod-template-hash too, so neither adopts the other's pods.
+    return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": deployment.name},
+        "metadata": {"name": name, "labels": track},
         "spec": {
-            **replicas,
-            "selector": {"matchLabels": selector_labels(deployment, ROLE)},
+            **({} if replicas is None else {"replicas": replicas}),
+            "selector": {"matchLabels": {**selector_labels(deployment, ROLE), **track}},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "progressDeadlineSeconds": deployment.spec.rollout.progress_deadline_seconds,
             "revisionHistoryLimit": 3,
             "template": template,
         },
     }
-    children = [workload, _service(deployment, online)]
-    if online.autoscaling:
-        children.append(_autoscaler(deployment, online))
-    return children
 
 
 def _service(deployment: ModelDeployment, online: Online) -> dict:
