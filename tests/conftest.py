@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.testbed import binaries
+from tests.testbed.brokers import Broker, start_kafka, start_nats, start_redis
 from tests.testbed.cluster import ControlPlane, start_control_plane
 from tests.testbed.process import Component, log_tail
 from tests.testbed.registry import RegistryModels, register_test_models, start_registry
@@ -76,6 +77,34 @@ def registry(request: pytest.FixtureRequest, testbed_dir: Path) -> Registry:
     _record_started(request.config, "MLflow registry with test models", [server], since)
     yield Registry(tracking_uri, models, server.log_path)
     _stop_and_check([server])
+
+
+def _broker(request: pytest.FixtureRequest, testbed_dir: Path, start, what: str) -> Broker:
+    since = time.monotonic()
+    broker = start(testbed_dir / what, testbed_dir / "logs")
+    _record_started(request.config, what, [broker.component], since)
+    return broker
+
+
+@pytest.fixture(scope="session")
+def redis_broker(request: pytest.FixtureRequest, testbed_dir: Path) -> Broker:
+    broker = _broker(request, testbed_dir, start_redis, "redis")
+    yield broker
+    _stop_and_check([broker.component])
+
+
+@pytest.fixture(scope="session")
+def nats_broker(request: pytest.FixtureRequest, testbed_dir: Path) -> Broker:
+    broker = _broker(request, testbed_dir, start_nats, "nats")
+    yield broker
+    _stop_and_check([broker.component])
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(request: pytest.FixtureRequest, testbed_dir: Path) -> Broker:
+    broker = _broker(request, testbed_dir, start_kafka, "kafka")
+    yield broker
+    _stop_and_check([broker.component])
 
 
 @pytest.fixture(scope="session")

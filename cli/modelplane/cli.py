@@ -48,6 +48,13 @@ def _run_batch(args: argparse.Namespace) -> int:
     return import_module("modelplane.serving.batch.run").main(overrides)
 
 
+def _run_stream(args: argparse.Namespace) -> int:
+    overrides = {key: getattr(args, key) for key in (
+        "model", "source", "sink", "dead_letter", "consumer_group", "consumer_name", "batch_size", "batch_wait_ms",
+        "max_attempts", "metrics_host", "metrics_port", "model_cache", "allow_pickle", "strict_deps")}
+    return import_module("modelplane.serving.stream.command").main(overrides)
+
+
 def _model_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument("--model", help="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/..., or a local path "
                                          "(registry: MLFLOW_TRACKING_URI)")
@@ -135,6 +142,25 @@ def _parser() -> argparse.ArgumentParser:
                        help="score only input files no earlier run has scored")
     batch.add_argument("--chunk-rows", type=int, help="rows scored at a time (bounds memory); default 65536")
     batch.set_defaults(run=_run_batch)
+
+    stream = commands.add_parser(
+        "stream", help="score the events of a Kafka topic, Redis stream or NATS subject, writing predictions to another",
+        description="Every flag has a MODELPLANE_* environment twin. Events are acknowledged only after their "
+                    "predictions are confirmed by the sink (at least once); SIGTERM drains and exits 0.",
+    )
+    _model_flags(stream)
+    stream.add_argument("--source", help="kafka://host:port/topic, redis://host:port/stream or "
+                                         "nats://host:port/subject?stream=NAME")
+    stream.add_argument("--sink", help="where predictions go, a URL of the same forms")
+    stream.add_argument("--dead-letter", help="where events that cannot be scored go, with the error")
+    stream.add_argument("--consumer-group", help="group shared by every replica; default modelplane")
+    stream.add_argument("--consumer-name", help="this consumer in its group (Redis); default: the host name")
+    stream.add_argument("--batch-size", type=int, help="most events per predict call; default 256")
+    stream.add_argument("--batch-wait-ms", type=float, help="longest wait for events when idle; default 50")
+    stream.add_argument("--max-attempts", type=int, help="tries of a failing event before its dead letter; default 3")
+    stream.add_argument("--metrics-host", help="address of /metrics, /healthz, /readyz; default 0.0.0.0")
+    stream.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz, /readyz; default 9090")
+    stream.set_defaults(run=_run_stream)
 
     operator = commands.add_parser("operator", help="run the operator (in the cluster, or against KUBECONFIG)")
     scope = operator.add_mutually_exclusive_group(required=True)

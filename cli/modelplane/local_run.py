@@ -44,7 +44,7 @@ def main(path: Path, registry: str | None, port: int | None, follow: bool) -> in
             return _run_online(workload)
         if workload.mode == "batch":
             return _run_batch(workload, follow)
-        raise RunError("spec.mode: streaming consumers cannot run locally yet; use online or batch")
+        return _run_streaming(workload)
     except RunError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -82,6 +82,10 @@ def local_workload(deployment, registry: str | None, port: int | None) -> LocalW
         env["MODELPLANE_HOST"] = "127.0.0.1"
         if port is not None:
             env["MODELPLANE_PORT"] = str(port)
+    if mode == "streaming":
+        env["MODELPLANE_METRICS_HOST"] = "127.0.0.1"
+        if port is not None:
+            env["MODELPLANE_METRICS_PORT"] = str(port)
     batch = deployment.spec.batch
     return LocalWorkload(deployment.name, mode, model.uri, container["args"], env,
                          shards=batch.parallelism if batch else 1, schedule=batch.schedule if batch else None)
@@ -149,6 +153,22 @@ def _run_online(workload: LocalWorkload) -> int:
             pass
     print(f"{workload.name}: stopped", flush=True)
     return 0
+
+
+def _run_streaming(workload: LocalWorkload) -> int:
+    """One consumer in the foreground; Ctrl-C drains it as SIGTERM drains a pod."""
+    consumer = subprocess.Popen(_command(workload), env={**os.environ, **workload.env})
+    print(f"{workload.name}: consuming {workload.env['MODELPLANE_SOURCE']} with {workload.model_uri}, writing to "
+          f"{workload.env['MODELPLANE_SINK']}; metrics at "
+          f"http://127.0.0.1:{workload.env['MODELPLANE_METRICS_PORT']}/metrics (Ctrl-C stops)", flush=True)
+    try:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        code = consumer.wait()
+    except KeyboardInterrupt:
+        _stop(consumer)
+        code = consumer.returncode
+    print(f"{workload.name}: stopped", flush=True)
+    return code
 
 
 def _run_batch(workload: LocalWorkload, follow: bool) -> int:

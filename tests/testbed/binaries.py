@@ -1,4 +1,5 @@
-"""Builds and caches the test bed's Go binaries: Kubernetes, etcd, kwok and Helm.
+"""Builds and caches the test bed's Go binaries: Kubernetes, etcd, kwok and Helm; and
+fetches Apache Kafka's jars from Maven Central.
 
 The binaries are built from their Go modules (the machine has no other way to get them),
 once per pinned version set, into a folder outside the clone so that a second run, or a
@@ -24,6 +25,7 @@ HELM_VERSION = "v4.3.1"
 
 K8S_MODULE = Path(__file__).parent / "k8s"
 ETCD_MODULE = Path(__file__).parent / "etcd"
+KAFKA_POM = Path(__file__).parent / "kafka" / "pom.xml"
 K8S_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 KWOK_STAGES = ("node/fast", "node/heartbeat", "pod/fast")
 
@@ -37,6 +39,26 @@ def cache_dir() -> Path:
 
 def binary(name: str) -> Path:
     return cache_dir() / "bin" / name
+
+
+def kafka_libs() -> Path:
+    """The folder of Kafka's jars, one per version of the pom that lists them."""
+    pins = hashlib.sha256(KAFKA_POM.read_bytes()).hexdigest()[:8]
+    return cache_dir().parent / f"kafka-libs_{pins}"
+
+
+def _fetch_kafka() -> float | None:
+    """Copies Kafka and its runtime dependencies out of Maven Central, unless cached."""
+    libs = kafka_libs()
+    if libs.exists():
+        return None
+    started = time.monotonic()
+    partial = libs.with_suffix(".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    subprocess.run(["mvn", "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
+                    f"-DoutputDirectory={partial}", "-DincludeScope=runtime"], check=True)
+    partial.rename(libs)
+    return time.monotonic() - started
 
 
 def kwok_stage_dir() -> Path:
@@ -124,6 +146,9 @@ def ensure_built(log=print) -> dict[str, float]:
         partial.rename(out)
         took[name] = time.monotonic() - started
         log(f"built {name} in {took[name]:.0f} s")
+    if (fetched := _fetch_kafka()) is not None:
+        took["kafka"] = fetched
+        log(f"fetched Kafka's jars in {fetched:.0f} s")
     return took
 
 

@@ -6,6 +6,7 @@ reachable that way; a flag given on the command line wins over its variable.
 
 from __future__ import annotations
 
+import socket
 import sys
 from enum import Enum
 from pathlib import Path
@@ -83,6 +84,40 @@ class BatchSettings(ModelSettings):
 
     chunk_rows: int = Field(default=65_536, ge=1)
     """Rows read, scored and written at a time: memory is bounded by this, not the input."""
+
+
+class StreamSettings(ModelSettings):
+    source: str = Field(min_length=1, pattern=r"^(kafka|redis|nats)://")
+    """Stream to consume: kafka://host:port/topic, redis://host:port/stream or
+    nats://host:port/subject?stream=NAME."""
+
+    sink: str = Field(min_length=1, pattern=r"^(kafka|redis|nats)://")
+    """Stream the predictions are written to."""
+
+    dead_letter: str | None = Field(default=None, pattern=r"^(kafka|redis|nats)://")
+    """Stream for events that cannot be decoded or scored; unset: they are logged."""
+
+    consumer_group: str = Field(default="modelplane", min_length=1)
+    """Consumer group (Kafka, Redis) or durable consumer (NATS) shared by every replica."""
+
+    consumer_name: str = Field(default_factory=socket.gethostname, min_length=1)
+    """This consumer within its group (Redis); the pod name by default, so a restarted pod
+    re-reads what it had not acknowledged."""
+
+    batch_size: int = Field(default=256, ge=1, le=65_536)
+    """Most events fetched and scored together in one predict call."""
+
+    batch_wait_ms: float = Field(default=50.0, ge=0, le=60_000)
+    """Longest a fetch waits for events when the stream is idle."""
+
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    """Times an event whose scoring fails is tried before it is dead-lettered."""
+
+    metrics_host: str = "0.0.0.0"
+    """Address of /metrics, /healthz and /readyz."""
+
+    metrics_port: int = Field(default=9090, ge=1, le=65535)
+    """Port of /metrics, /healthz and /readyz."""
 
 
 def from_flags(settings: type[BaseSettings], overrides: dict):

@@ -1,0 +1,2 @@
+"""`modelplane stream`: score events from Kafka, Redis Streams or NATS JetStream, at least
+once, with a dead-letter path for what cannot be scored."""

@@ -1,0 +1,69 @@
+"""`modelplane stream`: load the model, connect the transports, consume until SIGTERM.
+
+SIGTERM (or Ctrl-C) drains: no new fetch, the batch in hand is scored, written and
+acknowledged, the transports are closed (Kafka commits, producers flush), and the process
+exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from modelplane.serving.errors import ModelLoadError
+from modelplane.serving.settings import StreamSettings, from_flags
+
+log = logging.getLogger("modelplane.stream")
+
+
+def main(overrides: dict) -> int:
+    from modelplane.serving.model import load
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = from_flags(StreamSettings, overrides)
+    if settings is None:
+        return 2
+    try:
+        model = load(settings.model, settings.model_cache, settings.allow_pickle, settings.strict_deps)
+    except ModelLoadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(consume(model, settings))
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def consume(model, settings: StreamSettings) -> None:
+    from modelplane.serving.stream import transports
+    from modelplane.serving.stream.metrics import StreamMetrics, serve_health
+    from modelplane.serving.stream.scorer import StreamScorer
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    metrics = StreamMetrics(model.name, model.version)
+    health = await serve_health(metrics, settings.metrics_host, settings.metrics_port)
+    source = transports.source(settings.source, settings.consumer_group, settings.consumer_name)
+    sink = transports.sink(settings.sink)
+    dead_letters = transports.sink(settings.dead_letter) if settings.dead_letter else None
+    opened = [sink, *([dead_letters] if dead_letters else []), source]
+    try:
+        for transport in opened:
+            await transport.start()
+        metrics.ready = True
+        log.info("consuming %s with %s, writing to %s", settings.source, model.uri, settings.sink)
+        scorer = StreamScorer(model, source, sink, dead_letters, metrics, settings.batch_size,
+                              settings.batch_wait_ms / 1000, settings.max_attempts)
+        await scorer.run(stopping)
+        log.info("drained: stopping")
+    finally:
+        metrics.ready = False
+        for transport in reversed(opened):
+            await transport.close()
+        health.close()

@@ -1,0 +1,79 @@
+"""What travels: an input event as any transport delivers it, the records it holds, and the
+prediction or dead letter written for it.
+
+An event's value is JSON: one record (an object of input columns) or a list of them. A
+record's `id` field is not a model input; it passes through to its prediction, as does
+the event's key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from modelplane.serving.errors import InvalidInput
+from modelplane.serving.protocols import json_codec
+
+ID_FIELD = "id"
+
+
+@dataclass
+class Event:
+    """One input event. `origin` says where it came from (topic, partition and offset, or
+    stream and entry id) for dead letters; `receipt` is what the transport acknowledges."""
+
+    value: bytes
+    key: bytes | None
+    origin: dict
+    receipt: object = None
+    attempts: int = field(default=0)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to write: to the sink, or to the dead-letter destination."""
+
+    value: bytes
+    key: bytes | None
+    headers: dict[str, str]
+
+
+def records_of(event: Event) -> tuple[list[dict], list, bool]:
+    """(records without their ids, the ids, whether the event held a list); InvalidInput
+    when the value is not JSON records."""
+    payload = json_codec.loads(event.value)
+    many = isinstance(payload, list)
+    records = payload if many else [payload]
+    if not records or not all(isinstance(record, dict) for record in records):
+        raise InvalidInput("an event must be a JSON object (one record) or a non-empty list of objects")
+    ids = [record.get(ID_FIELD) for record in records]
+    return [{k: v for k, v in record.items() if k != ID_FIELD} for record in records], ids, many
+
+
+def prediction(event: Event, ids: list, many: bool, predictions, headers: dict[str, str]) -> Outgoing:
+    """The output event of one input event: each record's id beside its prediction."""
+    values = _jsonable(predictions)
+    scored = [{ID_FIELD: record_id, "prediction": value} for record_id, value in zip(ids, values)]
+    return Outgoing(json_codec.dumps(scored if many else scored[0]), event.key, headers)
+
+
+def dead_letter(event: Event, error: str, headers: dict[str, str]) -> Outgoing:
+    """A dead letter: the error, the original payload (as text when it is text), its origin
+    and how many times it was tried."""
+    try:
+        payload: object = event.value.decode()
+    except UnicodeDecodeError:
+        payload = event.value.hex()
+    letter = {"error": error, "payload": payload, "origin": event.origin, "attempts": event.attempts,
+              "key": event.key.decode(errors="replace") if event.key else None}
+    return Outgoing(json_codec.dumps(letter), event.key, headers)
+
+
+def _jsonable(predictions) -> list:
+    if isinstance(predictions, pd.DataFrame):
+        return predictions.to_dict(orient="records")
+    if isinstance(predictions, (pd.Series, np.ndarray)):
+        return predictions.tolist()
+    return list(predictions)

@@ -1,0 +1,56 @@
+"""Prometheus metrics of a stream consumer, and the small HTTP server that shows them
+beside its health and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from modelplane.serving.metrics import BATCH_BUCKETS, LATENCY_BUCKETS
+
+
+class StreamMetrics:
+    def __init__(self, model: str, version: str | None):
+        self.registry = CollectorRegistry()
+        labels = {"model": model, "version": version or ""}
+
+        def labelled(kind, name: str, help_: str, **extra):
+            return kind(name, help_, list(labels), registry=self.registry, **extra).labels(**labels)
+
+        self.consumed = labelled(Counter, "modelplane_stream_consumed", "Events read from the source")
+        self.produced = labelled(Counter, "modelplane_stream_produced", "Predictions written to the sink")
+        self.dead_lettered = labelled(Counter, "modelplane_stream_dead_lettered",
+                                      "Events that could not be scored, sent to the dead-letter destination")
+        self.batch_size = labelled(Histogram, "modelplane_batch_requests", "Events scored together in one predict "
+                                   "call", buckets=BATCH_BUCKETS)
+        self.latency = labelled(Histogram, "modelplane_stream_batch_seconds", "Time from fetching a batch to "
+                                "acknowledging it", buckets=LATENCY_BUCKETS)
+        self.lag = labelled(Gauge, "modelplane_stream_lag", "Events of the consumer group not yet delivered")
+        self.ready = False
+
+
+async def serve_health(metrics: StreamMetrics, host: str, port: int) -> asyncio.Server:
+    """/metrics, /healthz (alive) and /readyz (connected and consuming). Probes and scrapers
+    send one GET per connection; a server this small leaves SIGTERM to the consumer."""
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await reader.readuntil(b"\r\n\r\n")
+            path = request.split(b" ", 2)[1].split(b"?")[0] if request.count(b" ") >= 2 else b""
+            if path == b"/metrics":
+                status, body, kind = "200 OK", generate_latest(metrics.registry), CONTENT_TYPE_LATEST
+            elif path == b"/healthz" or (path == b"/readyz" and metrics.ready):
+                status, body, kind = "200 OK", b"ok", "text/plain"
+            elif path == b"/readyz":
+                status, body, kind = "503 Service Unavailable", b"not ready", "text/plain"
+            else:
+                status, body, kind = "404 Not Found", b"not found", "text/plain"
+            head = f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            writer.write(head.encode() + body)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(answer, host, port)

@@ -1,0 +1,94 @@
+"""Redis Streams: a consumer group read with XREADGROUP, entries acknowledged with XACK.
+
+An entry holds the event in its `value` field and, optionally, its key in `key`. After a
+restart a consumer first re-reads its own pending entries (delivered, never acknowledged),
+and from time to time claims entries another consumer of the group left pending too long
+(it died), so nothing stays pending for ever.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis.asyncio as redis
+from redis.exceptions import ResponseError
+
+from modelplane.serving.stream.messages import Event, Outgoing
+from modelplane.serving.stream.transports import Address
+
+CLAIM_EVERY_SECONDS = 30.0
+CLAIM_IDLE_MS = 60_000
+
+
+class RedisSource:
+    def __init__(self, address: Address, group: str, consumer: str):
+        self.stream, self.group, self.consumer = address.name, group, consumer
+        self.client = redis.Redis(host=address.host, port=address.port)
+        self._own_pending = True
+        self._claimed_at = time.monotonic()
+        self._claim_idle_ms = int(address.options.get("claim_idle_ms", CLAIM_IDLE_MS))
+
+    async def start(self) -> None:
+        try:
+            # From the start of the stream: a new group scores the backlog too.
+            await self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    async def fetch(self, max_count: int, wait_seconds: float) -> list[Event]:
+        if self._own_pending:
+            reply = await self.client.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=max_count)
+            if entries := (reply[0][1] if reply else []):
+                return self._events(entries)
+            self._own_pending = False
+        if time.monotonic() - self._claimed_at >= min(CLAIM_EVERY_SECONDS, self._claim_idle_ms / 1000):
+            self._claimed_at = time.monotonic()
+            _, entries, *_ = await self.client.xautoclaim(self.stream, self.group, self.consumer,
+                                                          self._claim_idle_ms, "0-0", count=max_count)
+            if entries:
+                return self._events(entries)
+        reply = await self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=max_count,
+                                             block=max(1, int(wait_seconds * 1000)))
+        return self._events(reply[0][1] if reply else [])
+
+    def _events(self, entries) -> list[Event]:
+        events = []
+        for entry_id, fields in entries:
+            fields = fields or {}
+            events.append(Event(value=fields.get(b"value", b""), key=fields.get(b"key"), receipt=entry_id,
+                                origin={"stream": self.stream, "id": entry_id.decode()}))
+        return events
+
+    async def ack(self, events: list[Event]) -> None:
+        if events:
+            await self.client.xack(self.stream, self.group, *(event.receipt for event in events))
+
+    async def lag(self) -> int | None:
+        groups = await self.client.xinfo_groups(self.stream)
+        mine = next((group for group in groups if group["name"].decode() == self.group), None)
+        return mine.get("lag") if mine else None
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class RedisSink:
+    def __init__(self, address: Address):
+        self.stream = address.name
+        self.client = redis.Redis(host=address.host, port=address.port)
+
+    async def start(self) -> None:
+        await self.client.ping()
+
+    async def send(self, messages: list[Outgoing]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for message in messages:
+            fields = {"value": message.value, **message.headers}
+            if message.key is not None:
+                fields["key"] = message.key
+            pipe.xadd(self.stream, fields)
+        await pipe.execute()
+
+    async def close(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,107 @@
+"""The message brokers streaming mode is tested against, each a real server on loopback:
+Redis and NATS (with JetStream) from Debian's packages, Kafka in KRaft mode from Apache
+Kafka's jars on Maven Central (fetched by binaries.kafka_classpath)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.testbed import binaries
+from tests.testbed.process import Component, free_port
+
+
+@dataclass(frozen=True)
+class Broker:
+    scheme: str
+    host: str
+    port: int
+    component: Component
+
+    def url(self, name: str, **options: str) -> str:
+        query = "&".join(f"{key}={value}" for key, value in options.items())
+        return f"{self.scheme}://{self.host}:{self.port}/{name}" + (f"?{query}" if query else "")
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _program(name: str) -> str:
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+    if path is None:
+        raise FileNotFoundError(f"{name} is not installed (scripts/setup --testbed installs it)")
+    return path
+
+
+def start_redis(root: Path, log_dir: Path) -> Broker:
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    server = Component("redis", [_program("redis-server"), "--bind", "127.0.0.1", "--port", str(port),
+                                 "--dir", str(root), "--save", "", "--appendonly", "no"], log_dir).start()
+    server.wait_until(lambda: _listening(port), timeout=30, what="listening")
+    return Broker("redis", "127.0.0.1", port, server)
+
+
+def start_nats(root: Path, log_dir: Path) -> Broker:
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    server = Component("nats", [_program("nats-server"), "--jetstream", "--store_dir", str(root),
+                                "--addr", "127.0.0.1", "--port", str(port)], log_dir).start()
+    server.wait_until(lambda: _listening(port), timeout=30, what="listening")
+    return Broker("nats", "127.0.0.1", port, server)
+
+
+def _kafka_properties(root: Path, port: int, controller_port: int) -> Path:
+    properties = root / "server.properties"
+    properties.write_text("\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name=PLAINTEXT",
+        f"log.dirs={root / 'data'}",
+        # One node: every internal topic with one replica, and no wait before a group's first rebalance.
+        "offsets.topic.replication.factor=1",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "group.initial.rebalance.delay.ms=0",
+        "num.partitions=1",
+    ]) + "\n")
+    return properties
+
+
+def start_kafka(root: Path, log_dir: Path) -> Broker:
+    """A single Kafka node in KRaft mode (broker and controller in one JVM)."""
+    import base64
+    import subprocess
+
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    port, controller_port = free_port(), free_port()
+    properties = _kafka_properties(root, port, controller_port)
+    java = [_program("java"), "-Xms256m", "-Xmx768m", "-cp", f"{binaries.kafka_libs()}/*"]
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)],
+                   check=True, capture_output=True, timeout=120)
+    server = Component("kafka", [*java, "kafka.Kafka", str(properties)], log_dir).start()
+    server.wait_until(lambda: _kafka_ready(port), timeout=120, what="serving metadata")
+    return Broker("kafka", "127.0.0.1", port, server)
+
+
+def _kafka_ready(port: int) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    if not _listening(port):
+        return False
+    return bool(AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"}).list_topics(timeout=2).brokers)
