@@ -56,6 +56,15 @@ BAD_MANIFESTS = {
         _with("streaming", {"source": "http://example/topic", "sink": "kafka://k:9092/out"}),
         "spec.streaming.source", None,
     ),
+    "nats-subject-without-stream": (
+        _with("streaming", {"source": "nats://n:4222/orders", "sink": "kafka://k:9092/out"}),
+        "spec.streaming.source", "add its JetStream stream",
+    ),
+    "lag-autoscaling-inverted": (
+        _with("streaming", {"source": "kafka://k:9092/in", "sink": "kafka://k:9092/out",
+                            "autoscaling": {"minReplicas": 5, "maxReplicas": 2}}),
+        "spec.streaming.autoscaling.minReplicas", "must not exceed maxReplicas",
+    ),
 }
 
 

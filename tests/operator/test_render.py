@@ -124,6 +124,32 @@ def test_streaming_renders_consumers_sharing_one_group():
     assert _env(consumers)["MODELPLANE_CONSUMER_GROUP"] == "ml.iris"
 
 
+@pytest.mark.parametrize(("source", "trigger", "metadata"), [
+    ("kafka://kafka:9092/measurements", "kafka",
+     {"bootstrapServers": "kafka:9092", "topic": "measurements", "consumerGroup": "ml.iris", "lagThreshold": "50"}),
+    ("redis://redis:6379/events?group=scorers", "redis-streams",
+     {"address": "redis:6379", "stream": "events", "consumerGroup": "scorers", "lagCount": "50"}),
+    ("nats://nats:4222/orders.new?stream=ORDERS", "nats-jetstream",
+     {"natsServerMonitoringEndpoint": "nats:8222", "stream": "ORDERS", "consumer": "ml-iris", "lagThreshold": "50"}),
+])
+def test_consumers_scale_on_lag_only_where_keda_is_installed(source, trigger, metadata):
+    deployment = _deployment(mode="streaming", streaming={
+        "source": source, "sink": "kafka://kafka:9092/out", "replicas": 2,
+        "autoscaling": {"minReplicas": 1, "maxReplicas": 6, "lagThreshold": 50}})
+
+    without = render(deployment, MODEL, SETTINGS)
+    assert _kinds(without) == ["Deployment/iris-stream"] and without[0]["spec"]["replicas"] == 2
+
+    children = render(deployment, MODEL, RenderSettings(**{**SETTINGS.__dict__, "scaled_objects": True}))
+    assert _kinds(children) == ["Deployment/iris-stream", "ScaledObject/iris-stream"]
+    assert "replicas" not in children[0]["spec"]
+    scaled = children[1]["spec"]
+    assert (scaled["scaleTargetRef"], scaled["minReplicaCount"], scaled["maxReplicaCount"]) == (
+        {"name": "iris-stream"}, 1, 6)
+    (found,) = scaled["triggers"]
+    assert found["type"] == trigger and metadata.items() <= found["metadata"].items()
+
+
 def test_the_template_hash_follows_the_pod_template_only():
     def template_hash(deployment: ModelDeployment, model: ResolvedModel) -> str:
         return render(deployment, model, SETTINGS)[0]["spec"]["template"]["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION]

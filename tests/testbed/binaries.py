@@ -22,6 +22,7 @@ K8S_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.7.3"
 KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v4.3.1"
+KEDA_VERSION = "v2.21.0"  # only its ScaledObject CRD, which the module ships
 
 K8S_MODULE = Path(__file__).parent / "k8s"
 ETCD_MODULE = Path(__file__).parent / "etcd"
@@ -59,6 +60,17 @@ def _fetch_kafka() -> float | None:
                     f"-DoutputDirectory={partial}", "-DincludeScope=runtime"], check=True)
     partial.rename(libs)
     return time.monotonic() - started
+
+
+def keda_scaled_object_crd() -> Path:
+    """KEDA's ScaledObject CRD, out of its Go module (the module proxy is the way to it here)."""
+    crd = cache_dir() / f"keda-{KEDA_VERSION}_scaledobjects.yaml"
+    if not crd.exists():
+        listing = subprocess.run(["go", "mod", "download", "-json", f"github.com/kedacore/keda/v2@{KEDA_VERSION}"],
+                                 check=True, capture_output=True, text=True, cwd=tempfile.gettempdir())
+        module = Path(json.loads(listing.stdout)["Dir"])
+        shutil.copyfile(module / "config" / "crd" / "bases" / "keda.sh_scaledobjects.yaml", crd)
+    return crd
 
 
 def kwok_stage_dir() -> Path:
@@ -146,6 +158,7 @@ def ensure_built(log=print) -> dict[str, float]:
         partial.rename(out)
         took[name] = time.monotonic() - started
         log(f"built {name} in {took[name]:.0f} s")
+    keda_scaled_object_crd()
     if (fetched := _fetch_kafka()) is not None:
         took["kafka"] = fetched
         log(f"fetched Kafka's jars in {fetched:.0f} s")

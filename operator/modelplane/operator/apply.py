@@ -20,6 +20,8 @@ CHILD_KINDS = (
     ("batch/v1", "CronJob"),
     ("batch/v1", "Job"),
 )
+# Kinds of add-ons a cluster may not have; looked at only where the operator found them.
+SCALED_OBJECT = ("keda.sh/v1alpha1", "ScaledObject")
 
 
 def apply_children(children: list[dict]) -> int:
@@ -53,10 +55,10 @@ def read_child(child: dict) -> dict | None:
     return {**live.to_dict(), "kind": child["kind"]}
 
 
-def owned_children(namespace: str, owner_name: str, owner_uid: str) -> list[dict]:
+def owned_children(namespace: str, owner_name: str, owner_uid: str, scaled_objects: bool) -> list[dict]:
     """The live children this ModelDeployment controls (not, say, Jobs its CronJob made)."""
     found = []
-    for api_version, kind in CHILD_KINDS:
+    for api_version, kind in (*CHILD_KINDS, *([SCALED_OBJECT] if scaled_objects else [])):
         listing = resource(api_version, kind).get(namespace=namespace, label_selector=f"{DEPLOYMENT_LABEL}={owner_name}")
         for item in listing.items:
             item = item.to_dict()
@@ -65,11 +67,12 @@ def owned_children(namespace: str, owner_name: str, owner_uid: str) -> list[dict
     return found
 
 
-def prune_children(namespace: str, owner_name: str, owner_uid: str, keep: list[dict]) -> list[str]:
+def prune_children(namespace: str, owner_name: str, owner_uid: str, keep: list[dict],
+                   scaled_objects: bool = False) -> list[str]:
     """Deletes owned children not in `keep`; returns what it deleted, as kind/name."""
     wanted = {(child["kind"], child["metadata"]["name"]) for child in keep}
     deleted = []
-    for child in owned_children(namespace, owner_name, owner_uid):
+    for child in owned_children(namespace, owner_name, owner_uid, scaled_objects):
         key = (child["kind"], child["metadata"]["name"])
         if key in wanted:
             continue
@@ -81,3 +84,14 @@ def prune_children(namespace: str, owner_name: str, owner_uid: str, keep: list[d
             continue
         deleted.append(f"{key[0]}/{key[1]}")
     return deleted
+
+
+def served(api_version: str, kind: str) -> bool:
+    """Whether the API server serves `kind` (an add-on's CRD is installed)."""
+    from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+    try:
+        resource(api_version, kind)
+    except ResourceNotFoundError:
+        return False
+    return True

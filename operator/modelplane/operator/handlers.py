@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import logging
 import random
 from functools import cache
@@ -12,6 +13,7 @@ import kopf
 from aiohttp import web
 
 from modelplane.operator import reconcile, webhook
+from modelplane.operator.apply import SCALED_OBJECT, served
 from modelplane.operator.registry import RegistryError, forget_alias
 from modelplane.operator.render.common import DEPLOYMENT_LABEL, MANAGED_BY
 from modelplane.operator.settings import OperatorSettings
@@ -22,7 +24,10 @@ CHILDREN = {"app.kubernetes.io/managed-by": MANAGED_BY, DEPLOYMENT_LABEL: kopf.P
 
 @cache
 def _settings() -> OperatorSettings:
-    return OperatorSettings.from_environment()
+    settings = OperatorSettings.from_environment()
+    # Read once: KEDA installed later takes an operator restart to be used.
+    keda = served(*SCALED_OBJECT)
+    return dataclasses.replace(settings, render=dataclasses.replace(settings.render, scaled_objects=keda))
 
 
 @kopf.on.startup()

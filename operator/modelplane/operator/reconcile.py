@@ -49,7 +49,8 @@ def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, pru
     model, canary = planned
     children = render(deployment, model, settings.render, canary)
     written = apply_children(children)
-    pruned = prune_children(namespace, name, deployment.uid, children) if prune or written else []
+    pruned = (prune_children(namespace, name, deployment.uid, children, settings.render.scaled_objects)
+              if prune or written else [])
     if written:
         post_event("Applied", f"applied {written} of {len(children)} children for version {model.version}"
                               + (f" and its canary of version {canary.version}" if canary else ""), False)

@@ -189,7 +189,33 @@ class Batch(_Spec):
     """What to do when a run is due while the previous one still runs."""
 
 
+class LagAutoscaling(_Spec):
+    model_config = _rules(Rule(
+        cel="self.minReplicas <= self.maxReplicas",
+        message="spec.streaming.autoscaling.minReplicas must not exceed maxReplicas",
+        field=".minReplicas",
+    ))
+
+    min_replicas: int = Field(default=1, ge=0, le=1000)
+    """Fewest consumers kept; 0 lets an idle stream scale them away."""
+
+    max_replicas: int = Field(ge=1, le=1000)
+    """Most consumers; more than the topic's partitions only adds idle ones on Kafka."""
+
+    lag_threshold: int = Field(default=1000, ge=1)
+    """Events behind per consumer that add a consumer."""
+
+    nats_monitoring_port: int = Field(default=8222, ge=1, le=65535)
+    """Port of the NATS server's HTTP monitoring endpoint, where KEDA reads JetStream lag."""
+
+
 class Streaming(_Spec):
+    model_config = _rules(*(Rule(
+        cel=f"!self.{field}.startsWith('nats://') || self.{field}.contains('stream=')",
+        message=f"spec.streaming.{name} names a NATS subject: add its JetStream stream, as ?stream=NAME",
+        field=f".{field}",
+    ) for field, name in (("source", "source"), ("sink", "sink"))))
+
     source: str = Field(min_length=1, max_length=2048, pattern=r"^(kafka|redis|nats)://")
     """Stream to consume, e.g. kafka://broker:9092/transactions, redis://redis:6379/events, nats://nats:4222/orders."""
 
@@ -204,6 +230,10 @@ class Streaming(_Spec):
 
     replicas: int = Field(default=1, ge=0, le=1000)
     """Consumer replicas, sharing one consumer group."""
+
+    autoscaling: LagAutoscaling | None = None
+    """Scale consumers on the group's lag with a KEDA ScaledObject, where KEDA is installed
+    (its CRD present when the operator starts); without KEDA, `replicas` stays."""
 
 
 class RolloutStrategy(str, Enum):

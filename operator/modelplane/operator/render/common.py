@@ -36,6 +36,8 @@ class RenderSettings:
 
     serving_image: str
     registry_uri: str | None = None
+    scaled_objects: bool = False
+    """KEDA is installed: streaming consumers may scale on lag with a ScaledObject."""
 
 
 def child_labels(deployment: ModelDeployment) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 from modelplane.operator.manifest import ModelDeployment
 from modelplane.operator.render.common import MODEL_VERSION_LABEL, RenderSettings, ResolvedModel, selector_labels
 from modelplane.operator.render.pod import env_var, http_probes, model_env, pod_template
@@ -34,16 +36,56 @@ def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSe
         probes=http_probes("metrics"),
         termination_grace_seconds=DRAIN_SECONDS,
     )
-    return [{
+    scaled = streaming.autoscaling is not None and settings.scaled_objects
+    consumers = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": f"{deployment.name}-stream"},
+        "metadata": {"name": workload_name(deployment)},
         "spec": {
-            "replicas": streaming.replicas,
+            # Under a ScaledObject, KEDA's autoscaler owns the count.
+            **({} if scaled else {"replicas": streaming.replicas}),
             "selector": {"matchLabels": selector_labels(deployment, ROLE)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "progressDeadlineSeconds": deployment.spec.rollout.progress_deadline_seconds,
             "revisionHistoryLimit": 3,
             "template": template,
         },
-    }]
+    }
+    return [consumers, _scaled_object(deployment)] if scaled else [consumers]
+
+
+def workload_name(deployment: ModelDeployment) -> str:
+    return f"{deployment.name}-stream"
+
+
+def _scaled_object(deployment: ModelDeployment) -> dict:
+    streaming, scaling = deployment.spec.streaming, deployment.spec.streaming.autoscaling
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": workload_name(deployment)},
+        "spec": {
+            "scaleTargetRef": {"name": workload_name(deployment)},
+            "minReplicaCount": scaling.min_replicas,
+            "maxReplicaCount": scaling.max_replicas,
+            "triggers": [_lag_trigger(streaming.source, consumer_group(deployment), scaling)],
+        },
+    }
+
+
+def _lag_trigger(source: str, group: str, scaling) -> dict:
+    """KEDA's scaler for the source's transport, watching this group's lag."""
+    parts = urlsplit(source)
+    name, options = parts.path.strip("/"), {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    group = options.get("group", group)
+    threshold = str(scaling.lag_threshold)
+    if parts.scheme == "kafka":
+        return {"type": "kafka", "metadata": {"bootstrapServers": parts.netloc, "consumerGroup": group,
+                                              "topic": name, "lagThreshold": threshold}}
+    if parts.scheme == "redis":
+        return {"type": "redis-streams", "metadata": {"address": parts.netloc, "stream": name,
+                                                      "consumerGroup": group, "lagCount": threshold}}
+    durable = options.get("durable", group).replace(".", "-")
+    return {"type": "nats-jetstream", "metadata": {
+        "natsServerMonitoringEndpoint": f"{parts.hostname}:{scaling.nats_monitoring_port}", "account": "$G",
+        "stream": options.get("stream", ""), "consumer": durable, "lagThreshold": threshold}}
