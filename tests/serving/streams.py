@@ -84,7 +84,7 @@ class StreamClient:
                 jetstream = connection.jetstream()
                 info = await jetstream.stream_info(self.name(role))
                 found = []
-                for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+                for sequence in range(info.state.first_seq, info.state.last_seq + 1) if info.state.messages else ():
                     message = await jetstream.get_msg(self.name(role), sequence)
                     headers = dict(message.headers or {})
                     found.append((headers.pop(KEY_HEADER, None), json.loads(message.data), headers))

@@ -32,8 +32,10 @@ def main(overrides: dict) -> int:
         return 1
     try:
         asyncio.run(consume(model, settings))
-    except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except Exception as error:  # noqa: BLE001 - a transport that failed for good: say which, and exit
+        # Nothing unacknowledged is lost: a restarted consumer is delivered it again.
+        log.debug("the stream stopped", exc_info=True)
+        print(f"error: the stream stopped: {type(error).__name__}: {error or 'no detail'}", file=sys.stderr)
         return 1
     return 0
 

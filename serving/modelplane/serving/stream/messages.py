@@ -44,19 +44,21 @@ def records_of(event: Event) -> tuple[list[dict], list, bool]:
     """(records without their ids, the ids, whether the event held a list); InvalidInput
     when the value is not JSON records."""
     payload = json_codec.loads(event.value)
-    many = isinstance(payload, list)
-    records = payload if many else [payload]
-    if not records or not all(isinstance(record, dict) for record in records):
+    # The records were parsed just now, for this call alone: taking the ids out is safe.
+    if type(payload) is dict:  # the common case, one record, kept cheap
+        return [payload], [payload.pop(ID_FIELD, None)], False
+    if not isinstance(payload, list) or not payload or any(type(record) is not dict for record in payload):
         raise InvalidInput("an event must be a JSON object (one record) or a non-empty list of objects")
-    ids = [record.get(ID_FIELD) for record in records]
-    return [{k: v for k, v in record.items() if k != ID_FIELD} for record in records], ids, many
+    return payload, [record.pop(ID_FIELD, None) for record in payload], True
 
 
-def prediction(event: Event, ids: list, many: bool, predictions, headers: dict[str, str]) -> Outgoing:
-    """The output event of one input event: each record's id beside its prediction."""
-    values = _jsonable(predictions)
+def prediction(event: Event, ids: list, many: bool, values: list, headers: dict[str, str]) -> Outgoing:
+    """The output event of one input event: each record's id beside its prediction (a
+    JSON-able value per record, see `jsonable`)."""
+    if not many:
+        return Outgoing(json_codec.dumps({ID_FIELD: ids[0], "prediction": values[0]}), event.key, headers)
     scored = [{ID_FIELD: record_id, "prediction": value} for record_id, value in zip(ids, values)]
-    return Outgoing(json_codec.dumps(scored if many else scored[0]), event.key, headers)
+    return Outgoing(json_codec.dumps(scored), event.key, headers)
 
 
 def dead_letter(event: Event, error: str, headers: dict[str, str]) -> Outgoing:
@@ -71,7 +73,8 @@ def dead_letter(event: Event, error: str, headers: dict[str, str]) -> Outgoing:
     return Outgoing(json_codec.dumps(letter), event.key, headers)
 
 
-def _jsonable(predictions) -> list:
+def jsonable(predictions) -> list:
+    """The model's predictions as one JSON-able value per row."""
     if isinstance(predictions, pd.DataFrame):
         return predictions.to_dict(orient="records")
     if isinstance(predictions, (pd.Series, np.ndarray)):

@@ -1,9 +1,9 @@
 """The consume-score-produce loop, the same for every transport.
 
-Each fetched batch is decoded event by event (an undecodable or schema-invalid event is
-dead-lettered alone), scored through the serving runtime's batcher (one predict call for
-the batch; a failing batch is scored again event by event, so only the events that fail by
-themselves fail), written to the sink, and only once the sink confirmed it acknowledged at
+Each fetched batch is decoded event by event (an undecodable event is dead-lettered alone),
+scored through the serving runtime's batcher in one predict call (a batch that fails, or
+holds a schema-invalid event, is scored again event by event, so only the events that
+fail by themselves fail), written to the sink, and only once the sink confirmed it acknowledged at
 the source. A crash at any point re-delivers what was not acknowledged: at least once, and
 at most one batch twice.
 """
@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
 import pandas as pd
 
-from modelplane.serving.batching import AdaptiveBatcher
+from modelplane.serving.batching import AdaptiveBatcher, rows
 from modelplane.serving.errors import InvalidInput, ModelFailed
 from modelplane.serving.model import LoadedModel
 from modelplane.serving.protocols.columns import ColumnSchema
@@ -26,6 +27,16 @@ from modelplane.serving.stream.metrics import StreamMetrics
 from modelplane.serving.stream.transports import Sink, Source
 
 log = logging.getLogger("modelplane.stream")
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """An event whose value parsed as records."""
+
+    event: Event
+    records: list[dict]
+    ids: list
+    many: bool
 LAG_EVERY_SECONDS = 5.0
 
 
@@ -50,29 +61,64 @@ class StreamScorer:
                     await self.handle(events)
                 if time.monotonic() - lag_at >= LAG_EVERY_SECONDS:
                     lag_at = time.monotonic()
-                    if (lag := await self.source.lag()) is not None:
-                        self.metrics.lag.set(lag)
+                    await self._measure_lag()
         finally:
             await self.batcher.stop()
+
+    async def _measure_lag(self) -> None:
+        try:
+            lag = await self.source.lag()
+        except Exception as error:  # noqa: BLE001 - a metric is not worth stopping the stream for
+            log.warning("could not read the consumer lag: %s: %s", type(error).__name__, error)
+            return
+        if lag is not None:
+            self.metrics.lag.set(lag)
 
     async def handle(self, events: list[Event]) -> None:
         started = time.perf_counter()
         self.metrics.consumed.inc(len(events))
-        outcomes = await asyncio.gather(*(self._score(event) for event in events))
-        scored = [outcome for outcome in outcomes if outcome[0] == "scored"]
-        letters = [outcome for outcome in outcomes if outcome[0] == "dead"]
+        decoded, letters = [], []
+        for event in events:
+            try:
+                decoded.append(Decoded(event, *messages.records_of(event)))
+            except InvalidInput as error:
+                letters.append(messages.dead_letter(event, f"invalid event: {error}", self.headers))
+        scored = await self._score_together(decoded, letters) if decoded else []
         if scored:
-            await self.sink.send([outgoing for _, outgoing in scored])
+            await _patiently(self.sink.send, scored, "write predictions")
             self.metrics.produced.inc(len(scored))
         if letters:
-            await self._dead_letter([outgoing for _, outgoing in letters])
-        await self.source.ack(events)
+            await self._dead_letter(letters)
+        await _patiently(self.source.ack, events, "acknowledge events")
         self.metrics.latency.observe(time.perf_counter() - started)
 
-    async def _score(self, event: Event) -> tuple[str, Outgoing]:
+    async def _score_together(self, decoded: list[Decoded], letters: list[Outgoing]) -> list[Outgoing]:
+        """One input and one predict call for the whole batch; should either fail, each event
+        is scored on its own, so only the events that fail by themselves fail."""
         try:
-            records, ids, many = messages.records_of(event)
-            data = self.columns.from_records(records) if self.columns else pd.DataFrame(records)
+            data = self._input([record for each in decoded for record in each.records])
+            values = messages.jsonable(await self.batcher.predict(data))
+            if len(values) != rows(data):
+                raise ModelFailed(f"the model returned {len(values)} predictions for {rows(data)} rows")
+        except (InvalidInput, ModelFailed):
+            scored = []
+            for outcome in await asyncio.gather(*(self._score_alone(each) for each in decoded)):
+                (scored if outcome[0] == "scored" else letters).append(outcome[1])
+            return scored
+        scored, start = [], 0
+        for each in decoded:
+            end = start + len(each.records)
+            scored.append(messages.prediction(each.event, each.ids, each.many, values[start:end], self.headers))
+            start = end
+        return scored
+
+    def _input(self, records: list[dict]):
+        return self.columns.from_records(records) if self.columns else pd.DataFrame(records)
+
+    async def _score_alone(self, decoded: Decoded) -> tuple[str, Outgoing]:
+        event = decoded.event
+        try:
+            data = self._input(decoded.records)
         except InvalidInput as error:
             return "dead", messages.dead_letter(event, f"invalid event: {error}", self.headers)
         failure = None
@@ -83,7 +129,8 @@ class StreamScorer:
             except ModelFailed as error:
                 failure = error
                 continue
-            return "scored", messages.prediction(event, ids, many, predictions, self.headers)
+            return "scored", messages.prediction(event, decoded.ids, decoded.many, messages.jsonable(predictions),
+                                                 self.headers)
         why = (f"scoring failed {event.attempts} times: {failure}" if failure is not None
                else f"delivered {event.attempts} times and never acknowledged: its consumers kept dying")
         return "dead", messages.dead_letter(event, why, self.headers)
@@ -91,8 +138,23 @@ class StreamScorer:
     async def _dead_letter(self, letters: list[Outgoing]) -> None:
         self.metrics.dead_lettered.inc(len(letters))
         if self.dead_letters is not None:
-            await self.dead_letters.send(letters)
+            await _patiently(self.dead_letters.send, letters, "write dead letters")
             return
         # With nowhere to put them, the log keeps them: they are never dropped silently.
         for letter in letters:
             log.error("dead letter (no --dead-letter destination set): %s", letter.value.decode())
+
+
+async def _patiently(call, items: list, what: str, attempts: int = 4) -> None:
+    """`call(items)`, tried again after a transport error (a repeat writes a batch twice at
+    worst, which at-least-once allows); the last error stops the consumer, unacknowledged."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await call(items)
+            return
+        except Exception as error:  # noqa: BLE001 - transports raise their own kinds
+            if attempt == attempts:
+                raise
+            log.warning("could not %s (attempt %d of %d): %s: %s", what, attempt, attempts, type(error).__name__,
+                        error)
+            await asyncio.sleep(0.5 * 2 ** attempt)

@@ -89,11 +89,11 @@ class KafkaSink:
                 failures.append(str(error))
 
         def produce_all() -> int:
+            produce, topic = self.producer.produce, self.topic
             for message in messages:
                 while True:
                     try:
-                        self.producer.produce(self.topic, message.value, message.key, headers=message.headers,
-                                              on_delivery=delivered)
+                        produce(topic, message.value, message.key, headers=message.headers, on_delivery=delivered)
                         break
                     except BufferError:  # the local queue is full: let it drain
                         self.producer.poll(0.1)

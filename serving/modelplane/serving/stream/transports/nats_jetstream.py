@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 
 import nats
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from modelplane.serving.stream.messages import Event, Outgoing
@@ -44,7 +43,7 @@ class NatsSource:
     async def fetch(self, max_count: int, wait_seconds: float) -> list[Event]:
         try:
             fetched = await self.subscription.fetch(max_count, timeout=max(wait_seconds, 0.01))
-        except NatsTimeout:
+        except TimeoutError:  # nats-py's own, or asyncio's from deeper in a fetch: nothing came
             return []
         events = []
         for message in fetched:
