@@ -57,14 +57,18 @@ class _Answers:
         self._answers: dict[tuple, tuple[float, ResolvedModel]] = {}
 
     def get(self, question: tuple, ask: Callable[[], ResolvedModel], max_age: float) -> ResolvedModel:
+        """An answer asked at most `max_age` seconds before this call; with 0, one asked
+        after it began, which callers queued behind one lookup share."""
+        arrived = time.monotonic()
         with self._guard:
             lock = self._locks.setdefault(question, threading.Lock())
         with lock:
             asked, answer = self._answers.get(question, (float("-inf"), None))
-            if time.monotonic() - asked < max_age:
+            if asked >= arrived - max_age:
                 return answer
+            asked = time.monotonic()
             answer = ask()  # failures are not remembered: the next pass asks again
-            self._answers[question] = (time.monotonic(), answer)
+            self._answers[question] = (asked, answer)
             return answer
 
     def forget(self, matches: Callable[[tuple], bool]) -> None:
@@ -73,9 +77,9 @@ class _Answers:
                 del self._answers[question]
 
 
-# Short enough that an alias moved in the registry reaches a new or edited
-# ModelDeployment at once, for any human sense of "at once".
-FRESH_SECONDS = 2.0
+# A new or edited ModelDeployment sees the alias as it is when its pass begins: an older
+# answer, even a second old, could deploy the version the alias just left.
+FRESH_SECONDS = 0.0
 _answers = _Answers()
 
 
