@@ -38,13 +38,14 @@ def streams(request: pytest.FixtureRequest) -> StreamClient:
 class Consumer:
     """`modelplane stream` as a local process, as the pod runs it."""
 
-    def __init__(self, request: pytest.FixtureRequest, env: dict[str, str], log_dir: Path, streams: StreamClient):
+    def __init__(self, request: pytest.FixtureRequest, env: dict[str, str], log_dir: Path, streams: StreamClient,
+                 name: str = "consumer-0"):
         self.metrics = free_port()
         self.env = {**env, "MODELPLANE_SOURCE": streams.url("in"), "MODELPLANE_SINK": streams.url("out"),
                     "MODELPLANE_DEAD_LETTER": streams.url("dead"), "MODELPLANE_CONSUMER_GROUP": "scorers",
-                    "MODELPLANE_CONSUMER_NAME": "consumer-0", "MODELPLANE_BATCH_SIZE": str(BATCH),
+                    "MODELPLANE_CONSUMER_NAME": name, "MODELPLANE_BATCH_SIZE": str(BATCH),
                     "MODELPLANE_METRICS_HOST": "127.0.0.1", "MODELPLANE_METRICS_PORT": str(self.metrics)}
-        self.process = Component(f"stream-{streams.prefix}", [MODELPLANE, "stream"], log_dir, env=self.env)
+        self.process = Component(f"stream-{streams.prefix}-{name}", [MODELPLANE, "stream"], log_dir, env=self.env)
         show_logs_on_failure(request.config, [self.process])
 
     def start(self) -> Consumer:
@@ -147,3 +148,23 @@ def test_sigterm_drains_and_exits_zero(consumer: Consumer, streams: StreamClient
     outputs = eventually(lambda: (found := streams.read("out")) and len(found) >= 2000 and found, timeout=120,
                          what="the rest scored after the restart")
     assert len(outputs) == 2000, f"{len(outputs) - 2000} repeated after a drained stop ({written} before it)"
+
+
+def test_a_redis_consumer_claims_what_a_dead_one_left_pending(request, server_env: dict[str, str], testbed_dir: Path,
+                                                              redis_broker: Broker, iris_features):
+    streams = StreamClient(redis_broker, "claimed")
+    total = 2000
+    streams.produce("in", _events(iris_features, total))
+    dead = Consumer(request, server_env, testbed_dir / "logs", streams).start()
+    eventually(lambda: len(streams.read("out")) >= 200, timeout=60, what="200 outputs before the kill")
+    dead.signal(signal.SIGKILL)
+    dead.process.process.wait()
+
+    # Another pod of the group, under its own name: the dead one's entries are claimed
+    # once idle (3 s in this test's URL), not left pending for ever.
+    successor = Consumer(request, server_env, testbed_dir / "logs", streams, name="consumer-1").start()
+    try:
+        eventually(lambda: len({value["id"] for _, value, _ in streams.read("out")}) == total, timeout=90,
+                   what="an output for every input, the dead consumer's pending ones included")
+    finally:
+        successor.process.stop()

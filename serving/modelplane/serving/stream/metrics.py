@@ -25,7 +25,7 @@ class StreamMetrics:
         self.batch_size = labelled(Histogram, "modelplane_batch_requests", "Events scored together in one predict "
                                    "call", buckets=BATCH_BUCKETS)
         self.latency = labelled(Histogram, "modelplane_stream_batch_seconds", "Time from fetching a batch to "
-                                "acknowledging it", buckets=LATENCY_BUCKETS)
+                                "writing its predictions", buckets=LATENCY_BUCKETS)
         self.lag = labelled(Gauge, "modelplane_stream_lag", "Events of the consumer group not yet delivered")
         self.ready = False
 

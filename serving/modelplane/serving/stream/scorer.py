@@ -4,8 +4,8 @@ Each fetched batch is decoded event by event (an undecodable event is dead-lette
 scored through the serving runtime's batcher in one predict call (a batch that fails, or
 holds a schema-invalid event, is scored again event by event, so only the events that
 fail by themselves fail), written to the sink, and only once the sink confirmed it acknowledged at
-the source. A crash at any point re-delivers what was not acknowledged: at least once, and
-at most one batch twice.
+the source, while the next batch is fetched and scored. A crash at any point re-delivers
+what was not acknowledged: at least once, and at most one batch twice.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class StreamScorer:
         # Every event of a fetched batch is queued before the batcher looks, so no wait is needed.
         self.batcher = AdaptiveBatcher(model.pyfunc.predict, batch_size, 0, on_batch=metrics.batch_size.observe)
         self.headers = {"model": model.name, "model_version": model.version or ""}
+        self._acknowledging: asyncio.Task | None = None
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Until `stopping` is set; the batch in hand is finished and acknowledged first."""
@@ -62,6 +63,7 @@ class StreamScorer:
                 if time.monotonic() - lag_at >= LAG_EVERY_SECONDS:
                     lag_at = time.monotonic()
                     await self._measure_lag()
+            await self._acknowledged()
         finally:
             await self.batcher.stop()
 
@@ -84,13 +86,21 @@ class StreamScorer:
             except InvalidInput as error:
                 letters.append(messages.dead_letter(event, f"invalid event: {error}", self.headers))
         scored = await self._score_together(decoded, letters) if decoded else []
+        # The previous batch was acknowledged while this one was fetched and scored; that
+        # must be done before this one is written, so a crash repeats at most one batch.
+        await self._acknowledged()
         if scored:
             await _patiently(self.sink.send, scored, "write predictions")
             self.metrics.produced.inc(len(scored))
         if letters:
             await self._dead_letter(letters)
-        await _patiently(self.source.ack, events, "acknowledge events")
         self.metrics.latency.observe(time.perf_counter() - started)
+        self._acknowledging = asyncio.create_task(_patiently(self.source.ack, events, "acknowledge events"))
+
+    async def _acknowledged(self) -> None:
+        if self._acknowledging is not None:
+            acknowledging, self._acknowledging = self._acknowledging, None
+            await acknowledging
 
     async def _score_together(self, decoded: list[Decoded], letters: list[Outgoing]) -> list[Outgoing]:
         """One input and one predict call for the whole batch; should either fail, each event

@@ -24,7 +24,9 @@ class RedisSource:
     def __init__(self, address: Address, group: str, consumer: str):
         self.stream, self.group, self.consumer = address.name, group, consumer
         self.client = redis.Redis(host=address.host, port=address.port)
-        self._own_pending = True
+        # Reading this consumer's own pending entries, after the last one read (its
+        # acknowledgement may still be on its way): "0" from the start, None when done.
+        self._pending_after: str | bytes | None = "0"
         self._claimed_at = time.monotonic()
         self._claim_idle_ms = int(address.options.get("claim_idle_ms", CLAIM_IDLE_MS))
 
@@ -37,11 +39,13 @@ class RedisSource:
                 raise
 
     async def fetch(self, max_count: int, wait_seconds: float) -> list[Event]:
-        if self._own_pending:
-            reply = await self.client.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=max_count)
+        if self._pending_after is not None:
+            reply = await self.client.xreadgroup(self.group, self.consumer, {self.stream: self._pending_after},
+                                                 count=max_count)
             if entries := (reply[0][1] if reply else []):
+                self._pending_after = entries[-1][0]
                 return self._events(entries)
-            self._own_pending = False
+            self._pending_after = None
         if time.monotonic() - self._claimed_at >= min(CLAIM_EVERY_SECONDS, self._claim_idle_ms / 1000):
             self._claimed_at = time.monotonic()
             _, entries, *_ = await self.client.xautoclaim(self.stream, self.group, self.consumer,
