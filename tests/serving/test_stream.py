@@ -168,3 +168,23 @@ def test_a_redis_consumer_claims_what_a_dead_one_left_pending(request, server_en
                    what="an output for every input, the dead consumer's pending ones included")
     finally:
         successor.process.stop()
+
+
+def test_an_event_whose_scoring_keeps_failing_is_dead_lettered_after_its_attempts(
+    request, server_env: dict[str, str], testbed_dir: Path, redis_broker: Broker, registry,
+):
+    streams = StreamClient(redis_broker, "failing")
+    values = [1.0, 2.0, -1.0, 3.0]
+    streams.produce("in", [(f"key-{n}", json.dumps({"id": n, "x": x}).encode()) for n, x in enumerate(values)])
+    env = {**server_env, "MODELPLANE_MODEL": f"models:/{registry.models.picky}/1", "MODELPLANE_ALLOW_PICKLE": "true"}
+    consumer = Consumer(request, env, testbed_dir / "logs", streams).start()
+    try:
+        eventually(lambda: len(streams.read("out")) == 3 and len(streams.read("dead")) == 1, timeout=60,
+                   what="3 predictions and 1 dead letter")
+    finally:
+        consumer.process.stop()
+    assert {value["id"]: value["prediction"] for _, value, _ in streams.read("out")} == {0: 2.0, 1: 4.0, 3: 6.0}
+    ((key, letter, _),) = streams.read("dead")
+    assert key == "key-2" and letter["attempts"] == 3
+    assert "scoring failed 3 times" in letter["error"] and "x must not be negative" in letter["error"]
+    assert letter["origin"]["stream"] == "failing-in"

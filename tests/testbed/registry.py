@@ -29,6 +29,7 @@ class RegistryModels:
     digit_scans: str = "digit-scans"  # PNG scans of digits in a binary column; a cloudpickled custom pyfunc
     missing_requirement: str = "modelplane-missing-package==1.0"  # recorded by digit-scans, installed nowhere
     credit: str = "credit"  # integer, float and boolean columns (age, income, employed); skops
+    picky: str = "refuses-negative"  # a cloudpickled custom pyfunc doubling `x`; predict fails on any x < 0
 
 
 def start_registry(root: Path, logs: Path, die_with_parent: bool = True) -> tuple[Component, str]:
@@ -64,6 +65,18 @@ def _custom_pyfunc(offset: float):
             return model_input + self.offset
 
     return AddOffset(offset)
+
+
+def _picky_pyfunc():
+    import mlflow.pyfunc
+
+    class RefusesNegative(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            if (model_input["x"] < 0).any():
+                raise ValueError("x must not be negative")
+            return model_input["x"] * 2
+
+    return RefusesNegative()
 
 
 def _scan_reader(classifier):
@@ -180,6 +193,14 @@ def register_test_models(tracking_uri: str) -> RegistryModels:
             signature=infer_signature(example, example + models.custom_offset),
             input_example=example,
             registered_model_name=models.custom,
+            pip_requirements=[f"cloudpickle=={cloudpickle.__version__}", f"pandas=={pd.__version__}"],
+        )
+        picky_example = pd.DataFrame({"x": [1.0, 2.0]})
+        mlflow.pyfunc.log_model(
+            name="picky",
+            python_model=_picky_pyfunc(),
+            signature=infer_signature(picky_example, picky_example["x"] * 2),
+            registered_model_name=models.picky,
             pip_requirements=[f"cloudpickle=={cloudpickle.__version__}", f"pandas=={pd.__version__}"],
         )
     _register_digit_models(experiment_id, models)
