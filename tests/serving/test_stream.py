@@ -98,6 +98,8 @@ def test_every_event_is_scored_with_its_key_and_id(consumer: Consumer, streams: 
     assert listed == [{"id": "a", "prediction": reference[0]}, {"id": "b", "prediction": reference[1]}]
     metrics = consumer.get("/metrics")
     assert re.search(r'modelplane_stream_produced_total\{model="iris",version="1"\} 301', metrics), metrics
+    # Each event's time from the broker to its prediction, by the broker's own timestamp.
+    assert re.search(r'modelplane_stream_end_to_end_seconds_count\{model="iris",version="1"\} 301', metrics), metrics
 
 
 def test_poison_events_are_dead_lettered_and_the_rest_flows(consumer: Consumer, streams: StreamClient,

@@ -22,13 +22,15 @@ ID_FIELD = "id"
 @dataclass
 class Event:
     """One input event. `origin` says where it came from (topic, partition and offset, or
-    stream and entry id) for dead letters; `receipt` is what the transport acknowledges."""
+    stream and entry id) for dead letters; `receipt` is what the transport acknowledges;
+    `written_at` is when the broker stored it (Unix seconds), where it says."""
 
     value: bytes
     key: bytes | None
     origin: dict
     receipt: object = None
     attempts: int = field(default=0)
+    written_at: float | None = None
 
 
 @dataclass(frozen=True)

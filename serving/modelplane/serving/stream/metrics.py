@@ -9,6 +9,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from modelplane.serving.metrics import BATCH_BUCKETS, LATENCY_BUCKETS
 
+# A backlog being worked off takes minutes, not milliseconds.
+END_TO_END_BUCKETS = (*LATENCY_BUCKETS, 30, 60, 300, 900, 3600)
+
 
 class StreamMetrics:
     def __init__(self, model: str, version: str | None):
@@ -26,6 +29,8 @@ class StreamMetrics:
                                    "call", buckets=BATCH_BUCKETS)
         self.latency = labelled(Histogram, "modelplane_stream_batch_seconds", "Time from fetching a batch to "
                                 "writing its predictions", buckets=LATENCY_BUCKETS)
+        self.end_to_end = labelled(Histogram, "modelplane_stream_end_to_end_seconds", "Time from the broker "
+                                   "storing an event to its result being written", buckets=END_TO_END_BUCKETS)
         self.lag = labelled(Gauge, "modelplane_stream_lag", "Events of the consumer group not yet delivered")
         self.ready = False
 

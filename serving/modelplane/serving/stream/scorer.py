@@ -92,6 +92,10 @@ class StreamScorer:
         if scored:
             await _patiently(self.sink.send, scored, "write predictions")
             self.metrics.produced.inc(len(scored))
+            written = time.time()
+            for each in decoded:
+                if each.event.written_at is not None:
+                    self.metrics.end_to_end.observe(max(0.0, written - each.event.written_at))
         if letters:
             await self._dead_letter(letters)
         self.metrics.latency.observe(time.perf_counter() - started)

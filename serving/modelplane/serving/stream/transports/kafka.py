@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaException, Producer, TopicPartition
 
 from modelplane.serving.stream.messages import Event, Outgoing
 from modelplane.serving.stream.transports import Address
@@ -41,7 +41,9 @@ class KafkaSource:
             if message.error():
                 raise KafkaException(message.error())
             origin = {"topic": message.topic(), "partition": message.partition(), "offset": message.offset()}
-            events.append(Event(value=message.value() or b"", key=message.key(), origin=origin, receipt=message))
+            kind, stamp_ms = message.timestamp()
+            events.append(Event(value=message.value() or b"", key=message.key(), origin=origin, receipt=message,
+                                written_at=stamp_ms / 1000 if kind != TIMESTAMP_NOT_AVAILABLE else None))
         return events
 
     async def ack(self, events: list[Event]) -> None:

@@ -51,7 +51,8 @@ class NatsSource:
             events.append(Event(value=message.data, key=key.encode() if key is not None else None, receipt=message,
                                 origin={"stream": self.stream, "subject": message.subject,
                                         "sequence": message.metadata.sequence.stream},
-                                attempts=message.metadata.num_delivered - 1))
+                                attempts=message.metadata.num_delivered - 1,
+                                written_at=message.metadata.timestamp.timestamp()))
         return events
 
     async def ack(self, events: list[Event]) -> None:

@@ -60,7 +60,10 @@ class RedisSource:
         events = []
         for entry_id, fields in entries:
             fields = fields or {}
+            # An entry id is the time Redis stored it, in milliseconds, and a sequence number.
+            written_at = int(entry_id.split(b"-")[0]) / 1000
             events.append(Event(value=fields.get(b"value", b""), key=fields.get(b"key"), receipt=entry_id,
+                                written_at=written_at,
                                 origin={"stream": self.stream, "id": entry_id.decode()}))
         return events
 
