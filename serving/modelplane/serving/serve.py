@@ -9,10 +9,9 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import sys
 
-from modelplane.serving.errors import ModelLoadError
-from modelplane.serving.settings import ServeSettings, from_flags
+from modelplane.serving.settings import ServeSettings
+from modelplane.serving.startup import start
 from modelplane.serving.workers import worker_count
 
 
@@ -20,17 +19,11 @@ def main(overrides: dict) -> int:
     import uvicorn
 
     from modelplane.serving.app import create_app
-    from modelplane.serving.model import load
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = from_flags(ServeSettings, overrides)
-    if settings is None:
-        return 2
-    try:
-        model = load(settings.model, settings.model_cache, settings.allow_pickle, settings.strict_deps)
-    except ModelLoadError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    started = start(ServeSettings, overrides)
+    if isinstance(started, int):
+        return started
+    settings, model = started
     # The loaded libraries leave a few million long-lived objects; a full collection that
     # walks them all stalls every request in flight for a tenth of a second.
     gc.freeze()

@@ -15,8 +15,9 @@ import pandas as pd
 
 from modelplane.serving.batch.inputs import Share, find_inputs, read_chunks, shares
 from modelplane.serving.batch.outputs import Output
-from modelplane.serving.errors import BatchError, ModelLoadError
-from modelplane.serving.settings import BatchSettings, from_flags
+from modelplane.serving.errors import BatchError
+from modelplane.serving.settings import BatchSettings
+from modelplane.serving.startup import start
 
 log = logging.getLogger("modelplane.batch")
 ROW_COLUMN = "row"
@@ -24,16 +25,13 @@ PROGRESS_EVERY_SECONDS = 5.0
 
 
 def main(overrides: dict) -> int:
-    from modelplane.serving.model import load
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = from_flags(BatchSettings, overrides)
-    if settings is None:
-        return 2
+    started = start(BatchSettings, overrides)
+    if isinstance(started, int):
+        return started
+    settings, model = started
     try:
-        model = load(settings.model, settings.model_cache, settings.allow_pickle, settings.strict_deps)
         rows = score_files(model.pyfunc, settings)
-    except (ModelLoadError, BatchError) as error:
+    except BatchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     log.info("done: %d rows scored by shard %d of %d", rows, settings.shard_index, settings.shard_count)

@@ -12,24 +12,17 @@ import logging
 import signal
 import sys
 
-from modelplane.serving.errors import ModelLoadError
-from modelplane.serving.settings import StreamSettings, from_flags
+from modelplane.serving.settings import StreamSettings
+from modelplane.serving.startup import start
 
 log = logging.getLogger("modelplane.stream")
 
 
 def main(overrides: dict) -> int:
-    from modelplane.serving.model import load
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = from_flags(StreamSettings, overrides)
-    if settings is None:
-        return 2
-    try:
-        model = load(settings.model, settings.model_cache, settings.allow_pickle, settings.strict_deps)
-    except ModelLoadError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    started = start(StreamSettings, overrides)
+    if isinstance(started, int):
+        return started
+    settings, model = started
     try:
         asyncio.run(consume(model, settings))
     except Exception as error:  # noqa: BLE001 - a transport that failed for good: say which, and exit
