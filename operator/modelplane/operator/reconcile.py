@@ -42,10 +42,11 @@ def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, pru
         update_status(namespace, name, lambda status, _: set_condition(status, unresolved, deployment.generation),
                       body)
         raise
+    canary_strategy = _canary(deployment)
     # Rendered from status as this pass will record it, so what runs matches what it says.
     upcoming = copy.deepcopy(body.get("status") or {})
-    rollout.begin(upcoming, wanted, deployment.generation, _canary(deployment))
-    planned = rollout.plan(upcoming, reference.name, _canary(deployment))
+    rollout.begin(upcoming, wanted, deployment.generation, canary_strategy)
+    planned = rollout.plan(upcoming, reference.name, canary_strategy)
     model, canary = planned
     children = render(deployment, model, settings.render, canary)
     written = apply_children(children)
@@ -65,7 +66,7 @@ def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, pru
             resolved += f", which failed its rollout: version {status['modelVersion']} stays"
         set_condition(status, Observed(MODEL_RESOLVED, "True", "Resolved", resolved), deployment.generation)
         status["observedGeneration"] = deployment.generation
-        rollout.begin(status, wanted, deployment.generation, _canary(deployment))
+        rollout.begin(status, wanted, deployment.generation, canary_strategy)
         status["endpoint"] = endpoint(deployment) if deployment.spec.mode.value == "online" else None
         # Read here, so a retry after a conflicting write (a child's event) reads it afresh.
         _observe_workload(status, deployment.spec.mode.value, read_child(workload), deployment.generation,
@@ -75,7 +76,7 @@ def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, pru
                                    deployment.generation)
 
     recorded = _announce(update_status(namespace, name, record, body), post_event)
-    if recorded is not None and rollout.plan(recorded, reference.name, _canary(deployment)) != planned:
+    if recorded is not None and rollout.plan(recorded, reference.name, canary_strategy) != planned:
         return _reconcile_again(namespace, name, settings, post_event) or model
     # Workload events that came while this pass ran were skipped, as this generation (or
     # this target) was not recorded yet: look at the workloads once more now that it is.
@@ -161,20 +162,17 @@ def settle_rollout(namespace: str, name: str, settings: OperatorSettings, post_e
 def _update_and_follow(namespace: str, name: str, mutate: Callable[[dict, dict], None],
                        settings: OperatorSettings, post_event: PostEvent) -> None:
     """Updates status, announces the change, and renders again if it changed what runs."""
-    bodies: list[dict] = []
+    replanned = False
 
-    def remembering(status: dict, body: dict) -> None:
-        bodies.append(body)
+    def mutate_and_compare(status: dict, body: dict) -> None:
+        nonlocal replanned
+        deployment = parse_manifest(body, check_rules=False)
+        model_name, canary = deployment.spec.model.name, _canary(deployment)
+        before = rollout.plan(status, model_name, canary)
         mutate(status, body)
+        replanned = rollout.plan(status, model_name, canary) != before
 
-    changed = update_status(namespace, name, remembering)
-    before = changed and changed[0]
-    after = _announce(changed, post_event)
-    if after is None:
-        return
-    deployment = parse_manifest(bodies[-1], check_rules=False)
-    model_name, canary = deployment.spec.model.name, _canary(deployment)
-    if rollout.plan(before, model_name, canary) != rollout.plan(after, model_name, canary):
+    if _announce(update_status(namespace, name, mutate_and_compare), post_event) is not None and replanned:
         _reconcile_again(namespace, name, settings, post_event)
 
 

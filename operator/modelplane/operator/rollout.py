@@ -46,7 +46,7 @@ def plan(status: dict, name: str, canary: bool) -> tuple[ResolvedModel | None, R
     target = recorded(status, name, TARGET)
     if canary and target is not None and not status.get(CANARY_PROMOTED):
         return recorded(status, name, SERVING), target
-    return target or recorded(status, name, SERVING), None
+    return rendered(status, name), None
 
 
 def _record(status: dict, role: str, model: ResolvedModel | None) -> None:
