@@ -3,9 +3,9 @@
 Each fetched batch is decoded event by event (an undecodable event is dead-lettered alone),
 scored through the serving runtime's batcher in one predict call (a batch that fails, or
 holds a schema-invalid event, is scored again event by event, so only the events that
-fail by themselves fail), written to the sink, and only once the sink confirmed it acknowledged at
-the source, while the next batch is fetched and scored. A crash at any point re-delivers
-what was not acknowledged: at least once, and at most one batch twice.
+fail by themselves fail), written to the sink, and only once the sink confirmed it
+acknowledged at the source, while the next batch is fetched and scored. A crash at any
+point re-delivers what was not acknowledged: at least once, and at most one batch twice.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from modelplane.serving.stream.metrics import StreamMetrics
 from modelplane.serving.stream.transports import Sink, Source
 
 log = logging.getLogger("modelplane.stream")
+LAG_EVERY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,6 @@ class Decoded:
     records: list[dict]
     ids: list
     many: bool
-LAG_EVERY_SECONDS = 5.0
 
 
 class StreamScorer:
