@@ -79,32 +79,28 @@ def registry(request: pytest.FixtureRequest, testbed_dir: Path) -> Registry:
     _stop_and_check([server])
 
 
-def _broker(request: pytest.FixtureRequest, testbed_dir: Path, start, what: str) -> Broker:
+def _broker(request: pytest.FixtureRequest, testbed_dir: Path, start, what: str):
+    """A broker for the session: started in its own folder, stopped (and checked) at the end."""
     since = time.monotonic()
     broker = start(testbed_dir / what, testbed_dir / "logs")
     _record_started(request.config, what, [broker.component], since)
-    return broker
+    yield broker
+    _stop_and_check([broker.component])
 
 
 @pytest.fixture(scope="session")
 def redis_broker(request: pytest.FixtureRequest, testbed_dir: Path) -> Broker:
-    broker = _broker(request, testbed_dir, start_redis, "redis")
-    yield broker
-    _stop_and_check([broker.component])
+    yield from _broker(request, testbed_dir, start_redis, "redis")
 
 
 @pytest.fixture(scope="session")
 def nats_broker(request: pytest.FixtureRequest, testbed_dir: Path) -> Broker:
-    broker = _broker(request, testbed_dir, start_nats, "nats")
-    yield broker
-    _stop_and_check([broker.component])
+    yield from _broker(request, testbed_dir, start_nats, "nats")
 
 
 @pytest.fixture(scope="session")
 def kafka_broker(request: pytest.FixtureRequest, testbed_dir: Path) -> Broker:
-    broker = _broker(request, testbed_dir, start_kafka, "kafka")
-    yield broker
-    _stop_and_check([broker.component])
+    yield from _broker(request, testbed_dir, start_kafka, "kafka")
 
 
 @pytest.fixture(scope="session")

@@ -133,15 +133,20 @@ def test_the_registry_webhook_rolls_out_at_once_and_a_bad_signature_changes_noth
         client.delete_webhook(hook.webhook_id)
 
 
+def _roll_out_the_unready_version(cluster: ControlPlane, namespace: str, registry: Registry, model: str, name: str,
+                                  deadline: int) -> None:
+    """`name` Ready at version 1 of `model`, then its alias moved to version 2, which never becomes Ready."""
+    _move_alias(registry, model, "1")
+    apply(cluster, namespace, _following(name, model, pollIntervalSeconds=POLL_SECONDS,
+                                         progressDeadlineSeconds=deadline))
+    eventually(lambda: ready(cluster, namespace, name), what="Ready at version 1")
+    _move_alias(registry, model, "2")
+
+
 def test_a_version_that_never_becomes_ready_is_rolled_back_once(
     operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry, unready_model: str,
 ):
-    _move_alias(registry, unready_model, "1")
-    apply(cluster, namespace, _following("careful", unready_model, pollIntervalSeconds=POLL_SECONDS,
-                                         progressDeadlineSeconds=10))
-    eventually(lambda: ready(cluster, namespace, "careful"), what="Ready at version 1")
-
-    _move_alias(registry, unready_model, "2")
+    _roll_out_the_unready_version(cluster, namespace, registry, unready_model, "careful", deadline=10)
     eventually(lambda: status_of(cluster, namespace, "careful").get("targetVersion") == "2", timeout=30,
                what="the rollout of version 2 started")
     status = eventually(lambda: (s := status_of(cluster, namespace, "careful")).get("failedVersion") == "2" and s,
@@ -160,11 +165,7 @@ def test_a_version_that_never_becomes_ready_is_rolled_back_once(
 def test_a_rollout_cut_short_by_an_operator_crash_resumes(
     operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry, unready_model: str,
 ):
-    _move_alias(registry, unready_model, "1")
-    apply(cluster, namespace, _following("resumed", unready_model, pollIntervalSeconds=POLL_SECONDS,
-                                         progressDeadlineSeconds=20))
-    eventually(lambda: ready(cluster, namespace, "resumed"), what="Ready at version 1")
-    _move_alias(registry, unready_model, "2")
+    _roll_out_the_unready_version(cluster, namespace, registry, unready_model, "resumed", deadline=20)
     eventually(lambda: "RolloutStarted" in _reasons(cluster, namespace, "resumed"), timeout=30,
                what="the rollout of version 2 started")
 
