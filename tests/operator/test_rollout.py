@@ -180,6 +180,22 @@ def test_a_rollout_cut_short_by_an_operator_crash_resumes(
     assert (reasons.count("RolloutStarted"), reasons.count("RolledBack")) == (1, 1), events(cluster, namespace, "resumed")
 
 
+def test_a_stopped_operator_blocks_no_deletion_of_a_resource_following_its_alias_mid_rollout(
+    operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry, unready_model: str,
+):
+    _roll_out_the_unready_version(cluster, namespace, registry, unready_model, "orphaned", deadline=600)
+    eventually(lambda: status_of(cluster, namespace, "orphaned").get("targetVersion") == "2", timeout=30,
+               what="the rollout of version 2 started")
+    assert not cluster.get("mdep", "orphaned", namespace)["metadata"].get("finalizers")
+
+    operator.stop()
+    try:
+        cluster.kubectl("delete", "mdep", "orphaned", "-n", namespace, "--timeout=30s")
+        assert not _exists(cluster, namespace, "mdep", "orphaned")
+    finally:
+        operator.start()
+
+
 def _endpoint_versions(cluster: ControlPlane, namespace: str, service: str) -> list[str]:
     """The model version of each ready pod behind the Service, sorted."""
     listing = json.loads(cluster.kubectl("get", "endpointslices", "-n", namespace, "-l",

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from modelplane.operator import rollout
 from modelplane.operator.apply import WORKLOAD_KINDS, apply_children, prune_children, read_child
+from modelplane.operator.events import PostEvent
 from modelplane.operator.kube import ForbiddenError, NotFoundError, resource
 from modelplane.operator.manifest import ModelDeployment, parse_manifest
 from modelplane.operator.registry import RegistryError, resolve
@@ -22,8 +23,6 @@ from modelplane.operator.status import (
     MODEL_RESOLVED, READY, Observed, condition, set_condition, update_status, workload_conditions,
 )
 
-# post_event(reason, message, warning) records a Kubernetes Event on the ModelDeployment.
-PostEvent = Callable[[str, str, bool], None]
 # Ready reasons worth a Warning; the rest (not ready *yet*) are Normal.
 FAILURES = {"ProgressDeadlineExceeded", "JobFailed"}
 
