@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from modelplane.operator.following import Watchlist, run
+from modelplane.operator.workqueue import WorkQueue
 
 
 class Clock:
@@ -69,23 +70,23 @@ def test_the_webhook_makes_the_followers_of_its_alias_due_at_once():
     assert [body["metadata"]["uid"] for body in watchlist.due_followers()] == ["a"]
 
 
-def test_one_failing_resource_does_not_stop_the_loop():
+def test_the_loop_queues_due_polls_and_settles_rollouts():
     clock = Clock()
-    watchlist = Watchlist(clock)
-    for uid in ("bad", "good"):
-        watchlist.observe(_body(uid, interval=1))
+    watchlist, queue = Watchlist(clock), WorkQueue()
+    watchlist.observe(_body("follower", interval=1))
+    watchlist.observe(_body("rolling", alias=None, status={"targetVersion": "2"}))
     clock.now += 2
-    followed = []
+    done = []
 
-    def follow(body: dict) -> None:
-        if body["metadata"]["uid"] == "bad":
-            raise ValueError("broken")
-        followed.append(body["metadata"]["uid"])
+    async def a_while() -> None:
+        work = [asyncio.create_task(run(watchlist, queue, lambda body: done.append(("follow", body["metadata"]["uid"])),
+                                        lambda body: done.append(("settle", body["metadata"]["uid"])),
+                                        tick=0.05, settle_every=0.3)),
+                asyncio.create_task(queue.serve(workers=2))]
+        await asyncio.sleep(0.5)
+        for task in work:
+            task.cancel()
 
-    async def one_tick() -> None:
-        loop = asyncio.create_task(run(watchlist, follow, lambda body: None, tick=0.05))
-        await asyncio.sleep(0.2)
-        loop.cancel()
-
-    asyncio.run(one_tick())
-    assert followed == ["good"]
+    asyncio.run(a_while())
+    # The fake clock stands still after the poll; settling runs on real time.
+    assert sorted(done) == [("follow", "follower"), ("settle", "rolling")]

@@ -24,8 +24,9 @@ CHILD_KINDS = (
 SCALED_OBJECT = ("keda.sh/v1alpha1", "ScaledObject")
 
 
-def apply_children(children: list[dict]) -> int:
-    """Applies each child whose rendered content changed; returns how many were written.
+def apply_children(children: list[dict], compare: bool = True) -> int:
+    """Applies each child whose rendered content changed (each one, unread, without
+    `compare`); returns how many were written.
 
     The comparison is against a hash of the rendered object stored on it, not against the
     live object, whose server defaults would make every pass look like a change."""
@@ -34,7 +35,7 @@ def apply_children(children: list[dict]) -> int:
         desired_hash = content_hash(child)
         metadata = child["metadata"]
         metadata.setdefault("annotations", {})[SPEC_HASH_ANNOTATION] = desired_hash
-        live = read_child(child)
+        live = read_child(child) if compare else None
         if live and (live["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION) == desired_hash:
             continue
         # Server-side apply: fields this manager stops setting are removed, and fields

@@ -7,8 +7,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable
-
-from kubernetes.client.exceptions import ApiException
+from concurrent.futures import ThreadPoolExecutor
 
 from modelplane.operator.kube import resource
 from modelplane.operator.spec import API_VERSION, KIND
@@ -18,8 +17,12 @@ from modelplane.operator.status import now
 PostEvent = Callable[[str, str, bool], None]
 COMPONENT = "modelplane-operator"
 MAX_MESSAGE = 1024  # what the API server accepts
+# Queued Events are still posted as the operator exits; an unreachable API server must not keep it.
+REQUEST_SECONDS = 10
 
 logger = logging.getLogger(__name__)
+# One thread, so that Events are posted in the order they happened.
+_posting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
 
 
 def poster(namespace: str, name: str, uid: str | None) -> PostEvent:
@@ -27,6 +30,7 @@ def poster(namespace: str, name: str, uid: str | None) -> PostEvent:
                 **({"uid": uid} if uid else {})}
 
     def post(reason: str, message: str, warning: bool) -> None:
+        """Queues the Event: posting it is no reason to hold up the work that caused it."""
         stamp = now()
         event = {
             "apiVersion": "v1", "kind": "Event",
@@ -37,10 +41,17 @@ def poster(namespace: str, name: str, uid: str | None) -> PostEvent:
             "reportingInstance": socket.gethostname(),
             "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
         }
-        try:
-            resource("v1", "Event").create(body=event, namespace=namespace)
-        except ApiException as error:
-            # An Event is a courtesy: failing to post one (a namespace being deleted) must not fail the work.
-            logger.warning("[%s/%s] could not post the Event %s: %s", namespace, name, reason, error.reason)
+        _posting.submit(_create, event)
 
     return post
+
+
+def _create(event: dict) -> None:
+    try:
+        resource("v1", "Event").create(body=event, namespace=event["metadata"]["namespace"],
+                                       _request_timeout=REQUEST_SECONDS)
+    except Exception as error:
+        # An Event is a courtesy: failing to post one (a namespace being deleted, the API
+        # server gone) must not stop the posting of later ones.
+        logger.warning("[%s] could not post the Event %s: %s", event["involvedObject"]["name"], event["reason"],
+                       getattr(error, "reason", error))

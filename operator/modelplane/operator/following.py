@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import logging
+import functools
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
-from modelplane.operator.registry import RegistryError
+from modelplane.operator.workqueue import WorkQueue
 
-logger = logging.getLogger(__name__)
 SETTLE_SECONDS = 5.0
-# How many resources are polled or settled at once, each in a thread of its own.
-CONCURRENCY = 4
 
 
 def follows_alias(body: dict) -> bool:
@@ -88,35 +85,20 @@ class Watchlist:
         self._due[uid] = self._clock() + _followed(self._bodies[uid])[2] * random.uniform(0.8, 1.2)
 
 
-async def run(watchlist: Watchlist, follow: Callable[[dict], None], settle: Callable[[dict], None],
-              tick: float = 1.0) -> None:
-    """Polls due followers every `tick` (at once when woken) and settles rollouts every
-    few seconds, until cancelled."""
+async def run(watchlist: Watchlist, queue: WorkQueue, follow: Callable[[dict], None],
+              settle: Callable[[dict], None], tick: float = 1.0, settle_every: float = SETTLE_SECONDS) -> None:
+    """Queues a poll of each due follower every `tick` (at once when woken) and the
+    settling of each rollout every `settle_every` seconds, until cancelled."""
     settled = time.monotonic()
     while True:
-        await _each(follow, watchlist.due_followers())
-        if time.monotonic() - settled >= SETTLE_SECONDS:
+        for body in watchlist.due_followers():
+            queue.add(("follow", body["metadata"]["uid"]), functools.partial(follow, body))
+        if time.monotonic() - settled >= settle_every:
             settled = time.monotonic()
-            await _each(settle, watchlist.rolling_out())
+            for body in watchlist.rolling_out():
+                queue.add(("settle", body["metadata"]["uid"]), functools.partial(settle, body))
         try:
             await asyncio.wait_for(watchlist.woken.wait(), timeout=tick)
         except TimeoutError:
             pass
         watchlist.woken.clear()
-
-
-async def _each(call: Callable[[dict], None], bodies: Iterable[dict]) -> None:
-    limit = asyncio.Semaphore(CONCURRENCY)
-
-    async def one(body: dict) -> None:
-        where = f"{body['metadata']['namespace']}/{body['metadata']['name']}"
-        async with limit:
-            try:
-                await asyncio.to_thread(call, body)
-            except RegistryError as error:
-                logger.warning("[%s] cannot follow the alias: %s", where, error)
-            except Exception:
-                # One resource's failure must not stop the loop for the others.
-                logger.exception("[%s] %s failed", where, call.__name__)
-
-    await asyncio.gather(*(one(body) for body in bodies))

@@ -1,13 +1,13 @@
-"""The kopf handlers: decorators only, each delegating to `reconcile`."""
+"""The kopf handlers, each delegating to `reconcile`, and the work they queue to run
+beside them: alias polls, rollouts to settle, and catching up with what children report."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import dataclasses
+import functools
 import logging
-from functools import cache
 
 import kopf
 from aiohttp import web
@@ -18,11 +18,12 @@ from modelplane.operator.registry import RegistryError, forget_alias
 from modelplane.operator.render.common import DEPLOYMENT_LABEL, MANAGED_BY
 from modelplane.operator.settings import OperatorSettings
 from modelplane.operator.spec import GROUP, KIND, PLURAL, VERSION
+from modelplane.operator.workqueue import WorkQueue
 
 CHILDREN = {"app.kubernetes.io/managed-by": MANAGED_BY, DEPLOYMENT_LABEL: kopf.PRESENT}
 
 
-@cache
+@functools.cache
 def _settings() -> OperatorSettings:
     settings = OperatorSettings.from_environment()
     # Read once: KEDA installed later takes an operator restart to be used.
@@ -48,26 +49,29 @@ def _retry_delay(retry: int) -> float:
     return min(300.0, 5.0 * 2 ** retry)
 
 
-def _reconcile(body: kopf.Body, retry: int, prune: bool) -> None:
+def _reconcile(body: kopf.Body, retry: int, occasion: reconcile.Occasion) -> None:
     poster = events.poster(body.metadata.namespace, body.metadata.name, body.metadata.uid)
     try:
-        reconcile.reconcile(copy.deepcopy(dict(body)), _settings(), poster, prune=prune)
+        reconcile.reconcile(copy.deepcopy(dict(body)), _settings(), poster, occasion)
     except RegistryError as error:
         raise kopf.TemporaryError(str(error), delay=_retry_delay(retry)) from None
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def reconcile_model_deployment(body: kopf.Body, retry: int, **_) -> None:
-    _reconcile(body, retry, prune=False)
+def reconcile_model_deployment(body: kopf.Body, retry: int, reason: kopf.Reason, **_) -> None:
+    first_try = reason == kopf.Reason.CREATE and retry == 0
+    _reconcile(body, retry, reconcile.Occasion.CREATED if first_try else reconcile.Occasion.CHANGED)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 def resume_model_deployment(body: kopf.Body, retry: int, **_) -> None:
-    # An earlier operator may have died between applying and pruning: look for leftovers.
-    _reconcile(body, retry, prune=True)
+    _reconcile(body, retry, reconcile.Occasion.RECHECK)
 
 
+# Work done outside kopf's handlers: polls, settling, and catching up with children.
+_work = WorkQueue()
+WORKERS = 4
 # The resources following an alias or rolling out, looked after by one loop (see `following`).
 _watchlist = following.Watchlist()
 
@@ -82,7 +86,11 @@ async def watch_model_deployment(body: kopf.Body, type: str | None, uid: str, **
 
 def _follow_alias(body: dict) -> None:
     metadata = body["metadata"]
-    reconcile.follow_alias(body, _settings(), events.poster(metadata["namespace"], metadata["name"], metadata["uid"]))
+    try:
+        reconcile.follow_alias(body, _settings(), events.poster(metadata["namespace"], metadata["name"], metadata["uid"]))
+    except RegistryError as error:
+        logging.getLogger(__name__).warning("[%s/%s] cannot follow the alias: %s",
+                                            metadata["namespace"], metadata["name"], error)
 
 
 def _settle_rollout(body: dict) -> None:
@@ -98,15 +106,16 @@ def _wake_followers(model: str, alias: str) -> int:
 
 
 @kopf.on.startup()
-async def start_following(memo: kopf.Memo, **_) -> None:
-    memo.following = asyncio.create_task(following.run(_watchlist, _follow_alias, _settle_rollout))
+async def start_background_work(memo: kopf.Memo, **_) -> None:
+    memo.background = [asyncio.create_task(_work.serve(WORKERS)),
+                       asyncio.create_task(following.run(_watchlist, _work, _follow_alias, _settle_rollout))]
 
 
 @kopf.on.cleanup()
-async def stop_following(memo: kopf.Memo, **_) -> None:
-    memo.following.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await memo.following
+async def stop_background_work(memo: kopf.Memo, **_) -> None:
+    for task in memo.background:
+        task.cancel()
+    await asyncio.gather(*memo.background, return_exceptions=True)
 
 
 @kopf.on.startup()
@@ -133,27 +142,33 @@ def _owned_child(body: kopf.Body) -> dict | None:
     return None
 
 
+def _queue_child_work(body: kopf.Body, namespace: str, labels: kopf.Labels, work) -> None:
+    """Queues `work(namespace, name, child, settings, post_event)` for the ModelDeployment
+    owning this child, replacing any not yet started for the same child."""
+    if (child := _owned_child(body)) is None:
+        return
+    name = labels[DEPLOYMENT_LABEL]
+    _work.add(("child", namespace, child["kind"], child["metadata"]["name"]),
+              functools.partial(work, namespace, name, child, _settings(), events.poster(namespace, name, None)))
+
+
 @kopf.on.event("apps", "v1", "deployments", labels=CHILDREN)
 @kopf.on.event("batch", "v1", "jobs", labels=CHILDREN)
 @kopf.on.event("batch", "v1", "cronjobs", labels=CHILDREN)
-def child_changed(body: kopf.Body, type: str | None, namespace: str, labels: kopf.Labels, **_) -> None:
+async def child_changed(body: kopf.Body, type: str | None, namespace: str, labels: kopf.Labels, **_) -> None:
     """A workload changed, or went: its ModelDeployment's status may have changed, or the
     workload may need re-creating. Skipped: Jobs a CronJob made (the CronJob reports their
     outcome itself) and workloads on their way out (a pruned one must not speak for its
     successor)."""
-    if (workload := _owned_child(body)) is None:
-        return
-    name = labels[DEPLOYMENT_LABEL]
     if type == "DELETED":
-        reconcile.child_deleted(namespace, name, workload, _settings(), events.poster(namespace, name, None))
+        _queue_child_work(body, namespace, labels, reconcile.child_deleted)
     elif not body.metadata.get("deletionTimestamp"):
-        reconcile.workload_changed(namespace, name, workload, _settings(), events.poster(namespace, name, None))
+        _queue_child_work(body, namespace, labels, reconcile.workload_changed)
 
 
 @kopf.on.event("", "v1", "services", labels=CHILDREN)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=CHILDREN)
-def companion_changed(body: kopf.Body, type: str | None, namespace: str, labels: kopf.Labels, **_) -> None:
+async def companion_changed(body: kopf.Body, type: str | None, namespace: str, labels: kopf.Labels, **_) -> None:
     """A Service or autoscaler says nothing of readiness; only its deletion matters."""
-    if type == "DELETED" and (child := _owned_child(body)) is not None:
-        name = labels[DEPLOYMENT_LABEL]
-        reconcile.child_deleted(namespace, name, child, _settings(), events.poster(namespace, name, None))
+    if type == "DELETED":
+        _queue_child_work(body, namespace, labels, reconcile.child_deleted)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from datetime import UTC, datetime
+from enum import Enum
 
 from modelplane.operator import rollout
 from modelplane.operator.apply import WORKLOAD_KINDS, apply_children, prune_children, read_child
@@ -27,9 +28,20 @@ from modelplane.operator.status import (
 FAILURES = {"ProgressDeadlineExceeded", "JobFailed"}
 
 
-def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, prune: bool) -> ResolvedModel:
-    """`prune` forces a look for leftovers even when nothing was written, as after a
-    restart, when an earlier pass may have died between applying and pruning."""
+class Occasion(Enum):
+    """What prompted a pass, which says what it must look at besides the rendered children."""
+
+    # A resource just created, on the first try: it has no children yet, so none is read
+    # before it is written and none is looked for to prune (saving most of its requests).
+    CREATED = "created"
+    # Its spec or its alias changed: leftovers are looked for if something was written.
+    CHANGED = "changed"
+    # After a restart, or when status changed what is to run: leftovers are looked for
+    # anyway, as an earlier pass may have died between applying and pruning.
+    RECHECK = "recheck"
+
+
+def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, occasion: Occasion) -> ResolvedModel:
     deployment = parse_manifest(body, check_rules=False)
     namespace, name = deployment.namespace, deployment.name
     reference = deployment.spec.model
@@ -48,9 +60,10 @@ def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, pru
     planned = rollout.plan(upcoming, reference.name, canary_strategy)
     model, canary = planned
     children = render(deployment, model, settings.render, canary)
-    written = apply_children(children)
+    written = apply_children(children, compare=occasion is not Occasion.CREATED)
+    look_for_leftovers = occasion is Occasion.RECHECK or (written and occasion is Occasion.CHANGED)
     pruned = (prune_children(namespace, name, deployment.uid, children, settings.render.scaled_objects)
-              if prune or written else [])
+              if look_for_leftovers else [])
     if written:
         post_event("Applied", f"applied {written} of {len(children)} children for version {model.version}"
                               + (f" and its canary of version {canary.version}" if canary else ""), False)
@@ -104,7 +117,7 @@ def _reconcile_again(namespace: str, name: str, settings: OperatorSettings,
         body = resource().get(name=name, namespace=namespace).to_dict()
     except NotFoundError:
         return None
-    return reconcile(body, settings, post_event, prune=True)
+    return reconcile(body, settings, post_event, Occasion.RECHECK)
 
 
 def follow_alias(body: dict, settings: OperatorSettings, post_event: PostEvent) -> None:
@@ -121,7 +134,7 @@ def follow_alias(body: dict, settings: OperatorSettings, post_event: PostEvent) 
         return
     post_event("AliasMoved", f"alias {reference.alias!r} of {reference.name} moved from version "
                              f"{status['modelVersion']} to {moved.version}", False)
-    reconcile(body, settings, post_event, prune=False)
+    reconcile(body, settings, post_event, Occasion.CHANGED)
 
 
 def workload_changed(namespace: str, name: str, workload: dict, settings: OperatorSettings,
