@@ -5,9 +5,10 @@ works only inside its handlers."""
 from __future__ import annotations
 
 import logging
+import queue
 import socket
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from modelplane.operator.kube import resource
 from modelplane.operator.spec import API_VERSION, KIND
@@ -17,12 +18,12 @@ from modelplane.operator.status import now
 PostEvent = Callable[[str, str, bool], None]
 COMPONENT = "modelplane-operator"
 MAX_MESSAGE = 1024  # what the API server accepts
-# Queued Events are still posted as the operator exits; an unreachable API server must not keep it.
-REQUEST_SECONDS = 10
+REQUEST_SECONDS = 10  # a request that hangs must not hold up every later Event
 
 logger = logging.getLogger(__name__)
-# One thread, so that Events are posted in the order they happened.
-_posting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
+# Posted by one thread, in the order they happened; a daemon, so that Events still queued
+# when the operator exits are dropped rather than holding it up.
+_queued: queue.SimpleQueue[dict] = queue.SimpleQueue()
 
 
 def poster(namespace: str, name: str, uid: str | None) -> PostEvent:
@@ -41,9 +42,14 @@ def poster(namespace: str, name: str, uid: str | None) -> PostEvent:
             "reportingInstance": socket.gethostname(),
             "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
         }
-        _posting.submit(_create, event)
+        _queued.put(event)
 
     return post
+
+
+def _post_queued() -> None:
+    while True:
+        _create(_queued.get())
 
 
 def _create(event: dict) -> None:
@@ -55,3 +61,6 @@ def _create(event: dict) -> None:
         # server gone) must not stop the posting of later ones.
         logger.warning("[%s] could not post the Event %s: %s", event["involvedObject"]["name"], event["reason"],
                        getattr(error, "reason", error))
+
+
+threading.Thread(target=_post_queued, name="events", daemon=True).start()
