@@ -158,3 +158,26 @@ def test_a_workload_deleted_from_outside_comes_back_at_the_pinned_version(
     env = {var["name"]: var["value"] for var in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MODELPLANE_MODEL"] == f"models:/iris/{registry.models.champion_version}"
     eventually(lambda: ready(cluster, namespace, "iris"), what="Ready again")
+
+
+def test_an_event_caught_up_with_late_does_not_undo_what_a_newer_workload_said(
+    operator: Operator, cluster: ControlPlane, namespace: str, monkeypatch: pytest.MonkeyPatch,
+):
+    from modelplane.operator import kube, reconcile
+    from modelplane.operator.settings import OperatorSettings
+
+    apply(cluster, namespace, manifest("iris"))
+    eventually(lambda: ready(cluster, namespace, "iris", 1), what="Ready")
+    # The Deployment as an event from before its pod was ready carried it, handled only now.
+    stale = cluster.get("deployment", "iris", namespace)
+    stale["status"] = {"observedGeneration": stale["metadata"]["generation"], "replicas": 1, "updatedReplicas": 1}
+
+    # The operator's own code, in this process, as the test bed's admin.
+    monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(cluster.kubeconfig))
+    kube.dynamic_client.cache_clear()
+    try:
+        reconcile.workload_changed(namespace, "iris", stale, OperatorSettings.from_environment(),
+                                   lambda reason, message, warning: None)
+    finally:
+        kube.dynamic_client.cache_clear()
+    assert ready(cluster, namespace, "iris", 1), status_of(cluster, namespace, "iris")

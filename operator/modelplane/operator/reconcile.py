@@ -93,8 +93,7 @@ def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, occ
     # Workload events that came while this pass ran were skipped, as this generation (or
     # this target) was not recorded yet: look at the workloads once more now that it is.
     for child in (workload, *canaries):
-        if (live := read_child(child)) is not None:
-            workload_changed(namespace, name, live, settings, post_event)
+        workload_changed(namespace, name, child, settings, post_event)
     return model
 
 
@@ -140,21 +139,27 @@ def follow_alias(body: dict, settings: OperatorSettings, post_event: PostEvent) 
 def workload_changed(namespace: str, name: str, workload: dict, settings: OperatorSettings,
                      post_event: PostEvent) -> None:
     """Recomputes Ready and Progressing, and the progress of a rollout, from a child
-    workload that just changed, if it is the workload of the ModelDeployment's current mode."""
+    workload that changed, if it is the workload of the ModelDeployment's current mode.
+
+    The workload is read afresh on each try at the status, after the ModelDeployment is:
+    of two writers racing (a reconcile pass and an event's late catching up), the one
+    that writes last then saw the newest workload, whatever version an event carried."""
     def observe(status: dict, body: dict) -> None:
         generation = body["metadata"].get("generation")
         if status.get("observedGeneration") != generation:
             return  # the reconcile of this generation has not recorded yet; it reads the workload itself
+        if (live := read_child(workload)) is None:
+            return  # gone: its deletion is handled on its own
         mode = body["spec"]["mode"]
         owned = any(ref.get("uid") == body["metadata"]["uid"] and ref.get("kind") == KIND
-                    for ref in workload["metadata"].get("ownerReferences", []))
-        labels = workload["metadata"].get("labels", {})
+                    for ref in live["metadata"].get("ownerReferences", []))
+        labels = live["metadata"].get("labels", {})
         if owned and labels.get(MODE_LABEL) == mode:
             auto_rollback = (body["spec"].get("rollout") or {}).get("autoRollback", True)
             if labels.get(TRACK_LABEL) == CANARY:
-                rollout.advance_canary(status, workload, auto_rollback, generation)
+                rollout.advance_canary(status, live, auto_rollback, generation)
             else:
-                _observe_workload(status, mode, workload, generation, auto_rollback)
+                _observe_workload(status, mode, live, generation, auto_rollback)
 
     _update_and_follow(namespace, name, observe, settings, post_event)
 
