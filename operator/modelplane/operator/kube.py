@@ -21,7 +21,11 @@ def dynamic_client() -> DynamicClient:
         config.load_incluster_config()
     except ConfigException:
         config.load_kube_config()
-    return DynamicClient(client.ApiClient())
+    dynamic = DynamicClient(client.ApiClient())
+    # Discovery is cached in a file named after the API server's address: what another API
+    # server at that address, or this one before an add-on came or went, served must not count.
+    dynamic.resources.invalidate_cache()
+    return dynamic
 
 
 def resource(api_version: str = API_VERSION, kind: str = KIND):
