@@ -29,9 +29,11 @@ def _run(registry: Registry, *args: str, cwd: Path, timeout: float = 300) -> sub
 
 def test_the_online_example_serves_until_interrupted(registry: Registry, tmp_path: Path):
     port = free_port()
+    # Started with SIGINT ignored, as a shell without job control starts a background command.
     run = subprocess.Popen([MODELPLANE, "run", "-f", str(EXAMPLES / "iris-online.yaml"), "--registry",
                             registry.tracking_uri, "--port", str(port)], cwd=tmp_path, text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         announced = run.stdout.readline()
         assert f"serving models:/{registry.models.iris}/{registry.models.champion_version} at " \

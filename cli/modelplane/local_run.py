@@ -162,7 +162,7 @@ def _run_streaming(workload: LocalWorkload) -> int:
           f"{workload.env['MODELPLANE_SINK']}; metrics at "
           f"http://127.0.0.1:{workload.env['MODELPLANE_METRICS_PORT']}/metrics (Ctrl-C stops)", flush=True)
     try:
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        _interrupt_on_signals()
         code = consumer.wait()
     except KeyboardInterrupt:
         _stop(consumer)
@@ -180,6 +180,7 @@ def _run_batch(workload: LocalWorkload, follow: bool) -> int:
 
     schedule = croniter(workload.schedule, time.time())
     try:
+        _interrupt_on_signals()
         while True:
             due = schedule.get_next(float)
             print(f"{workload.name}: next run at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(due))}",
@@ -211,10 +212,16 @@ def _batch_once(workload: LocalWorkload) -> int:
 
 
 def _wait_for_interrupt() -> None:
-    # SIGTERM (as from a supervisor) stops as cleanly as Ctrl-C.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    _interrupt_on_signals()
     while True:
         time.sleep(3600)
+
+
+def _interrupt_on_signals() -> None:
+    """Ctrl-C and SIGTERM (as from a supervisor) both stop cleanly, even where SIGINT came
+    in ignored: a shell without job control starts background commands so."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def _stop(process: subprocess.Popen) -> None:
