@@ -54,7 +54,7 @@ def test_only_followers_and_rollouts_are_kept():
     watchlist.observe(_body("pinned", track=False))
     watchlist.observe(_body("rolling", alias=None, status={"targetVersion": "2"}))
     watchlist.observe({**_body("going"), "metadata": {**_body("going")["metadata"], "deletionTimestamp": "now"}})
-    assert [body["metadata"]["uid"] for body in watchlist.rolling_out()] == ["rolling"]
+    assert [body["metadata"]["uid"] for body in watchlist.rollouts()] == ["rolling"]
     assert watchlist.wake("iris", "champion") == 0
 
 

@@ -19,6 +19,7 @@ PostEvent = Callable[[str, str, bool], None]
 COMPONENT = "modelplane-operator"
 MAX_MESSAGE = 1024  # what the API server accepts
 REQUEST_SECONDS = 10  # a request that hangs must not hold up every later Event
+INSTANCE = socket.gethostname()  # the pod's name, in a cluster
 
 logger = logging.getLogger(__name__)
 # Posted by one thread, in the order they happened; a daemon, so that Events still queued
@@ -39,7 +40,7 @@ def poster(namespace: str, name: str, uid: str | None) -> PostEvent:
             "involvedObject": involved, "type": "Warning" if warning else "Normal",
             "reason": reason, "message": message[:MAX_MESSAGE],
             "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
-            "reportingInstance": socket.gethostname(),
+            "reportingInstance": INSTANCE,
             "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
         }
         _queued.put(event)

@@ -78,7 +78,8 @@ class Watchlist:
             self._schedule(uid)
         return [copy.deepcopy(self._bodies[uid]) for uid in due]
 
-    def rolling_out(self) -> list[dict]:
+    def rollouts(self) -> list[dict]:
+        """The bodies of the resources with a rollout in progress."""
         return [copy.deepcopy(body) for body in self._bodies.values() if rolling_out(body)]
 
     def _schedule(self, uid: str) -> None:
@@ -95,7 +96,7 @@ async def run(watchlist: Watchlist, queue: WorkQueue, follow: Callable[[dict], N
             queue.add(("follow", body["metadata"]["uid"]), functools.partial(follow, body))
         if time.monotonic() - settled >= settle_every:
             settled = time.monotonic()
-            for body in watchlist.rolling_out():
+            for body in watchlist.rollouts():
                 queue.add(("settle", body["metadata"]["uid"]), functools.partial(settle, body))
         try:
             await asyncio.wait_for(watchlist.woken.wait(), timeout=tick)

@@ -69,9 +69,10 @@ def resume_model_deployment(body: kopf.Body, retry: int, **_) -> None:
     _reconcile(body, retry, reconcile.Occasion.RECHECK)
 
 
-# Work done outside kopf's handlers: polls, settling, and catching up with children.
-_work = WorkQueue()
+# Work done outside kopf's handlers, WORKERS pieces at a time: polls, settling, and
+# catching up with children.
 WORKERS = 4
+_work = WorkQueue()
 # The resources following an alias or rolling out, looked after by one loop (see `following`).
 _watchlist = following.Watchlist()
 
