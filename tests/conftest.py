@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,14 +40,17 @@ def show_logs_on_failure(config: pytest.Config, components: list[Component]) -> 
     config.stash.setdefault(_COMPONENTS, []).extend(components)
 
 
-def _record_started(config: pytest.Config, what: str, components: list[Component], since: float) -> None:
+def record_started(config: pytest.Config, what: str, components: list[Component], since: float) -> None:
     show_logs_on_failure(config, components)
     config.stash.setdefault(_START_SECONDS, {})[what] = time.monotonic() - since
 
 
-def _stop_and_check(components: list[Component]) -> None:
-    """Stops the components; one that had already died fails the run with its log tail."""
+def stop_and_check(components: list[Component], stop: Callable[[], None] | None = None) -> None:
+    """Stops the components (in reverse order, or by `stop`); one that had already died
+    fails the run with its log tail."""
     died = [c for c in components if c.process is not None and c.process.poll() is not None]
+    if stop is not None:
+        stop()
     for component in reversed(components):
         component.stop()
     if died:
@@ -59,9 +63,9 @@ def cluster(request: pytest.FixtureRequest, testbed_dir: Path) -> ControlPlane:
     binaries.ensure_built()
     since = time.monotonic()
     plane = start_control_plane(testbed_dir / "cluster", testbed_dir / "logs")
-    _record_started(request.config, "control plane with kwok nodes", plane.components, since)
+    record_started(request.config, "control plane with kwok nodes", plane.components, since)
     yield plane
-    _stop_and_check(plane.components)
+    stop_and_check(plane.components)
 
 
 @pytest.fixture(scope="session")
@@ -74,18 +78,18 @@ def registry(request: pytest.FixtureRequest, testbed_dir: Path) -> Registry:
     except BaseException:
         server.stop()
         raise
-    _record_started(request.config, "MLflow registry with test models", [server], since)
+    record_started(request.config, "MLflow registry with test models", [server], since)
     yield Registry(tracking_uri, models, server.log_path)
-    _stop_and_check([server])
+    stop_and_check([server])
 
 
 def _broker(request: pytest.FixtureRequest, testbed_dir: Path, start, what: str):
     """A broker for the session: started in its own folder, stopped (and checked) at the end."""
     since = time.monotonic()
     broker = start(testbed_dir / what, testbed_dir / "logs")
-    _record_started(request.config, what, [broker.component], since)
+    record_started(request.config, what, [broker.component], since)
     yield broker
-    _stop_and_check([broker.component])
+    stop_and_check([broker.component])
 
 
 @pytest.fixture(scope="session")
@@ -119,6 +123,19 @@ def namespace(cluster: ControlPlane, request: pytest.FixtureRequest) -> str:
     cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture
+def restricted_namespace(cluster: ControlPlane, namespace: str) -> str:
+    """A fresh namespace whose pods must meet the "restricted" Pod Security Standard."""
+    cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    return namespace
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The node tier runs last, so its real node and pods share the machine with no
+    other test."""
+    items.sort(key=lambda item: item.get_closest_marker("node") is not None)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -11,13 +11,6 @@ from tests.operator.process import Operator
 from tests.testbed.cluster import ControlPlane
 
 
-@pytest.fixture
-def restricted_namespace(cluster: ControlPlane, namespace: str) -> str:
-    """A fresh namespace whose pods must meet the "restricted" Pod Security Standard."""
-    cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
-    return namespace
-
-
 @pytest.fixture(scope="module")
 def operator(request: pytest.FixtureRequest, crd: ControlPlane, registry: Registry, testbed_dir: Path) -> Operator:
     """The operator, watching every namespace as the test bed's admin."""

@@ -31,7 +31,7 @@ def test_the_install_step_makes_a_working_server(request, registry: Registry, se
     installed = subprocess.run(["bash", str(REPO / "serving" / "install.sh"), str(REPO), str(venv)],
                                capture_output=True, text=True, timeout=1200)
     assert installed.returncode == 0, installed.stderr[-3000:]
-    flavours = subprocess.run([str(venv / "bin" / "python"), "-c", "import lightgbm, pandas, pyarrow, sklearn, xgboost"],
+    flavours = subprocess.run([str(venv / "bin" / "python"), "-c", "import lightgbm, pandas, pyarrow.dataset, pyarrow.parquet, sklearn, xgboost"],
                               capture_output=True, text=True)
     assert flavours.returncode == 0, flavours.stderr
 

@@ -1,6 +1,6 @@
 """Start and stop the test bed by hand, for debugging:
 
-    python -m tests.testbed build   # build or reuse the Go binaries, with timings
+    python -m tests.testbed build   # build or reuse the Go binaries and the node's images, with timings
     python -m tests.testbed up      # start everything, print the variables to export
     python -m tests.testbed down    # stop what `up` started
 """
@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from tests.testbed import binaries
+from tests.testbed import binaries, images
 from tests.testbed.cluster import start_control_plane
 from tests.testbed.process import ComponentFailed, stop_pid
 from tests.testbed.registry import register_test_models, start_registry
@@ -61,13 +61,19 @@ def _down(root: Path) -> int:
     return 0
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.testbed")
     parser.add_argument("action", choices=["build", "up", "down"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state and logs; default: %(default)s")
     args = parser.parse_args()
     if args.action == "build":
-        binaries.ensure_built(lambda line: print(line, flush=True))
+        binaries.ensure_built(_say)
+        images.pause_image(_say)
+        _say(f"serving image: {images.serving_image(_say).size_mb:.0f} MB")
         return 0
     return _up(args.dir) if args.action == "up" else _down(args.dir)
 

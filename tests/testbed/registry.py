@@ -32,14 +32,16 @@ class RegistryModels:
     picky: str = "refuses-negative"  # a cloudpickled custom pyfunc doubling `x`; predict fails on any x < 0
 
 
-def start_registry(root: Path, logs: Path, die_with_parent: bool = True) -> tuple[Component, str]:
-    """Starts `mlflow server` on loopback; returns it and its tracking URI once it answers."""
+def start_registry(root: Path, logs: Path, die_with_parent: bool = True, host: str = "127.0.0.1",
+                   name: str = "mlflow") -> tuple[Component, str]:
+    """Starts `mlflow server` on `host` (loopback unless pods must reach it); returns it and
+    its tracking URI once it answers. Servers started on the same `root` share one registry."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    server = Component("mlflow", [
+    uri = f"http://{host}:{port}"
+    server = Component(name, [
         sys.executable, "-m", "mlflow", "server",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--host", host, "--port", str(port), "--workers", "1",
         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
         "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts",
         # Its webhooks call the operator on loopback over plain HTTP, which MLflow refuses

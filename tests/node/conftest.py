@@ -1,0 +1,62 @@
+"""Fixtures of the node tier: images built here, a real containerd + kubelet node, and
+what its pods reach on the bridge's gateway (see tests/README.md)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Registry, record_started, show_logs_on_failure, stop_and_check
+from tests.operator.process import Operator
+from tests.testbed import images
+from tests.testbed.cluster import ControlPlane
+from tests.testbed.node import Node, start_node
+from tests.testbed.registry import start_registry
+
+
+@dataclass(frozen=True)
+class NodeImages:
+    pause: images.Image
+    serving: images.Image
+
+
+@pytest.fixture(scope="session")
+def node_images(request: pytest.FixtureRequest) -> NodeImages:
+    """The pause and serving images, built once per change of their inputs."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    built = NodeImages(images.pause_image(reporter.write_line), images.serving_image(reporter.write_line))
+    reporter.write_line(f"serving image {built.serving.name}: {built.serving.size_mb:.0f} MB")
+    return built
+
+
+@pytest.fixture(scope="session")
+def node(request: pytest.FixtureRequest, cluster: ControlPlane, node_images: NodeImages, testbed_dir: Path) -> Node:
+    since = time.monotonic()
+    started = start_node(cluster, testbed_dir / "node", testbed_dir / "logs", [node_images.pause, node_images.serving])
+    record_started(request.config, "real node (containerd + kubelet) with images loaded", started.components, since)
+    yield started
+    stop_and_check(started.components, started.stop)
+
+
+@pytest.fixture(scope="session")
+def pod_registry(request: pytest.FixtureRequest, registry: Registry, node: Node, testbed_dir: Path) -> str:
+    """The test registry as pods reach it: a second server on the same store, listening
+    on the bridge's gateway."""
+    server, tracking_uri = start_registry(testbed_dir / "registry", testbed_dir / "logs", host=node.gateway,
+                                          name="mlflow-for-pods")
+    show_logs_on_failure(request.config, [server])
+    yield tracking_uri
+    stop_and_check([server])
+
+
+@pytest.fixture(scope="module")
+def node_operator(request: pytest.FixtureRequest, crd: ControlPlane, pod_registry: str, node_images: NodeImages,
+                  testbed_dir: Path) -> Operator:
+    """The operator, rendering the serving image built here and the registry pods reach."""
+    running = Operator(crd.kubeconfig, pod_registry, testbed_dir / "logs", serving_image=node_images.serving.name).start()
+    show_logs_on_failure(request.config, [running.component])
+    yield running
+    running.stop()

@@ -1,0 +1,234 @@
+"""A real node for the test bed: containerd with its CRI plugin and a kubelet, joined to
+the control plane, so pods run real images with real probes and volumes.
+
+Everything stays on this machine: pods live on a bridge the node creates, and anything a
+pod must reach listens on the bridge's gateway address. The node is tainted, so the kwok
+tests' pods never land on it; a pod meant for it tolerates the taint and selects it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from tests.testbed import binaries
+from tests.testbed.cluster import ControlPlane
+from tests.testbed.images import Image
+from tests.testbed.process import Component, free_port
+
+NODE_NAME = "modelplane-node"
+BRIDGE = "mp-br0"
+POD_SUBNET = "10.89.0.0/24"
+GATEWAY = "10.89.0.1"
+TAINT_KEY = "modelplane.test/real-node"
+CNI_BIN_DIR = "/usr/lib/cni"
+NETNS_DIR = Path("/var/run/netns")
+
+
+@dataclass
+class Node:
+    name: str
+    gateway: str  # where pods reach the host: the registry and brokers listen here for them
+    root: Path
+    containerd_address: Path
+    components: list[Component] = field(default_factory=list)
+    netns_before: set[str] = field(default_factory=set)  # network namespaces not ours
+
+    @property
+    def placement(self) -> dict:
+        """The spec fields that put a pod on this node: its selector and the taint's toleration."""
+        return {"nodeSelector": {"kubernetes.io/hostname": self.name},
+                "tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]}
+
+    def ctr(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(["ctr", "--address", str(self.containerd_address), "--namespace", "k8s.io", *args],
+                              check=True, capture_output=True, text=True, timeout=timeout)
+
+    def load(self, image: Image) -> float:
+        """Imports an image into the node's containerd; returns the seconds it took."""
+        started = time.monotonic()
+        self.ctr("images", "import", str(image.archive))
+        return time.monotonic() - started
+
+    def pod_memory_bytes(self, pod_uid: str) -> int:
+        """The resident memory of a pod's processes, from its memory cgroup."""
+        cgroup = next(Path("/sys/fs/cgroup/memory/kubepods").rglob(f"pod{pod_uid}"))
+        stat = dict(line.split() for line in (cgroup / "memory.stat").read_text().splitlines())
+        return int(stat["total_rss"])
+
+    def stop(self) -> None:
+        kubelet, containerd = self.components[-1:], self.components[:1]
+        for component in kubelet:
+            component.stop()
+        _kill_pod_processes()
+        _kill_shims(self.containerd_address)
+        for component in containerd:
+            component.stop()
+        _remove_pod_network(self.netns_before)
+
+
+def _containerd_config(root: Path, pause: Image) -> Path:
+    cni = root / "cni"
+    config = f"""
+version = 2
+root = "{root / 'containerd' / 'root'}"
+state = "{root / 'containerd' / 'state'}"
+[grpc]
+  address = "{root / 'containerd.sock'}"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{pause.name}"
+  # This machine refuses a negative oom_score_adj, which the sandbox would otherwise ask for.
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{CNI_BIN_DIR}"
+    conf_dir = "{cni}"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+"""
+    path = root / "containerd.toml"
+    path.write_text(config)
+    cni.mkdir(parents=True, exist_ok=True)
+    (cni / "10-modelplane.conflist").write_text(json.dumps({
+        "cniVersion": "1.0.0",
+        "name": "modelplane",
+        "plugins": [
+            {"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False, "hairpinMode": True,
+             "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_SUBNET, "gateway": GATEWAY}]],
+                      "dataDir": str(root / "cni-ipam")}},
+        ],
+    }))
+    return path
+
+
+def _kubelet_config(root: Path) -> Path:
+    config = {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        # This machine has cgroup v1 and no systemd managing cgroups.
+        "cgroupDriver": "cgroupfs",
+        "failCgroupV1": False,
+        "failSwapOn": False,
+        "address": "127.0.0.1",
+        "port": free_port(),
+        "readOnlyPort": 0,
+        "healthzBindAddress": "127.0.0.1",
+        "healthzPort": free_port(),
+        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False}},
+        "authorization": {"mode": "AlwaysAllow"},
+        "podLogsDir": str(root / "pod-logs"),
+        "registerWithTaints": [{"key": TAINT_KEY, "value": "true", "effect": "NoSchedule"}],
+        # The test machine's disk is shared with everything else; pods here are few and small.
+        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
+        "imageGCHighThresholdPercent": 100,
+        "imageGCLowThresholdPercent": 99,
+        "serializeImagePulls": False,
+        "nodeStatusUpdateFrequency": "2s",
+        "syncFrequency": "5s",
+        "fileCheckFrequency": "5s",
+        "resolvConf": "/etc/resolv.conf",
+    }
+    path = root / "kubelet.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _make_bridge() -> None:
+    """The pods' bridge with its gateway address, made before any pod so that servers
+    for pods can listen on the gateway from the start."""
+    if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode != 0:
+        subprocess.run(["ip", "link", "add", BRIDGE, "type", "bridge"], check=True)
+    prefix = POD_SUBNET.split("/")[1]
+    subprocess.run(["ip", "addr", "replace", f"{GATEWAY}/{prefix}", "dev", BRIDGE], check=True)
+    subprocess.run(["ip", "link", "set", BRIDGE, "up"], check=True)
+
+
+def _pod_cgroup_pids() -> set[int]:
+    pids = set()
+    for procs in Path("/sys/fs/cgroup/pids/kubepods").rglob("cgroup.procs"):
+        pids.update(int(line) for line in procs.read_text().split())
+    return pids
+
+
+def _kill_pod_processes() -> None:
+    """Ends every container process the kubelet left, by pid from the pods' cgroups: a
+    stopped kubelet does not stop its pods, and containerd's shims outlive containerd."""
+    for _ in range(20):
+        pids = _pod_cgroup_pids()
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+
+
+def _kill_shims(containerd_address: Path) -> None:
+    """containerd's shims, found by the address of this node's containerd on their command line."""
+    marker = f"-address\0{containerd_address}\0".encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker in cmdline.read_bytes():
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+
+
+def _network_namespaces() -> set[str]:
+    return {path.name for path in NETNS_DIR.glob("*")}
+
+
+def _remove_pod_network(netns_before: set[str]) -> None:
+    """The bridge, and the pods' network namespaces that containerd had no chance to
+    remove (their veth ends go with them)."""
+    for netns in _network_namespaces() - netns_before:
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+    subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+
+
+def start_node(plane: ControlPlane, root: Path, logs: Path, images: list[Image], die_with_parent: bool = True) -> Node:
+    """Starts containerd and a kubelet that registers as NODE_NAME; returns once the node
+    is Ready with `images` loaded."""
+    root.mkdir(parents=True, exist_ok=True)
+    start = {"die_with_parent": die_with_parent}
+    node = Node(NODE_NAME, GATEWAY, root, root / "containerd.sock", netns_before=_network_namespaces())
+    pause = next(image for image in images if "/pause:" in image.name)
+    _make_bridge()
+    try:
+        containerd = Component("containerd", ["containerd", "--config", str(_containerd_config(root, pause))], logs)
+        node.components.append(containerd.start(**start))
+        containerd.wait_until(lambda: node.ctr("version", timeout=5).returncode == 0, timeout=30)
+        for image in images:
+            node.load(image)
+        kubelet = Component("kubelet", [
+            str(binaries.binary("kubelet")),
+            "--config", str(_kubelet_config(root)),
+            "--kubeconfig", str(plane.kubeconfig),
+            "--container-runtime-endpoint", f"unix://{node.containerd_address}",
+            "--root-dir", str(root / "kubelet"),
+            "--cert-dir", str(root / "kubelet-pki"),
+            "--hostname-override", NODE_NAME,
+            "--node-ip", GATEWAY,
+        ], logs)
+        node.components.append(kubelet.start(**start))
+        kubelet.wait_until(lambda: _node_ready(plane), timeout=120, what="registering a Ready node")
+    except BaseException:
+        node.stop()
+        raise
+    return node
+
+
+def _node_ready(plane: ControlPlane) -> bool:
+    status = plane.get("node", NODE_NAME)["status"]
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))

@@ -1,0 +1,3 @@
+module modelplane.test/pause
+
+go 1.26.0
