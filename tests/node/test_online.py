@@ -4,6 +4,8 @@ passes its probes and answers what the model answers in-process."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import datetime
 
 import pytest
@@ -45,9 +47,7 @@ def test_online_pods_pass_their_probes_and_answer_as_the_model_does_in_process(
     from modelplane.demo import iris_features
 
     namespace, name = restricted_namespace, "iris"
-    placement = node.placement
-    apply(cluster, namespace, manifest(name, online={"replicas": 2, "port": PORT},
-                                       nodeSelector=placement["nodeSelector"], tolerations=placement["tolerations"]))
+    apply(cluster, namespace, manifest(name, online={"replicas": 2, "port": PORT}, **node.placement))
 
     status = eventually(lambda: ready(cluster, namespace, name), timeout=240, what="the pods on the real node Ready")
 
@@ -67,3 +67,126 @@ def test_online_pods_pass_their_probes_and_answer_as_the_model_does_in_process(
     with capsys.disabled():
         print(f"\nserving pods: container start to Ready {max(map(_seconds_to_ready, pods)):.1f} s; "
               f"resident memory at rest {resident:.0f} MiB")
+
+
+class RequestLoop(threading.Thread):
+    """Asks a URL for predictions on a new connection each time, as many clients do,
+    until stopped or `limit` seconds pass; keeps every failure."""
+
+    def __init__(self, url: str, body: dict, limit: float = 300):
+        super().__init__(daemon=True)
+        self.url, self.body, self.limit = url, body, limit
+        self.answered = 0
+        self.failures: list[str] = []
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.limit
+        while not self._stopping.is_set() and time.monotonic() < deadline:
+            try:
+                answer = requests.post(self.url, json=self.body, timeout=10)
+                if answer.status_code == 200:
+                    self.answered += 1
+                else:
+                    self.failures.append(f"{answer.status_code}: {answer.text[:200]}")
+            except requests.RequestException as error:
+                self.failures.append(repr(error))
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join()
+
+
+def _register_two_versions(registry: Registry, name: str) -> None:
+    """`name` version 1 is iris version 1 and version 2 is iris version 2, @champion on 1."""
+    import mlflow
+
+    client = mlflow.MlflowClient(registry.tracking_uri)
+    client.create_registered_model(name)
+    for source_version in (registry.models.champion_version, registry.models.challenger_version):
+        iris = client.get_model_version(registry.models.iris, source_version)
+        client.create_model_version(name, iris.source, iris.run_id, model_id=iris.source.removeprefix("models:/"))
+    client.set_registered_model_alias(name, "champion", "1")
+
+
+def _service_url(cluster: ControlPlane, namespace: str, name: str) -> str:
+    return f"http://{cluster.get('service', name, namespace)['spec']['clusterIP']}:{PORT}"
+
+
+def test_a_moved_alias_replaces_the_pods_with_no_failed_request(
+    node_operator: Operator, node: Node, registry: Registry, cluster: ControlPlane, restricted_namespace: str,
+):
+    from modelplane.demo import iris_features
+
+    namespace, name = restricted_namespace, "iris"
+    model = f"promoted-{namespace}"
+    _register_two_versions(registry, model)
+    apply(cluster, namespace, manifest(name, model={"name": model, "alias": "champion"},
+                                       online={"replicas": 2, "port": PORT},
+                                       rollout={"pollIntervalSeconds": 5}, **node.placement))
+    eventually(lambda: ready(cluster, namespace, name), timeout=240, what="version 1 Ready")
+    service = _service_url(cluster, namespace, name)
+    eventually(lambda: _answers(f"{service}/version"), timeout=30, what="the Service routing")
+    features, _ = iris_features()
+
+    loop = RequestLoop(f"{service}/invocations", {"dataframe_records": features.iloc[:3].to_dict("records")})
+    loop.start()
+    try:
+        import mlflow
+
+        mlflow.MlflowClient(registry.tracking_uri).set_registered_model_alias(model, "champion", "2")
+        eventually(lambda: ready(cluster, namespace, name) and _versions_serving(cluster, namespace, name) == {"2"},
+                   timeout=300, what="every pod serving version 2")
+        time.sleep(3)  # requests on through the Service once the old pods are gone
+    finally:
+        loop.stop()
+
+    assert loop.failures == [], f"{len(loop.failures)} of {loop.answered + len(loop.failures)} requests failed"
+    assert loop.answered > 50
+    assert {requests.get(f"{service}/version", timeout=5).json()["model_version"] for _ in range(10)} == {"2"}
+
+
+def _answers(url: str) -> bool:
+    """kube-proxy routes a Service a moment after its endpoints are Ready."""
+    try:
+        return requests.get(url, timeout=5).ok
+    except requests.RequestException:
+        return False
+
+
+def _versions_serving(cluster: ControlPlane, namespace: str, name: str) -> set[str]:
+    """The model versions of the pods that exist, terminating ones included."""
+    return {pod["metadata"]["labels"]["modelplane.io/model-version"] for pod in _pods(cluster, namespace, name)}
+
+
+def test_a_killed_pod_is_replaced_and_the_service_keeps_answering(
+    node_operator: Operator, node: Node, cluster: ControlPlane, restricted_namespace: str,
+):
+    from modelplane.demo import iris_features
+
+    namespace, name = restricted_namespace, "iris"
+    apply(cluster, namespace, manifest(name, online={"replicas": 2, "port": PORT}, **node.placement))
+    eventually(lambda: ready(cluster, namespace, name), timeout=240, what="the pods Ready")
+    service = _service_url(cluster, namespace, name)
+    eventually(lambda: _answers(f"{service}/version"), timeout=30, what="the Service routing")
+    victim = _pods(cluster, namespace, name)[0]["metadata"]["name"]
+    features, _ = iris_features()
+
+    loop = RequestLoop(f"{service}/invocations", {"dataframe_records": features.iloc[:3].to_dict("records")})
+    loop.start()
+    try:
+        cluster.kubectl("delete", "pod", victim, "-n", namespace, "--wait=false")
+        eventually(lambda: _replaced(cluster, namespace, name, victim), timeout=180, what="a Ready replacement")
+    finally:
+        loop.stop()
+
+    assert loop.failures == [], f"{len(loop.failures)} of {loop.answered + len(loop.failures)} requests failed"
+    assert loop.answered > 20
+
+
+def _replaced(cluster: ControlPlane, namespace: str, name: str, victim: str) -> bool:
+    pods = _pods(cluster, namespace, name)
+    ready_pods = [pod for pod in pods if any(c["type"] == "Ready" and c["status"] == "True"
+                                             for c in pod["status"].get("conditions", []))]
+    return victim not in {pod["metadata"]["name"] for pod in pods} and len(ready_pods) == 2

@@ -27,7 +27,7 @@ KEDA_VERSION = "v2.21.0"  # only its ScaledObject CRD, which the module ships
 K8S_MODULE = Path(__file__).parent / "k8s"
 ETCD_MODULE = Path(__file__).parent / "etcd"
 KAFKA_POM = Path(__file__).parent / "kafka" / "pom.xml"
-K8S_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet")
+K8S_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy")
 KWOK_STAGES = ("node/fast", "node/heartbeat", "pod/fast")
 
 

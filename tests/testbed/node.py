@@ -1,5 +1,6 @@
-"""A real node for the test bed: containerd with its CRI plugin and a kubelet, joined to
-the control plane, so pods run real images with real probes and volumes.
+"""A real node for the test bed: containerd with its CRI plugin, a kubelet and kube-proxy,
+joined to the control plane, so pods run real images with real probes and volumes, and
+Services route to them.
 
 Everything stays on this machine: pods live on a bridge the node creates, and anything a
 pod must reach listens on the bridge's gateway address. The node is tainted, so the kwok
@@ -13,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,9 +66,12 @@ class Node:
         return int(stat["total_rss"])
 
     def stop(self) -> None:
-        kubelet, containerd = self.components[-1:], self.components[:1]
-        for component in kubelet:
+        containerd, agents = self.components[:1], self.components[1:]
+        for component in reversed(agents):
             component.stop()
+        if any(component.name == "kube-proxy" for component in agents):
+            # Its iptables chains outlive it; this machine runs no other proxy.
+            subprocess.run([str(binaries.binary("kube-proxy")), "--cleanup"], capture_output=True)
         _kill_pod_processes()
         _kill_shims(self.containerd_address)
         for component in containerd:
@@ -140,6 +145,29 @@ def _kubelet_config(root: Path) -> Path:
     path = root / "kubelet.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def _kube_proxy_config(root: Path, kubeconfig: Path) -> tuple[Path, str]:
+    """The configuration file, and the URL of the health check that turns 200 once the
+    rules are synced."""
+    healthz = f"127.0.0.1:{free_port()}"
+    config = {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "clientConnection": {"kubeconfig": str(kubeconfig)},
+        "hostnameOverride": NODE_NAME,
+        "mode": "iptables",
+        "clusterCIDR": POD_SUBNET,
+        "bindAddress": "127.0.0.1",
+        "healthzBindAddress": healthz,
+        "metricsBindAddress": f"127.0.0.1:{free_port()}",
+        # The machine's conntrack settings are not the test bed's to change.
+        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
+        "iptables": {"syncPeriod": "10s", "minSyncPeriod": "0s", "localhostNodePorts": False},
+    }
+    path = root / "kube-proxy.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path, f"http://{healthz}/healthz"
 
 
 def _make_bridge() -> None:
@@ -223,6 +251,11 @@ def start_node(plane: ControlPlane, root: Path, logs: Path, images: list[Image],
         ], logs)
         node.components.append(kubelet.start(**start))
         kubelet.wait_until(lambda: _node_ready(plane), timeout=120, what="registering a Ready node")
+        proxy_config, proxy_health = _kube_proxy_config(root, plane.kubeconfig)
+        proxy = Component("kube-proxy", [str(binaries.binary("kube-proxy")), "--config", str(proxy_config)], logs)
+        node.components.append(proxy.start(**start))
+        proxy.wait_until(lambda: urllib.request.urlopen(proxy_health, timeout=2).status == 200, timeout=60,
+                         what="syncing its rules")
     except BaseException:
         node.stop()
         raise

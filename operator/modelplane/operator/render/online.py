@@ -9,6 +9,10 @@ from modelplane.operator.spec import Online
 
 ROLE = "online"
 PORT_NAME = "http"
+# A Service stops routing to a terminating pod only once kube-proxy (or a load balancer)
+# has seen its endpoint go; the server keeps listening that long before it drains, so no
+# request meets a closed port during a rollout or an eviction.
+DRAIN_SECONDS = 5
 
 
 def settings_of(deployment: ModelDeployment) -> Online:
@@ -72,6 +76,7 @@ def _deployment(deployment: ModelDeployment, name: str, model: ResolvedModel, se
         deployment, settings, ["serve"], env, {**pod_labels(deployment, model, ROLE), **track},
         ports=[{"name": PORT_NAME, "containerPort": online.port, "protocol": "TCP"}],
         probes=http_probes(PORT_NAME),
+        lifecycle={"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}},
     )
     # The canary's selector is the stable one and more; the stable Deployment's
     # ReplicaSets select by pod-template-hash too, so neither adopts the other's pods.

@@ -40,6 +40,7 @@ def pod_template(
     labels: dict[str, str],
     ports: list[dict] = (),
     probes: dict | None = None,
+    lifecycle: dict | None = None,
     restart_policy: str = "Always",
     termination_grace_seconds: int | None = None,
 ) -> dict:
@@ -62,6 +63,8 @@ def pod_template(
         },
         **(probes or {}),
     }
+    if lifecycle:
+        container["lifecycle"] = lifecycle
     if spec.resources:
         container["resources"] = spec.resources
     secret = spec.model.registry.secret_ref
