@@ -21,21 +21,24 @@ from tests.testbed.registry import start_registry
 class NodeImages:
     pause: images.Image
     serving: images.Image
+    operator: images.Image
 
 
 @pytest.fixture(scope="session")
 def node_images(request: pytest.FixtureRequest) -> NodeImages:
-    """The pause and serving images, built once per change of their inputs."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    built = NodeImages(images.pause_image(reporter.write_line), images.serving_image(reporter.write_line))
-    reporter.write_line(f"serving image {built.serving.name}: {built.serving.size_mb:.0f} MB")
+    """The pause, serving and operator images, built once per change of their inputs."""
+    say = request.config.pluginmanager.get_plugin("terminalreporter").write_line
+    built = NodeImages(images.pause_image(say), images.serving_image(say), images.operator_image(say))
+    say(f"serving image {built.serving.name}: {built.serving.size_mb:.0f} MB; "
+        f"operator image: {built.operator.size_mb:.0f} MB")
     return built
 
 
 @pytest.fixture(scope="session")
 def node(request: pytest.FixtureRequest, cluster: ControlPlane, node_images: NodeImages, testbed_dir: Path) -> Node:
     since = time.monotonic()
-    started = start_node(cluster, testbed_dir / "node", testbed_dir / "logs", [node_images.pause, node_images.serving])
+    started = start_node(cluster, testbed_dir / "node", testbed_dir / "logs",
+                         [node_images.pause, node_images.serving, node_images.operator])
     record_started(request.config, "real node (containerd + kubelet) with images loaded", started.components, since)
     yield started
     stop_and_check(started.components, started.stop)

@@ -3,7 +3,6 @@ passes its probes and answers what the model answers in-process."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from datetime import datetime
@@ -12,6 +11,7 @@ import pytest
 import requests
 
 from tests.conftest import Registry
+from tests.node.workloads import PORT, answers, pods_of, service_url
 from tests.operator.process import Operator
 from tests.operator.resources import apply, manifest, ready
 from tests.testbed.cluster import ControlPlane
@@ -19,12 +19,6 @@ from tests.testbed.node import Node
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.node
-PORT = 8080
-
-
-def _pods(cluster: ControlPlane, namespace: str, name: str) -> list[dict]:
-    listed = cluster.kubectl("get", "pods", "-n", namespace, "-l", f"modelplane.io/deployment={name}", "-o", "json")
-    return json.loads(listed.stdout)["items"]
 
 
 def _when(stamp: str) -> datetime:
@@ -51,7 +45,7 @@ def test_online_pods_pass_their_probes_and_answer_as_the_model_does_in_process(
 
     status = eventually(lambda: ready(cluster, namespace, name), timeout=240, what="the pods on the real node Ready")
 
-    pods = _pods(cluster, namespace, name)
+    pods = pods_of(cluster, namespace, name)
     assert {pod["spec"]["nodeName"] for pod in pods} == {node.name}
     assert len(pods) == 2
     features, _ = iris_features()
@@ -110,10 +104,6 @@ def _register_two_versions(registry: Registry, name: str) -> None:
     client.set_registered_model_alias(name, "champion", "1")
 
 
-def _service_url(cluster: ControlPlane, namespace: str, name: str) -> str:
-    return f"http://{cluster.get('service', name, namespace)['spec']['clusterIP']}:{PORT}"
-
-
 def test_a_moved_alias_replaces_the_pods_with_no_failed_request(
     node_operator: Operator, node: Node, registry: Registry, cluster: ControlPlane, restricted_namespace: str,
 ):
@@ -126,8 +116,8 @@ def test_a_moved_alias_replaces_the_pods_with_no_failed_request(
                                        online={"replicas": 2, "port": PORT},
                                        rollout={"pollIntervalSeconds": 5}, **node.placement))
     eventually(lambda: ready(cluster, namespace, name), timeout=240, what="version 1 Ready")
-    service = _service_url(cluster, namespace, name)
-    eventually(lambda: _answers(f"{service}/version"), timeout=30, what="the Service routing")
+    service = service_url(cluster, namespace, name)
+    eventually(lambda: answers(f"{service}/version"), timeout=30, what="the Service routing")
     features, _ = iris_features()
 
     loop = RequestLoop(f"{service}/invocations", {"dataframe_records": features.iloc[:3].to_dict("records")})
@@ -147,17 +137,9 @@ def test_a_moved_alias_replaces_the_pods_with_no_failed_request(
     assert {requests.get(f"{service}/version", timeout=5).json()["model_version"] for _ in range(10)} == {"2"}
 
 
-def _answers(url: str) -> bool:
-    """kube-proxy routes a Service a moment after its endpoints are Ready."""
-    try:
-        return requests.get(url, timeout=5).ok
-    except requests.RequestException:
-        return False
-
-
 def _versions_serving(cluster: ControlPlane, namespace: str, name: str) -> set[str]:
     """The model versions of the pods that exist, terminating ones included."""
-    return {pod["metadata"]["labels"]["modelplane.io/model-version"] for pod in _pods(cluster, namespace, name)}
+    return {pod["metadata"]["labels"]["modelplane.io/model-version"] for pod in pods_of(cluster, namespace, name)}
 
 
 def test_a_killed_pod_is_replaced_and_the_service_keeps_answering(
@@ -168,9 +150,9 @@ def test_a_killed_pod_is_replaced_and_the_service_keeps_answering(
     namespace, name = restricted_namespace, "iris"
     apply(cluster, namespace, manifest(name, online={"replicas": 2, "port": PORT}, **node.placement))
     eventually(lambda: ready(cluster, namespace, name), timeout=240, what="the pods Ready")
-    service = _service_url(cluster, namespace, name)
-    eventually(lambda: _answers(f"{service}/version"), timeout=30, what="the Service routing")
-    victim = _pods(cluster, namespace, name)[0]["metadata"]["name"]
+    service = service_url(cluster, namespace, name)
+    eventually(lambda: answers(f"{service}/version"), timeout=30, what="the Service routing")
+    victim = pods_of(cluster, namespace, name)[0]["metadata"]["name"]
     features, _ = iris_features()
 
     loop = RequestLoop(f"{service}/invocations", {"dataframe_records": features.iloc[:3].to_dict("records")})
@@ -186,7 +168,7 @@ def test_a_killed_pod_is_replaced_and_the_service_keeps_answering(
 
 
 def _replaced(cluster: ControlPlane, namespace: str, name: str, victim: str) -> bool:
-    pods = _pods(cluster, namespace, name)
+    pods = pods_of(cluster, namespace, name)
     ready_pods = [pod for pod in pods if any(c["type"] == "Ready" and c["status"] == "True"
                                              for c in pod["status"].get("conditions", []))]
     return victim not in {pod["metadata"]["name"] for pod in pods} and len(ready_pods) == 2

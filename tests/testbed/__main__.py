@@ -74,6 +74,7 @@ def main() -> int:
         binaries.ensure_built(_say)
         images.pause_image(_say)
         _say(f"serving image: {images.serving_image(_say).size_mb:.0f} MB")
+        _say(f"operator image: {images.operator_image(_say).size_mb:.0f} MB")
         return 0
     return _up(args.dir) if args.action == "up" else _down(args.dir)
 

@@ -2,8 +2,8 @@
 
 There is no image registry here, so every image is built from what the package
 registries give: the pod sandbox's pause program from Go, a base with Python from
-Debian's packages (debootstrap), and the project's serving image from its own Dockerfile
-on that base, with buildah. Each image is saved as a docker-archive named by a hash of its
+Debian's packages (debootstrap), and the project's serving and operator images from
+their own Dockerfiles on that base, with buildah. Each image is saved as a docker-archive named by a hash of its
 inputs, so a second run, or a fresh clone on the same machine, builds nothing.
 """
 
@@ -29,8 +29,8 @@ BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 # leave them out the same way).
 BASE_LEFT_OUT = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/locale",
                  "usr/share/man", "usr/share/info")
-SERVING_DOCKERFILE = REPO / "serving" / "Dockerfile"
-SERVING_INPUTS = ("pyproject.toml", "README.md", "cli", "operator", "serving")
+# What the project's Dockerfiles copy (each lives in one of these folders).
+PROJECT_INPUTS = ("pyproject.toml", "README.md", "cli", "operator", "serving")
 # Package downloads during a build trust the machine's CAs; the bundle is mounted for the
 # build only, never copied into an image.
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -141,12 +141,23 @@ def base_image(log=print) -> Image:
     return _ensure("base", _digest(DEBIAN_SUITE.encode(), *map(str.encode, BASE_PACKAGES + BASE_LEFT_OUT)), build, log)
 
 
-def serving_image(log=print) -> Image:
-    """The project's serving image, from `serving/Dockerfile` on the Debian base."""
+def _from_dockerfile(name: str, dockerfile: Path, log) -> Image:
+    """One of the project's images, from its Dockerfile on the Debian base."""
     base = base_image(log)
 
     def build(reference: str) -> None:
-        _buildah("bud", "--isolation", "chroot", "--layers=false", "--build-arg", f"BASE={_in_storage(base.name, base.archive)}",
-                 "--volume", f"{CA_BUNDLE}:{CA_BUNDLE}:ro", "-f", str(SERVING_DOCKERFILE), "-t", reference, str(REPO))
+        _buildah("bud", "--isolation", "chroot", "--layers=false",
+                 "--build-arg", f"BASE={_in_storage(base.name, base.archive)}",
+                 "--volume", f"{CA_BUNDLE}:{CA_BUNDLE}:ro", "-f", str(dockerfile), "-t", reference, str(REPO))
 
-    return _ensure("serving", _digest(base.name.encode(), *_tree_bytes(REPO, SERVING_INPUTS)), build, log)
+    return _ensure(name, _digest(base.name.encode(), *_tree_bytes(REPO, PROJECT_INPUTS)), build, log)
+
+
+def serving_image(log=print) -> Image:
+    """The generic serving container every ModelDeployment runs."""
+    return _from_dockerfile("serving", REPO / "serving" / "Dockerfile", log)
+
+
+def operator_image(log=print) -> Image:
+    """The operator, as the Helm chart runs it."""
+    return _from_dockerfile("operator", REPO / "operator" / "Dockerfile", log)

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,14 @@ class Node:
         self.ctr("images", "import", str(image.archive))
         return time.monotonic() - started
 
+    def keep_pod_logs(self, namespace: str, logs: Path) -> None:
+        """Copies the container logs of a namespace's pods beside the test bed's logs, as
+        `<pod>_<container>.log`, before the kubelet removes them with their pods."""
+        for log in (self.root / "pod-logs").glob(f"{namespace}_*/*/*.log"):
+            pod = log.parent.parent.name.split("_")[1]
+            with (logs / f"{pod}_{log.parent.name}.log").open("a") as kept:
+                kept.write(log.read_text(errors="replace"))
+
     def pod_memory_bytes(self, pod_uid: str) -> int:
         """The resident memory of a pod's processes, from its memory cgroup."""
         cgroup = next(Path("/sys/fs/cgroup/memory/kubepods").rglob(f"pod{pod_uid}"))
@@ -68,6 +77,8 @@ class Node:
     def stop(self) -> None:
         containerd, agents = self.components[:1], self.components[1:]
         for component in reversed(agents):
+            if component.name == "api-server-relay":
+                _stop_group(component)  # the relay forks a process per connection
             component.stop()
         if any(component.name == "kube-proxy" for component in agents):
             # Its iptables chains outlive it; this machine runs no other proxy.
@@ -108,8 +119,9 @@ state = "{root / 'containerd' / 'state'}"
         "name": "modelplane",
         "plugins": [
             {"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False, "hairpinMode": True,
+             # The default route sends Service traffic to the host, where kube-proxy is.
              "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_SUBNET, "gateway": GATEWAY}]],
-                      "dataDir": str(root / "cni-ipam")}},
+                      "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(root / "cni-ipam")}},
         ],
     }))
     return path
@@ -170,6 +182,28 @@ def _kube_proxy_config(root: Path, kubeconfig: Path) -> tuple[Path, str]:
     return path, f"http://{healthz}/healthz"
 
 
+def _relay_api_server(plane: ControlPlane, logs: Path, **start) -> Component:
+    """Pods reach the API server as in any cluster, through the `kubernetes` Service:
+    kube-proxy sends its ClusterIP to a relay on the gateway, which passes the TLS stream
+    on to the API server, itself listening on loopback only. The server's certificate
+    names the ClusterIP, so in-cluster clients verify it as usual."""
+    port = free_port()
+    api_port = urllib.parse.urlsplit(plane.server).port
+    relay = Component("api-server-relay", [
+        "socat", f"TCP-LISTEN:{port},bind={GATEWAY},fork,reuseaddr", f"TCP:127.0.0.1:{api_port}"], logs).start(**start)
+    plane.apply({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes-via-gateway", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "kubernetes",
+                                "endpointslice.kubernetes.io/managed-by": "modelplane.test"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [GATEWAY], "conditions": {"ready": True}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+    })
+    return relay
+
+
 def _make_bridge() -> None:
     """The pods' bridge with its gateway address, made before any pod so that servers
     for pods can listen on the gateway from the start."""
@@ -200,6 +234,14 @@ def _kill_pod_processes() -> None:
             except ProcessLookupError:
                 pass
         time.sleep(0.1)
+
+
+def _stop_group(component: Component) -> None:
+    """Ends a component's whole process group, which it leads (it started a session)."""
+    try:
+        os.killpg(component.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
 
 
 def _kill_shims(containerd_address: Path) -> None:
@@ -256,6 +298,7 @@ def start_node(plane: ControlPlane, root: Path, logs: Path, images: list[Image],
         node.components.append(proxy.start(**start))
         proxy.wait_until(lambda: urllib.request.urlopen(proxy_health, timeout=2).status == 200, timeout=60,
                          what="syncing its rules")
+        node.components.append(_relay_api_server(plane, logs, **start))
     except BaseException:
         node.stop()
         raise
