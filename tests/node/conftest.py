@@ -3,6 +3,8 @@ what its pods reach on the bridge's gateway (see tests/README.md)."""
 
 from __future__ import annotations
 
+import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ from tests.operator.process import Operator
 from tests.testbed import images
 from tests.testbed.cluster import ControlPlane
 from tests.testbed.node import Node, start_node
+from tests.testbed.process import Component, free_port
 from tests.testbed.registry import start_registry
 
 
@@ -52,6 +55,28 @@ def pod_registry(request: pytest.FixtureRequest, registry: Registry, node: Node,
                                           name="mlflow-for-pods")
     show_logs_on_failure(request.config, [server])
     yield tracking_uri
+    stop_and_check([server])
+
+
+@dataclass(frozen=True)
+class FileServer:
+    url: str  # ftp://user:password@gateway:port, as a pod's fsspec URL names it
+    root: Path  # the folder it serves, as the test reads and writes it
+
+
+@pytest.fixture(scope="session")
+def file_server(request: pytest.FixtureRequest, node: Node, testbed_dir: Path) -> FileServer:
+    """An FTP server on the bridge's gateway: batch pods read their input from it and
+    write their predictions to it, through fsspec, as they would to any file store."""
+    root, port = testbed_dir / "files", free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    user, password = "modelplane", "testbed-files"
+    server = Component("ftp", [sys.executable, "-m", "pyftpdlib", "--interface", node.gateway, "--port", str(port),
+                               "--write", "--directory", str(root), "--username", user, "--password", password],
+                       testbed_dir / "logs").start()
+    server.wait_until(lambda: socket.create_connection((node.gateway, port), timeout=2).close() is None, timeout=30)
+    show_logs_on_failure(request.config, [server])
+    yield FileServer(f"ftp://{user}:{password}@{node.gateway}:{port}", root)
     stop_and_check([server])
 
 
