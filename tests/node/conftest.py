@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import Registry, record_started, show_logs_on_failure, stop_and_check
 from tests.operator.process import Operator
 from tests.testbed import images
+from tests.testbed.brokers import Broker, start_kafka
 from tests.testbed.cluster import ControlPlane
 from tests.testbed.node import Node, start_node
 from tests.testbed.process import Component, free_port
@@ -78,6 +79,16 @@ def file_server(request: pytest.FixtureRequest, node: Node, testbed_dir: Path) -
     show_logs_on_failure(request.config, [server])
     yield FileServer(f"ftp://{user}:{password}@{node.gateway}:{port}", root)
     stop_and_check([server])
+
+
+@pytest.fixture(scope="session")
+def pod_kafka(request: pytest.FixtureRequest, node: Node, testbed_dir: Path) -> Broker:
+    """A Kafka broker on the bridge's gateway, for streaming pods."""
+    since = time.monotonic()
+    broker = start_kafka(testbed_dir / "kafka-for-pods", testbed_dir / "logs", host=node.gateway, name="kafka-for-pods")
+    record_started(request.config, "Kafka for pods", [broker.component], since)
+    yield broker
+    stop_and_check([broker.component])
 
 
 @pytest.fixture(scope="module")

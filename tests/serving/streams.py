@@ -65,9 +65,12 @@ class StreamClient:
             from confluent_kafka import Producer
 
             producer = Producer({"bootstrap.servers": f"{self.broker.host}:{self.broker.port}"})
+            failures = []
             for key, value in events:
-                producer.produce(self.name(role), value, key)
-            producer.flush(30)
+                producer.produce(self.name(role), value, key,
+                                 on_delivery=lambda error, _: error is not None and failures.append(str(error)))
+            unsent = producer.flush(30)
+            assert not failures and not unsent, f"{unsent} events unsent, {len(failures)} refused: {failures[:3]}"
 
     def read(self, role: str) -> list[tuple[str | None, dict, dict]]:
         """Every message written to `role` so far: (key, decoded value, headers)."""

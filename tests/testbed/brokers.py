@@ -26,10 +26,10 @@ class Broker:
         return f"{self.scheme}://{self.host}:{self.port}/{name}" + (f"?{query}" if query else "")
 
 
-def _listening(port: int) -> bool:
+def _listening(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        return sock.connect_ex((host, port)) == 0
 
 
 def _program(name: str) -> str:
@@ -57,14 +57,14 @@ def start_nats(root: Path, log_dir: Path) -> Broker:
     return Broker("nats", "127.0.0.1", port, server)
 
 
-def _kafka_properties(root: Path, port: int, controller_port: int) -> Path:
+def _kafka_properties(root: Path, host: str, port: int, controller_port: int) -> Path:
     properties = root / "server.properties"
     properties.write_text("\n".join([
         "process.roles=broker,controller",
         "node.id=1",
         f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        f"advertised.listeners=PLAINTEXT://{host}:{port}",
         "controller.listener.names=CONTROLLER",
         "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "inter.broker.listener.name=PLAINTEXT",
@@ -80,8 +80,9 @@ def _kafka_properties(root: Path, port: int, controller_port: int) -> Path:
     return properties
 
 
-def start_kafka(root: Path, log_dir: Path) -> Broker:
-    """A single Kafka node in KRaft mode (broker and controller in one JVM)."""
+def start_kafka(root: Path, log_dir: Path, host: str = "127.0.0.1", name: str = "kafka") -> Broker:
+    """A single Kafka node in KRaft mode (broker and controller in one JVM), serving
+    clients on `host` (loopback unless pods must reach it)."""
     import base64
     import subprocess
 
@@ -89,19 +90,19 @@ def start_kafka(root: Path, log_dir: Path) -> Broker:
         shutil.rmtree(root)
     root.mkdir(parents=True)
     port, controller_port = free_port(), free_port()
-    properties = _kafka_properties(root, port, controller_port)
+    properties = _kafka_properties(root, host, port, controller_port)
     java = [_program("java"), "-Xms256m", "-Xmx768m", "-cp", f"{binaries.kafka_libs()}/*"]
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)],
                    check=True, capture_output=True, timeout=120)
-    server = Component("kafka", [*java, "kafka.Kafka", str(properties)], log_dir).start()
-    server.wait_until(lambda: _kafka_ready(port), timeout=120, what="serving metadata")
-    return Broker("kafka", "127.0.0.1", port, server)
+    server = Component(name, [*java, "kafka.Kafka", str(properties)], log_dir).start()
+    server.wait_until(lambda: _kafka_ready(host, port), timeout=120, what="serving metadata")
+    return Broker("kafka", host, port, server)
 
 
-def _kafka_ready(port: int) -> bool:
+def _kafka_ready(host: str, port: int) -> bool:
     from confluent_kafka.admin import AdminClient
 
-    if not _listening(port):
+    if not _listening(port, host):
         return False
-    return bool(AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"}).list_topics(timeout=2).brokers)
+    return bool(AdminClient({"bootstrap.servers": f"{host}:{port}"}).list_topics(timeout=2).brokers)
