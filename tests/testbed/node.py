@@ -75,19 +75,9 @@ class Node:
         return int(stat["total_rss"])
 
     def stop(self) -> None:
-        containerd, agents = self.components[:1], self.components[1:]
-        for component in reversed(agents):
-            if component.name == "api-server-relay":
-                _stop_group(component)  # the relay forks a process per connection
+        for component in reversed(self.components):
             component.stop()
-        if any(component.name == "kube-proxy" for component in agents):
-            # Its iptables chains outlive it; this machine runs no other proxy.
-            subprocess.run([str(binaries.binary("kube-proxy")), "--cleanup"], capture_output=True)
-        _kill_pod_processes()
-        _kill_shims(self.containerd_address)
-        for component in containerd:
-            component.stop()
-        _remove_pod_network(self.netns_before)
+        clear_leftovers(self.containerd_address, self.netns_before)
 
 
 def _containerd_config(root: Path, pause: Image) -> Path:
@@ -222,8 +212,7 @@ def _pod_cgroup_pids() -> set[int]:
 
 
 def _kill_pod_processes() -> None:
-    """Ends every container process the kubelet left, by pid from the pods' cgroups: a
-    stopped kubelet does not stop its pods, and containerd's shims outlive containerd."""
+    """Ends every container process, by pid from the pods' cgroups."""
     for _ in range(20):
         pids = _pod_cgroup_pids()
         if not pids:
@@ -234,14 +223,6 @@ def _kill_pod_processes() -> None:
             except ProcessLookupError:
                 pass
         time.sleep(0.1)
-
-
-def _stop_group(component: Component) -> None:
-    """Ends a component's whole process group, which it leads (it started a session)."""
-    try:
-        os.killpg(component.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
 
 
 def _kill_shims(containerd_address: Path) -> None:
@@ -265,6 +246,16 @@ def _remove_pod_network(netns_before: set[str]) -> None:
     for netns in _network_namespaces() - netns_before:
         subprocess.run(["ip", "netns", "del", netns], capture_output=True)
     subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+
+
+def clear_leftovers(containerd_address: Path, netns_before: set[str]) -> None:
+    """What a stopped node leaves behind: a stopped kubelet does not stop its pods,
+    containerd's shims outlive containerd, and kube-proxy's rules, the pods' network
+    namespaces and the bridge stay. This machine runs no other node or proxy."""
+    _kill_pod_processes()
+    _kill_shims(containerd_address)
+    subprocess.run([str(binaries.binary("kube-proxy")), "--cleanup"], capture_output=True)
+    _remove_pod_network(netns_before)
 
 
 def start_node(plane: ControlPlane, root: Path, logs: Path, images: list[Image], die_with_parent: bool = True) -> Node:

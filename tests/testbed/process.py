@@ -94,20 +94,28 @@ class Component:
 
 
 def stop_pid(pid: int, grace: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL after `grace` seconds: a graceful kube-apiserver takes a minute."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
+    """SIGTERM, then SIGKILL after `grace` seconds: a graceful kube-apiserver takes a minute.
+    A component leads a process group of its own (it started a session), and the signals
+    go to the whole group, so what it forked (server workers, a relay's connections)
+    ends with it."""
+    def send(signal_number: int) -> None:
+        try:
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal_number)
+            else:
+                os.kill(pid, signal_number)
+        except ProcessLookupError:
+            pass
+
+    if not _alive(pid):
         return
+    send(signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         if not _alive(pid):
             return
         time.sleep(0.1)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    send(signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:
