@@ -32,10 +32,7 @@ class NodeImages:
 def node_images(request: pytest.FixtureRequest) -> NodeImages:
     """The pause, serving and operator images, built once per change of their inputs."""
     say = request.config.pluginmanager.get_plugin("terminalreporter").write_line
-    built = NodeImages(images.pause_image(say), images.serving_image(say), images.operator_image(say))
-    say(f"serving image {built.serving.name}: {built.serving.size_mb:.0f} MB; "
-        f"operator image: {built.operator.size_mb:.0f} MB")
-    return built
+    return NodeImages(images.pause_image(say), images.serving_image(say), images.operator_image(say))
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from tests.conftest import Registry
+from tests.node.conftest import NodeImages
 from tests.node.workloads import PORT, answers, pods_of, service_url
 from tests.operator.process import Operator
 from tests.operator.resources import apply, manifest, ready
@@ -33,8 +34,8 @@ def _seconds_to_ready(pod: dict) -> float:
 
 
 def test_online_pods_pass_their_probes_and_answer_as_the_model_does_in_process(
-    node_operator: Operator, node: Node, registry: Registry, cluster: ControlPlane, restricted_namespace: str,
-    capsys,
+    node_operator: Operator, node: Node, node_images: NodeImages, registry: Registry, cluster: ControlPlane,
+    restricted_namespace: str, capsys,
 ):
     import mlflow.pyfunc
 
@@ -59,8 +60,8 @@ def test_online_pods_pass_their_probes_and_answer_as_the_model_does_in_process(
     assert status["modelVersion"] == registry.models.champion_version
     resident = max(node.pod_memory_bytes(pod["metadata"]["uid"]) for pod in pods) / 2**20
     with capsys.disabled():
-        print(f"\nserving pods: container start to Ready {max(map(_seconds_to_ready, pods)):.1f} s; "
-              f"resident memory at rest {resident:.0f} MiB")
+        print(f"\nserving image {node_images.serving.size_mb:.0f} MB; its pods: container start to Ready "
+              f"{max(map(_seconds_to_ready, pods)):.1f} s, resident memory at rest {resident:.0f} MiB")
 
 
 class RequestLoop(threading.Thread):

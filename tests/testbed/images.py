@@ -10,6 +10,7 @@ inputs, so a second run, or a fresh clone on the same machine, builds nothing.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -75,9 +76,13 @@ def _tree_bytes(root: Path, paths: tuple[str, ...]) -> list[bytes]:
     return parts
 
 
+def _reference(name: str, tag: str) -> str:
+    return f"localhost/modelplane-test/{name}:{tag}"
+
+
 def _ensure(name: str, tag: str, build, log) -> Image:
     """The image `name:tag` from its archive, building and saving it first if missing."""
-    reference = f"localhost/modelplane-test/{name}:{tag}"
+    reference = _reference(name, tag)
     archive = images_dir() / f"{name}-{tag}.tar"
     if not archive.exists():
         archive.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +94,17 @@ def _ensure(name: str, tag: str, build, log) -> Image:
         _buildah("push", reference, f"docker-archive:{partial}:{reference}")
         partial.rename(archive)
         log(f"built image {name} in {time.monotonic() - started:.0f} s, {archive.stat().st_size / 1e6:.0f} MB")
+        _forget_older(name, archive)
     return Image(reference, archive)
+
+
+def _forget_older(name: str, current: Path) -> None:
+    """Removes the images of `name` that earlier inputs built: each is hundreds of MB in
+    the archive and more in buildah's storage."""
+    for stale in images_dir().glob(f"{name}-*.tar"):
+        if stale != current:
+            stale.unlink()
+            _buildah("rmi", _reference(name, stale.stem.removeprefix(f"{name}-")), check=False)
 
 
 def _in_storage(reference: str, archive: Path) -> str:
@@ -161,3 +176,17 @@ def serving_image(log=print) -> Image:
 def operator_image(log=print) -> Image:
     """The operator, as the Helm chart runs it."""
     return _from_dockerfile("operator", REPO / "operator" / "Dockerfile", log)
+
+
+def run_in(image: Image, *argv: str) -> subprocess.CompletedProcess:
+    """Runs a command in a container of `image`, as its configured user, without a node."""
+    container = _buildah("from", "--pull-never", _in_storage(image.name, image.archive)).stdout.strip()
+    try:
+        return _buildah("run", "--isolation", "chroot", container, "--", *argv, check=False)
+    finally:
+        _buildah("rm", container)
+
+
+def config_of(image: Image) -> dict:
+    """The image's OCI configuration: user, entrypoint, environment."""
+    return json.loads(_buildah("inspect", "--type", "image", image.name).stdout)["OCIv1"]["config"]
