@@ -49,8 +49,7 @@ def _up(root: Path, with_node: bool) -> int:
         return 1
     state = {"pids": {c.name: c.pid for c in started}, "logs": str(root / "logs")}
     if with_node:
-        state["node"] = {"containerd_address": str(real_node.containerd_address),
-                         "netns_before": sorted(real_node.netns_before)}
+        state["node"] = {"root": str(real_node.root), "netns_before": sorted(real_node.netns_before)}
     (root / "state.json").write_text(json.dumps(state, indent=2))
     print(f"test bed up; logs in {state['logs']}; models: {models}")
     if with_node:
@@ -72,8 +71,9 @@ def _down(root: Path) -> int:
         stop_pid(pid)
         print(f"stopped {name} (pid {pid})")
     if "node" in state:
-        node.clear_leftovers(Path(state["node"]["containerd_address"]), set(state["node"]["netns_before"]))
-        print("cleared what the node left: its pods' processes, containerd's shims, kube-proxy's rules, the pod network")
+        node.clear_leftovers(Path(state["node"]["root"]), set(state["node"]["netns_before"]))
+        print("cleared what the node left: its pods' processes, containerd's shims, mounts, kube-proxy's rules, "
+              "the pod network")
     state_file.unlink()
     return 0
 

@@ -33,6 +33,7 @@ GATEWAY = "10.89.0.1"
 TAINT_KEY = "modelplane.test/real-node"
 CNI_BIN_DIR = "/usr/lib/cni"
 NETNS_DIR = Path("/var/run/netns")
+CONTAINERD_SOCKET = "containerd.sock"  # in the node's folder
 
 
 @dataclass
@@ -77,7 +78,7 @@ class Node:
     def stop(self) -> None:
         for component in reversed(self.components):
             component.stop()
-        clear_leftovers(self.containerd_address, self.netns_before)
+        clear_leftovers(self.root, self.netns_before)
 
 
 def _containerd_config(root: Path, pause: Image) -> Path:
@@ -87,7 +88,7 @@ version = 2
 root = "{root / 'containerd' / 'root'}"
 state = "{root / 'containerd' / 'state'}"
 [grpc]
-  address = "{root / 'containerd.sock'}"
+  address = "{root / CONTAINERD_SOCKET}"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{pause.name}"
   # This machine refuses a negative oom_score_adj, which the sandbox would otherwise ask for.
@@ -248,14 +249,24 @@ def _remove_pod_network(netns_before: set[str]) -> None:
     subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
 
 
-def clear_leftovers(containerd_address: Path, netns_before: set[str]) -> None:
-    """What a stopped node leaves behind: a stopped kubelet does not stop its pods,
-    containerd's shims outlive containerd, and kube-proxy's rules, the pods' network
-    namespaces and the bridge stay. This machine runs no other node or proxy."""
+def clear_leftovers(root: Path, netns_before: set[str]) -> None:
+    """What a stopped node in `root` leaves behind: a stopped kubelet does not stop its
+    pods, containerd's shims outlive containerd, and the volumes' and containers' mounts,
+    kube-proxy's rules, the pods' network namespaces and the bridge stay. This machine
+    runs no other node or proxy."""
     _kill_pod_processes()
-    _kill_shims(containerd_address)
+    _kill_shims(root / CONTAINERD_SOCKET)
+    _unmount_under(root)
     subprocess.run([str(binaries.binary("kube-proxy")), "--cleanup"], capture_output=True)
     _remove_pod_network(netns_before)
+
+
+def _unmount_under(root: Path) -> None:
+    """Every mount point in `root`, deepest first, so the folder can be removed."""
+    top = str(root.resolve())
+    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    for point in sorted((p for p in points if p == top or p.startswith(top + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", point], capture_output=True)
 
 
 def start_node(plane: ControlPlane, root: Path, logs: Path, images: list[Image], die_with_parent: bool = True) -> Node:
@@ -263,7 +274,7 @@ def start_node(plane: ControlPlane, root: Path, logs: Path, images: list[Image],
     is Ready with `images` loaded."""
     root.mkdir(parents=True, exist_ok=True)
     start = {"die_with_parent": die_with_parent}
-    node = Node(NODE_NAME, GATEWAY, root, root / "containerd.sock", netns_before=_network_namespaces())
+    node = Node(NODE_NAME, GATEWAY, root, root / CONTAINERD_SOCKET, netns_before=_network_namespaces())
     pause = next(image for image in images if "/pause:" in image.name)
     _make_bridge()
     try:
