@@ -76,6 +76,12 @@ def _tree_bytes(root: Path, paths: tuple[str, ...]) -> list[bytes]:
     return parts
 
 
+def require_root(what: str) -> None:
+    """The node tier's parts run as root; say so plainly rather than fail deep inside them."""
+    if os.geteuid() != 0:
+        raise PermissionError(f"{what} needs root: run the node tier as root, or leave it out with -m 'not node'")
+
+
 def _reference(name: str, tag: str) -> str:
     return f"localhost/modelplane-test/{name}:{tag}"
 
@@ -85,6 +91,7 @@ def _ensure(name: str, tag: str, build, log) -> Image:
     reference = _reference(name, tag)
     archive = images_dir() / f"{name}-{tag}.tar"
     if not archive.exists():
+        require_root(f"building the {name} image (buildah, debootstrap)")
         archive.parent.mkdir(parents=True, exist_ok=True)
         log(f"building image {reference} ...")
         started = time.monotonic()

@@ -23,7 +23,7 @@ import yaml
 
 from tests.testbed import binaries
 from tests.testbed.cluster import ControlPlane
-from tests.testbed.images import Image
+from tests.testbed.images import Image, require_root
 from tests.testbed.process import Component, free_port
 
 NODE_NAME = "modelplane-node"
@@ -270,8 +270,9 @@ def _unmount_under(root: Path) -> None:
 
 
 def start_node(plane: ControlPlane, root: Path, logs: Path, images: list[Image], die_with_parent: bool = True) -> Node:
-    """Starts containerd and a kubelet that registers as NODE_NAME; returns once the node
-    is Ready with `images` loaded."""
+    """Starts containerd, a kubelet that registers as NODE_NAME, kube-proxy and the API
+    server's relay; returns once the node is Ready with `images` loaded."""
+    require_root("the real node (containerd, a bridge, network namespaces, iptables)")
     root.mkdir(parents=True, exist_ok=True)
     start = {"die_with_parent": die_with_parent}
     node = Node(NODE_NAME, GATEWAY, root, root / CONTAINERD_SOCKET, netns_before=_network_namespaces())
