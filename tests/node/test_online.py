@@ -71,9 +71,17 @@ class RequestLoop(threading.Thread):
     def __init__(self, url: str, body: dict, limit: float = 300):
         super().__init__(daemon=True)
         self.url, self.body, self.limit = url, body, limit
-        self.answered = 0
+        self.answered_at: list[float] = []
         self.failures: list[str] = []
         self._stopping = threading.Event()
+
+    @property
+    def answered(self) -> int:
+        return len(self.answered_at)
+
+    def longest_silence(self) -> float:
+        """The longest time between two answers, in seconds."""
+        return max(later - earlier for earlier, later in zip(self.answered_at, self.answered_at[1:]))
 
     def run(self) -> None:
         deadline = time.monotonic() + self.limit
@@ -81,7 +89,7 @@ class RequestLoop(threading.Thread):
             try:
                 answer = requests.post(self.url, json=self.body, timeout=10)
                 if answer.status_code == 200:
-                    self.answered += 1
+                    self.answered_at.append(time.monotonic())
                 else:
                     self.failures.append(f"{answer.status_code}: {answer.text[:200]}")
             except requests.RequestException as error:
@@ -173,3 +181,42 @@ def _replaced(cluster: ControlPlane, namespace: str, name: str, victim: str) -> 
     ready_pods = [pod for pod in pods if any(c["type"] == "Ready" and c["status"] == "True"
                                              for c in pod["status"].get("conditions", []))]
     return victim not in {pod["metadata"]["name"] for pod in pods} and len(ready_pods) == 2
+
+
+def test_a_container_killed_through_containerd_restarts_and_the_service_keeps_answering(
+    node_operator: Operator, node: Node, cluster: ControlPlane, restricted_namespace: str,
+):
+    from modelplane.demo import iris_features
+
+    namespace, name = restricted_namespace, "iris"
+    apply(cluster, namespace, manifest(name, online={"replicas": 2, "port": PORT}, **node.placement))
+    eventually(lambda: ready(cluster, namespace, name), timeout=240, what="the pods Ready")
+    service = service_url(cluster, namespace, name)
+    eventually(lambda: answers(f"{service}/version"), timeout=30, what="the Service routing")
+    victim = pods_of(cluster, namespace, name)[0]
+    container_id = victim["status"]["containerStatuses"][0]["containerID"].removeprefix("containerd://")
+    features, _ = iris_features()
+
+    loop = RequestLoop(f"{service}/invocations", {"dataframe_records": features.iloc[:3].to_dict("records")})
+    loop.start()
+    try:
+        time.sleep(1)
+        # As the kernel's OOM killer or a crash would: no SIGTERM, no drain.
+        node.ctr("tasks", "kill", "--signal", "SIGKILL", container_id)
+        eventually(lambda: _restarted(cluster, namespace, name, victim["metadata"]["name"]), timeout=180,
+                   what="the killed container restarted and Ready")
+        time.sleep(2)
+    finally:
+        loop.stop()
+
+    # Requests the dead container had in hand, or that reached it before its endpoint
+    # left the Service, fail; the other pod answers throughout.
+    assert loop.longest_silence() < 3, (f"no answer for {loop.longest_silence():.1f} s; "
+                                        f"{len(loop.failures)} failed: {loop.failures[:3]}")
+    assert loop.answered > 20
+
+
+def _restarted(cluster: ControlPlane, namespace: str, name: str, pod_name: str) -> bool:
+    (pod,) = [pod for pod in pods_of(cluster, namespace, name) if pod["metadata"]["name"] == pod_name]
+    ready_now = any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+    return pod["status"]["containerStatuses"][0]["restartCount"] == 1 and ready_now
