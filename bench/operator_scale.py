@@ -23,7 +23,7 @@ from kubernetes import client, config, watch
 
 from tests.operator.process import Operator
 from tests.testbed import binaries
-from tests.testbed.cluster import start_control_plane
+from tests.testbed.cluster import is_ready, start_control_plane
 from tests.testbed.registry import register_test_models, start_registry
 
 CREATORS = 16
@@ -47,10 +47,6 @@ def _watch_first_seen(list_call, namespace: str, seen: dict[str, float], stop: t
             if stop.is_set():
                 stream.stop()
                 break
-
-
-def _ready(obj: dict) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in (obj.get("status") or {}).get("conditions", []))
 
 
 def _available(deployment) -> bool:
@@ -110,7 +106,7 @@ def operator_run(custom: client.CustomObjectsApi, apps: client.AppsV1Api, count:
                          args=(apps.list_namespaced_deployment, namespace, deployments, stop)),
         threading.Thread(target=_watch_first_seen, daemon=True, args=(
             lambda ns, **kw: custom.list_namespaced_custom_object("modelplane.io", "v1alpha1", ns, "modeldeployments", **kw),
-            namespace, ready, stop, _ready)),
+            namespace, ready, stop, is_ready)),
     ]
     for thread in threads:
         thread.start()

@@ -16,32 +16,26 @@ import argparse
 import json
 import statistics
 import tempfile
-from datetime import datetime
 from pathlib import Path
 
 import yaml
 
 from modelplane.operator.render.pod import http_probes
+from tests.node.workloads import PORT, seconds_to_ready
 from tests.operator.process import Operator
 from tests.testbed import binaries, images
-from tests.testbed.cluster import ControlPlane, start_control_plane
+from tests.testbed.cluster import ControlPlane, is_ready, start_control_plane
 from tests.testbed.node import Node, start_node
 from tests.testbed.registry import register_test_models, start_registry
 from tests.waiting import eventually
 
 NAMESPACE = "default"
-PORT = 8080
 CRD_FILE = Path(__file__).resolve().parents[1] / "crds" / "modelplane.io_modeldeployments.yaml"
-
-
-def _when(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 def _ready_pods(plane: ControlPlane, selector: str, count: int) -> list[dict]:
     pods = json.loads(plane.kubectl("get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "json").stdout)["items"]
-    ready = [pod for pod in pods if any(c["type"] == "Ready" and c["status"] == "True"
-                                        for c in pod["status"].get("conditions", []))]
+    ready = [pod for pod in pods if is_ready(pod)]
     return ready if len(ready) == count else []
 
 
@@ -49,11 +43,7 @@ def _measure(plane: ControlPlane, node: Node, selector: str, count: int) -> tupl
     """Seconds from each container's start to its pod's Ready, and the largest pod's
     resident memory in MiB once all are Ready."""
     pods = eventually(lambda: _ready_pods(plane, selector, count), timeout=600, what=f"{count} pods Ready")
-    seconds = []
-    for pod in pods:
-        started = pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
-        ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")["lastTransitionTime"]
-        seconds.append((_when(ready) - _when(started)).total_seconds())
+    seconds = [seconds_to_ready(pod) for pod in pods]
     resident = max(node.pod_memory_bytes(pod["metadata"]["uid"]) for pod in pods) / 2**20
     return seconds, resident
 

@@ -51,8 +51,9 @@ def stop_and_check(components: list[Component], stop: Callable[[], None] | None 
     died = [c for c in components if c.process is not None and c.process.poll() is not None]
     if stop is not None:
         stop()
-    for component in reversed(components):
-        component.stop()
+    else:
+        for component in reversed(components):
+            component.stop()
     if died:
         raise died[0].failure(f"died during the test session (exit code {died[0].process.returncode})")
 

@@ -3,7 +3,6 @@ what its pods reach on the bridge's gateway (see tests/README.md)."""
 
 from __future__ import annotations
 
-import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from tests.testbed import images
 from tests.testbed.brokers import Broker, start_kafka
 from tests.testbed.cluster import ControlPlane
 from tests.testbed.node import Node, start_node
-from tests.testbed.process import Component, free_port
+from tests.testbed.process import Component, free_port, listening
 from tests.testbed.registry import start_registry
 
 
@@ -72,7 +71,7 @@ def file_server(request: pytest.FixtureRequest, node: Node, testbed_dir: Path) -
     server = Component("ftp", [sys.executable, "-m", "pyftpdlib", "--interface", node.gateway, "--port", str(port),
                                "--write", "--directory", str(root), "--username", user, "--password", password],
                        testbed_dir / "logs").start()
-    server.wait_until(lambda: socket.create_connection((node.gateway, port), timeout=2).close() is None, timeout=30)
+    server.wait_until(lambda: listening(port, node.gateway), timeout=30, what="listening")
     show_logs_on_failure(request.config, [server])
     yield FileServer(f"ftp://{user}:{password}@{node.gateway}:{port}", root)
     stop_and_check([server])

@@ -5,32 +5,20 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime
 
 import pytest
 import requests
 
 from tests.conftest import Registry
 from tests.node.conftest import NodeImages
-from tests.node.workloads import PORT, answers, pods_of, service_url
+from tests.node.workloads import PORT, answers, pods_of, seconds_to_ready, service_url
 from tests.operator.process import Operator
 from tests.operator.resources import apply, manifest, ready
-from tests.testbed.cluster import ControlPlane
+from tests.testbed.cluster import ControlPlane, is_ready
 from tests.testbed.node import Node
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.node
-
-
-def _when(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
-def _seconds_to_ready(pod: dict) -> float:
-    """From the serving container's start to the pod's Ready condition."""
-    started = pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
-    became_ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")["lastTransitionTime"]
-    return (_when(became_ready) - _when(started)).total_seconds()
 
 
 def test_online_pods_pass_their_probes_and_answer_as_the_model_does_in_process(
@@ -61,7 +49,7 @@ def test_online_pods_pass_their_probes_and_answer_as_the_model_does_in_process(
     resident = max(node.pod_memory_bytes(pod["metadata"]["uid"]) for pod in pods) / 2**20
     with capsys.disabled():
         print(f"\nserving image {node_images.serving.size_mb:.0f} MB; its pods: container start to Ready "
-              f"{max(map(_seconds_to_ready, pods)):.1f} s, resident memory at rest {resident:.0f} MiB")
+              f"{max(map(seconds_to_ready, pods)):.1f} s, resident memory at rest {resident:.0f} MiB")
 
 
 class RequestLoop(threading.Thread):
@@ -101,6 +89,22 @@ class RequestLoop(threading.Thread):
         self.join()
 
 
+def _behind_service(cluster: ControlPlane, namespace: str, name: str, node: Node, **spec) -> str:
+    """Two online replicas on the node, Ready and routed by their Service; its URL."""
+    apply(cluster, namespace, manifest(name, online={"replicas": 2, "port": PORT}, **spec, **node.placement))
+    eventually(lambda: ready(cluster, namespace, name), timeout=240, what="the pods Ready")
+    service = service_url(cluster, namespace, name)
+    eventually(lambda: answers(f"{service}/version"), timeout=30, what="the Service routing")
+    return service
+
+
+def _predictions_loop(service: str) -> RequestLoop:
+    from modelplane.demo import iris_features
+
+    features, _ = iris_features()
+    return RequestLoop(f"{service}/invocations", {"dataframe_records": features.iloc[:3].to_dict("records")})
+
+
 def _register_two_versions(registry: Registry, name: str) -> None:
     """`name` version 1 is iris version 1 and version 2 is iris version 2, @champion on 1."""
     import mlflow
@@ -116,20 +120,13 @@ def _register_two_versions(registry: Registry, name: str) -> None:
 def test_a_moved_alias_replaces_the_pods_with_no_failed_request(
     node_operator: Operator, node: Node, registry: Registry, cluster: ControlPlane, restricted_namespace: str,
 ):
-    from modelplane.demo import iris_features
-
     namespace, name = restricted_namespace, "iris"
     model = f"promoted-{namespace}"
     _register_two_versions(registry, model)
-    apply(cluster, namespace, manifest(name, model={"name": model, "alias": "champion"},
-                                       online={"replicas": 2, "port": PORT},
-                                       rollout={"pollIntervalSeconds": 5}, **node.placement))
-    eventually(lambda: ready(cluster, namespace, name), timeout=240, what="version 1 Ready")
-    service = service_url(cluster, namespace, name)
-    eventually(lambda: answers(f"{service}/version"), timeout=30, what="the Service routing")
-    features, _ = iris_features()
+    service = _behind_service(cluster, namespace, name, node, model={"name": model, "alias": "champion"},
+                              rollout={"pollIntervalSeconds": 5})
 
-    loop = RequestLoop(f"{service}/invocations", {"dataframe_records": features.iloc[:3].to_dict("records")})
+    loop = _predictions_loop(service)
     loop.start()
     try:
         import mlflow
@@ -154,17 +151,11 @@ def _versions_serving(cluster: ControlPlane, namespace: str, name: str) -> set[s
 def test_a_killed_pod_is_replaced_and_the_service_keeps_answering(
     node_operator: Operator, node: Node, cluster: ControlPlane, restricted_namespace: str,
 ):
-    from modelplane.demo import iris_features
-
     namespace, name = restricted_namespace, "iris"
-    apply(cluster, namespace, manifest(name, online={"replicas": 2, "port": PORT}, **node.placement))
-    eventually(lambda: ready(cluster, namespace, name), timeout=240, what="the pods Ready")
-    service = service_url(cluster, namespace, name)
-    eventually(lambda: answers(f"{service}/version"), timeout=30, what="the Service routing")
+    service = _behind_service(cluster, namespace, name, node)
     victim = pods_of(cluster, namespace, name)[0]["metadata"]["name"]
-    features, _ = iris_features()
 
-    loop = RequestLoop(f"{service}/invocations", {"dataframe_records": features.iloc[:3].to_dict("records")})
+    loop = _predictions_loop(service)
     loop.start()
     try:
         cluster.kubectl("delete", "pod", victim, "-n", namespace, "--wait=false")
@@ -178,26 +169,18 @@ def test_a_killed_pod_is_replaced_and_the_service_keeps_answering(
 
 def _replaced(cluster: ControlPlane, namespace: str, name: str, victim: str) -> bool:
     pods = pods_of(cluster, namespace, name)
-    ready_pods = [pod for pod in pods if any(c["type"] == "Ready" and c["status"] == "True"
-                                             for c in pod["status"].get("conditions", []))]
-    return victim not in {pod["metadata"]["name"] for pod in pods} and len(ready_pods) == 2
+    return victim not in {pod["metadata"]["name"] for pod in pods} and len([p for p in pods if is_ready(p)]) == 2
 
 
 def test_a_container_killed_through_containerd_restarts_and_the_service_keeps_answering(
     node_operator: Operator, node: Node, cluster: ControlPlane, restricted_namespace: str,
 ):
-    from modelplane.demo import iris_features
-
     namespace, name = restricted_namespace, "iris"
-    apply(cluster, namespace, manifest(name, online={"replicas": 2, "port": PORT}, **node.placement))
-    eventually(lambda: ready(cluster, namespace, name), timeout=240, what="the pods Ready")
-    service = service_url(cluster, namespace, name)
-    eventually(lambda: answers(f"{service}/version"), timeout=30, what="the Service routing")
+    service = _behind_service(cluster, namespace, name, node)
     victim = pods_of(cluster, namespace, name)[0]
     container_id = victim["status"]["containerStatuses"][0]["containerID"].removeprefix("containerd://")
-    features, _ = iris_features()
 
-    loop = RequestLoop(f"{service}/invocations", {"dataframe_records": features.iloc[:3].to_dict("records")})
+    loop = _predictions_loop(service)
     loop.start()
     try:
         time.sleep(1)
@@ -218,5 +201,4 @@ def test_a_container_killed_through_containerd_restarts_and_the_service_keeps_an
 
 def _restarted(cluster: ControlPlane, namespace: str, name: str, pod_name: str) -> bool:
     (pod,) = [pod for pod in pods_of(cluster, namespace, name) if pod["metadata"]["name"] == pod_name]
-    ready_now = any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
-    return pod["status"]["containerStatuses"][0]["restartCount"] == 1 and ready_now
+    return pod["status"]["containerStatuses"][0]["restartCount"] == 1 and is_ready(pod)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import requests
 
@@ -27,3 +28,14 @@ def answers(url: str) -> bool:
         return requests.get(url, timeout=5).ok
     except requests.RequestException:
         return False
+
+
+def _when(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def seconds_to_ready(pod: dict) -> float:
+    """From the pod's container start to its Ready condition."""
+    started = pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
+    became_ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")["lastTransitionTime"]
+    return (_when(became_ready) - _when(started)).total_seconds()

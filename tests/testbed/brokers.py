@@ -5,13 +5,12 @@ Kafka's jars on Maven Central (fetched by binaries.kafka_classpath)."""
 from __future__ import annotations
 
 import shutil
-import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.testbed import binaries
-from tests.testbed.process import Component, free_port
+from tests.testbed.process import Component, free_port, listening
 
 
 @dataclass(frozen=True)
@@ -26,12 +25,6 @@ class Broker:
         return f"{self.scheme}://{self.host}:{self.port}/{name}" + (f"?{query}" if query else "")
 
 
-def _listening(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex((host, port)) == 0
-
-
 def _program(name: str) -> str:
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
     if path is None:
@@ -44,7 +37,7 @@ def start_redis(root: Path, log_dir: Path) -> Broker:
     port = free_port()
     server = Component("redis", [_program("redis-server"), "--bind", "127.0.0.1", "--port", str(port),
                                  "--dir", str(root), "--save", "", "--appendonly", "no"], log_dir).start()
-    server.wait_until(lambda: _listening(port), timeout=30, what="listening")
+    server.wait_until(lambda: listening(port), timeout=30, what="listening")
     return Broker("redis", "127.0.0.1", port, server)
 
 
@@ -53,7 +46,7 @@ def start_nats(root: Path, log_dir: Path) -> Broker:
     port = free_port()
     server = Component("nats", [_program("nats-server"), "--jetstream", "--store_dir", str(root),
                                 "--addr", "127.0.0.1", "--port", str(port)], log_dir).start()
-    server.wait_until(lambda: _listening(port), timeout=30, what="listening")
+    server.wait_until(lambda: listening(port), timeout=30, what="listening")
     return Broker("nats", "127.0.0.1", port, server)
 
 
@@ -103,6 +96,6 @@ def start_kafka(root: Path, log_dir: Path, host: str = "127.0.0.1", name: str = 
 def _kafka_ready(host: str, port: int) -> bool:
     from confluent_kafka.admin import AdminClient
 
-    if not _listening(port, host):
+    if not listening(port, host):
         return False
     return bool(AdminClient({"bootstrap.servers": f"{host}:{port}"}).list_topics(timeout=2).brokers)

@@ -78,6 +78,11 @@ class ControlPlane:
             component.stop()
 
 
+def is_ready(obj: dict) -> bool:
+    """A pod's or node's Ready condition is True."""
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in (obj.get("status") or {}).get("conditions", []))
+
+
 def _write_kubeconfig(path: Path, server: str, ca_file: Path, user: str, token: str) -> None:
     config = {
         "apiVersion": "v1",
@@ -234,9 +239,7 @@ def _wait_for_scheduling(plane: ControlPlane) -> None:
     ServiceAccount exists (its controller creates it; pods are refused without it)."""
     def nodes_ready() -> bool:
         nodes = json.loads(plane.kubectl("get", "nodes", "-o", "json").stdout)["items"]
-        ready = [n for n in nodes if any(c["type"] == "Ready" and c["status"] == "True"
-                                         for c in n.get("status", {}).get("conditions", []))]
-        return len(ready) == len(FAKE_NODE_NAMES)
+        return len([n for n in nodes if is_ready(n)]) == len(FAKE_NODE_NAMES)
 
     def default_service_account() -> bool:
         return plane.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from tests.testbed import binaries
-from tests.testbed.cluster import ControlPlane
+from tests.testbed.cluster import ControlPlane, is_ready
 from tests.testbed.images import Image, require_root
 from tests.testbed.process import Component, free_port
 
@@ -41,9 +41,12 @@ class Node:
     name: str
     gateway: str  # where pods reach the host: the registry and brokers listen here for them
     root: Path
-    containerd_address: Path
     components: list[Component] = field(default_factory=list)
     netns_before: set[str] = field(default_factory=set)  # network namespaces not ours
+
+    @property
+    def containerd_address(self) -> Path:
+        return self.root / CONTAINERD_SOCKET
 
     @property
     def placement(self) -> dict:
@@ -55,11 +58,9 @@ class Node:
         return subprocess.run(["ctr", "--address", str(self.containerd_address), "--namespace", "k8s.io", *args],
                               check=True, capture_output=True, text=True, timeout=timeout)
 
-    def load(self, image: Image) -> float:
-        """Imports an image into the node's containerd; returns the seconds it took."""
-        started = time.monotonic()
+    def load(self, image: Image) -> None:
+        """Imports an image into the node's containerd."""
         self.ctr("images", "import", str(image.archive))
-        return time.monotonic() - started
 
     def keep_pod_logs(self, namespace: str, logs: Path) -> None:
         """Copies the container logs of a namespace's pods beside the test bed's logs, as
@@ -275,7 +276,7 @@ def start_node(plane: ControlPlane, root: Path, logs: Path, images: list[Image],
     require_root("the real node (containerd, a bridge, network namespaces, iptables)")
     root.mkdir(parents=True, exist_ok=True)
     start = {"die_with_parent": die_with_parent}
-    node = Node(NODE_NAME, GATEWAY, root, root / CONTAINERD_SOCKET, netns_before=_network_namespaces())
+    node = Node(NODE_NAME, GATEWAY, root, netns_before=_network_namespaces())
     pause = next(image for image in images if "/pause:" in image.name)
     _make_bridge()
     try:
@@ -295,7 +296,8 @@ def start_node(plane: ControlPlane, root: Path, logs: Path, images: list[Image],
             "--node-ip", GATEWAY,
         ], logs)
         node.components.append(kubelet.start(**start))
-        kubelet.wait_until(lambda: _node_ready(plane), timeout=120, what="registering a Ready node")
+        kubelet.wait_until(lambda: is_ready(plane.get("node", NODE_NAME)), timeout=120,
+                           what="registering a Ready node")
         proxy_config, proxy_health = _kube_proxy_config(root, plane.kubeconfig)
         proxy = Component("kube-proxy", [str(binaries.binary("kube-proxy")), "--config", str(proxy_config)], logs)
         node.components.append(proxy.start(**start))
@@ -307,7 +309,3 @@ def start_node(plane: ControlPlane, root: Path, logs: Path, images: list[Image],
         raise
     return node
 
-
-def _node_ready(plane: ControlPlane) -> bool:
-    status = plane.get("node", NODE_NAME)["status"]
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
