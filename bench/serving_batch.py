@@ -47,11 +47,15 @@ def main() -> int:
         pyfunc = mlflow.pyfunc.load_model(str(model_path))
         print(f"{args.rows:,} rows of {args.format}, {source.stat().st_size / 1e6:.1f} MB", flush=True)
 
-        started = time.perf_counter()
-        frame = pd.read_parquet(source) if args.format == "parquet" else pd.read_csv(source)
-        scored = pd.DataFrame({"row": np.arange(len(frame)), "prediction": pyfunc.predict(frame)})
-        scored.to_parquet(folder / "raw.parquet")
-        raw = time.perf_counter() - started
+        def raw_once() -> float:
+            started = time.perf_counter()
+            frame = pd.read_parquet(source) if args.format == "parquet" else pd.read_csv(source)
+            scored = pd.DataFrame({"row": np.arange(len(frame)), "prediction": pyfunc.predict(frame)})
+            scored.to_parquet(folder / "raw.parquet")
+            return time.perf_counter() - started
+
+        raw_once()  # warm: the first read and predict pay for lazy imports the runtime then finds done
+        raw = raw_once()
 
         settings = BatchSettings(model=str(model_path), input=str(source.parent), output=str(folder / "out"))
         started = time.perf_counter()

@@ -17,9 +17,11 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,8 @@ from tests.testbed.process import Component, free_port
 ROOT = Path(__file__).resolve().parent.parent
 ENVS = Path.home() / ".cache" / "modelplane" / "bench"
 ROW = {"sepal length (cm)": 5.9, "sepal width (cm)": 3.0, "petal length (cm)": 5.1, "petal width (cm)": 1.8}
-PEER_PACKAGES = {"mlserver": ["mlserver==1.7.1", "mlserver-mlflow==1.7.1"], "kserve": ["kserve==0.21.0"]}
+# MLServer's parallel workers ask uvloop for an implicit event loop, which uvloop 0.22 dropped.
+PEER_PACKAGES = {"mlserver": ["mlserver==1.7.1", "mlserver-mlflow==1.7.1", "uvloop<0.22"], "kserve": ["kserve==0.21.0"]}
 
 
 @dataclass(frozen=True)
@@ -128,9 +131,10 @@ def measure(server: Server, expected: int, port: int, seconds: int, connections:
     try:
         process.wait_until(lambda: urllib.request.urlopen(url + server.ready_path, timeout=2).status == 200,
                            timeout=180)
-        request = urllib.request.Request(url + server.path, data=json.dumps(server.body).encode(),
-                                         headers={"Content-Type": "application/json"})
-        answer = server.answer(json.load(urllib.request.urlopen(request, timeout=10)))
+        # Some servers say ready before every worker process has its model: wait until a
+        # round of requests is answered in full.
+        process.wait_until(lambda: all(_predict(url, server) is not None for _ in range(16)), timeout=180)
+        answer = _predict(url, server)
         if answer != expected:
             raise SystemExit(f"{server.name} answered {answer}, not {expected}")
         script = logs / "post.lua"
@@ -147,6 +151,16 @@ def measure(server: Server, expected: int, port: int, seconds: int, connections:
                   int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", report)) else 0)
 
 
+def _predict(url: str, server: Server):
+    """The server's answer to the benchmark's request, or None when it refused it."""
+    request = urllib.request.Request(url + server.path, data=json.dumps(server.body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        return server.answer(json.load(urllib.request.urlopen(request, timeout=10)))
+    except urllib.error.HTTPError:
+        return None
+
+
 def _latency(report: str, percentile: str) -> float:
     value, unit = re.search(rf"^\s+{percentile}\s+([\d.]+)(us|ms|s)\s*$", report, re.MULTILINE).groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -158,6 +172,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("this benchmark drives the servers with wrk, which is not installed: apt-get install wrk")
 
     with tempfile.TemporaryDirectory(prefix="bench-online-") as temporary:
         folder = Path(temporary)
