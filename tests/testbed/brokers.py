@@ -68,6 +68,9 @@ def _kafka_properties(root: Path, host: str, port: int, controller_port: int) ->
         "transaction.state.log.min.isr=1",
         "share.coordinator.state.topic.replication.factor=1",
         "group.initial.rebalance.delay.ms=0",
+        # Offset commits answered at once: the group coordinator otherwise holds each write
+        # 5 ms to batch it with others, which a lone consumer committing per batch waits out.
+        "group.coordinator.append.linger.ms=0",
         "num.partitions=1",
     ]) + "\n")
     return properties
@@ -86,7 +89,8 @@ def start_kafka(root: Path, log_dir: Path, host: str = "127.0.0.1", name: str = 
     properties = _kafka_properties(root, host, port, controller_port)
     java = [_program("java"), "-Xms256m", "-Xmx768m", "-cp", f"{binaries.kafka_libs()}/*"]
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)],
+    # Joined to its option: an id starting with "-" (one in 64) would be read as an option.
+    subprocess.run([*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(properties)],
                    check=True, capture_output=True, timeout=120)
     server = Component(name, [*java, "kafka.Kafka", str(properties)], log_dir).start()
     server.wait_until(lambda: _kafka_ready(host, port), timeout=120, what="serving metadata")
