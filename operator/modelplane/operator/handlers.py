@@ -12,7 +12,7 @@ import logging
 import kopf
 from aiohttp import web
 
-from modelplane.operator import events, following, reconcile, webhook
+from modelplane.operator import cache, events, following, reconcile, webhook
 from modelplane.operator.apply import SCALED_OBJECT, served
 from modelplane.operator.registry import RegistryError, forget_alias
 from modelplane.operator.render.common import DEPLOYMENT_LABEL, MANAGED_BY
@@ -81,8 +81,10 @@ _watchlist = following.Watchlist()
 async def watch_model_deployment(body: kopf.Body, type: str | None, uid: str, **_) -> None:
     if type == "DELETED":
         _watchlist.forget(uid)
+        cache.forget(KIND, body.metadata.namespace, body.metadata.name)
     else:
         _watchlist.observe(dict(body))
+        cache.remember(KIND, copy.deepcopy(dict(body)))
 
 
 def _follow_alias(body: dict) -> None:
@@ -143,11 +145,9 @@ def _owned_child(body: kopf.Body) -> dict | None:
     return None
 
 
-def _queue_child_work(body: kopf.Body, namespace: str, labels: kopf.Labels, work) -> None:
+def _queue_child_work(child: dict, namespace: str, labels: kopf.Labels, work) -> None:
     """Queues `work(namespace, name, child, settings, post_event)` for the ModelDeployment
     owning this child, replacing any not yet started for the same child."""
-    if (child := _owned_child(body)) is None:
-        return
     name = labels[DEPLOYMENT_LABEL]
     _work.add(("child", namespace, child["kind"], child["metadata"]["name"]),
               functools.partial(work, namespace, name, child, _settings(), events.poster(namespace, name, None)))
@@ -161,15 +161,19 @@ async def child_changed(body: kopf.Body, type: str | None, namespace: str, label
     workload may need re-creating. Skipped: Jobs a CronJob made (the CronJob reports their
     outcome itself) and workloads on their way out (a pruned one must not speak for its
     successor)."""
+    if (child := _owned_child(body)) is None:
+        return
     if type == "DELETED":
-        _queue_child_work(body, namespace, labels, reconcile.child_deleted)
-    elif not body.metadata.get("deletionTimestamp"):
-        _queue_child_work(body, namespace, labels, reconcile.workload_changed)
+        cache.forget(child["kind"], namespace, child["metadata"]["name"])
+        _queue_child_work(child, namespace, labels, reconcile.child_deleted)
+    elif not child["metadata"].get("deletionTimestamp"):
+        cache.remember(child["kind"], child)
+        _queue_child_work(child, namespace, labels, reconcile.workload_changed)
 
 
 @kopf.on.event("", "v1", "services", labels=CHILDREN)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=CHILDREN)
 async def companion_changed(body: kopf.Body, type: str | None, namespace: str, labels: kopf.Labels, **_) -> None:
     """A Service or autoscaler says nothing of readiness; only its deletion matters."""
-    if type == "DELETED":
-        _queue_child_work(body, namespace, labels, reconcile.child_deleted)
+    if type == "DELETED" and (child := _owned_child(body)) is not None:
+        _queue_child_work(child, namespace, labels, reconcile.child_deleted)

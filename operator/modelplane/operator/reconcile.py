@@ -9,8 +9,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import Enum
 
-from modelplane.operator import rollout
-from modelplane.operator.apply import WORKLOAD_KINDS, apply_children, prune_children, read_child
+from modelplane.operator import cache, rollout
+from modelplane.operator.apply import WORKLOAD_KINDS, apply_children, prune_children
 from modelplane.operator.events import PostEvent
 from modelplane.operator.kube import ForbiddenError, NotFoundError, resource
 from modelplane.operator.manifest import ModelDeployment, parse_manifest
@@ -80,11 +80,11 @@ def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, occ
         status["observedGeneration"] = deployment.generation
         rollout.begin(status, wanted, deployment.generation, canary_strategy)
         status["endpoint"] = endpoint(deployment) if deployment.spec.mode.value == "online" else None
-        # Read here, so a retry after a conflicting write (a child's event) reads it afresh.
-        _observe_workload(status, deployment.spec.mode.value, read_child(workload), deployment.generation,
+        # Read here, so a retry after a conflicting write (a child's event) reads the newest seen.
+        _observe_workload(status, deployment.spec.mode.value, cache.newest_child(workload), deployment.generation,
                           deployment.spec.rollout.auto_rollback)
         for child in canaries:
-            rollout.advance_canary(status, read_child(child), deployment.spec.rollout.auto_rollback,
+            rollout.advance_canary(status, cache.newest_child(child), deployment.spec.rollout.auto_rollback,
                                    deployment.generation)
 
     recorded = _announce(update_status(namespace, name, record, body), post_event)
@@ -141,14 +141,15 @@ def workload_changed(namespace: str, name: str, workload: dict, settings: Operat
     """Recomputes Ready and Progressing, and the progress of a rollout, from a child
     workload that changed, if it is the workload of the ModelDeployment's current mode.
 
-    The workload is read afresh on each try at the status, after the ModelDeployment is:
-    of two writers racing (a reconcile pass and an event's late catching up), the one
-    that writes last then saw the newest workload, whatever version an event carried."""
+    The workload is read on each try at the status, after the ModelDeployment is, as the
+    newest seen (`cache`): of two writers racing (a reconcile pass and an event's late
+    catching up), the one that writes last then saw the newest workload its watch had
+    delivered, whatever version an event carried; a newer one brings an event of its own."""
     def observe(status: dict, body: dict) -> None:
         generation = body["metadata"].get("generation")
         if status.get("observedGeneration") != generation:
             return  # the reconcile of this generation has not recorded yet; it reads the workload itself
-        if (live := read_child(workload)) is None:
+        if (live := cache.newest_child(workload)) is None:
             return  # gone: its deletion is handled on its own
         mode = body["spec"]["mode"]
         owned = any(ref.get("uid") == body["metadata"]["uid"] and ref.get("kind") == KIND

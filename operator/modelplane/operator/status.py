@@ -2,7 +2,8 @@
 
 Computing is pure (`workload_conditions`, `set_condition`); `update_status` is the one
 writer, a read-modify-write of the /status subresource guarded by resourceVersion, so
-two writers (the reconciler and a child's event) never overwrite each other's view.
+two writers (the reconciler and a child's event) never overwrite each other's view; it
+reads the newest ModelDeployment seen (`cache`), and the API server after a conflict.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from datetime import UTC, datetime
 
 from kubernetes.dynamic.exceptions import ConflictError
 
+from modelplane.operator import cache
 from modelplane.operator.kube import NotFoundError, resource
+from modelplane.operator.spec import API_VERSION, KIND
 
 READY = "Ready"
 MODEL_RESOLVED = "ModelResolved"
@@ -120,11 +123,11 @@ def update_status(namespace: str, name: str, mutate: Callable[[dict, dict], None
     conflicting write in between makes it re-read and start over. Returns (before, after),
     or None if the object is gone."""
     deployments = resource()
+    fresh = False
     for _ in range(attempts):
         if body is None:
-            try:
-                body = deployments.get(name=name, namespace=namespace).to_dict()
-            except NotFoundError:
+            body = cache.newest(API_VERSION, KIND, namespace, name, fresh=fresh)
+            if body is None:
                 return None
         before = body.get("status") or {}
         after = copy.deepcopy(before)
@@ -134,15 +137,16 @@ def update_status(namespace: str, name: str, mutate: Callable[[dict, dict], None
         # A merge patch: keys dropped by `mutate` are sent as null to delete them.
         patch = {key: after.get(key) for key in before.keys() | after.keys()}
         try:
-            deployments.status.patch(
+            written = deployments.status.patch(
                 name=name, namespace=namespace,
                 body={"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]}, "status": patch},
                 content_type="application/merge-patch+json",
             )
         except ConflictError:
-            body = None
+            body, fresh = None, True
             continue
         except NotFoundError:
             return None
+        cache.remember(KIND, written.to_dict())
         return before, after
     raise RuntimeError(f"could not write the status of {namespace}/{name}: it kept changing under {attempts} attempts")

@@ -1,0 +1,95 @@
+"""The newest version the operator has seen of each ModelDeployment and workload.
+
+Deciding a status needs the ModelDeployment and its workload as they are now; reading both
+from the API server for every workload event was most of the operator's requests under
+a burst. Their watch streams, and the answers to the operator's own writes, already carry
+them: this keeps the newest of what arrived, by resourceVersion, and reads the API server
+only for what it has not seen. A stale copy costs no correctness: status writes are
+guarded by resourceVersion, a conflict reads afresh, and every later change of a
+workload brings an event that looks again. Applying children does not read from here:
+whether a child exists decides whether it is written.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from modelplane.operator.kube import NotFoundError, resource
+from modelplane.operator.spec import KIND
+
+# Kinds worth keeping: a ModelDeployment's own, and those whose status is its readiness.
+CACHED_KINDS = (KIND, "Deployment", "Job", "CronJob")
+
+_lock = threading.Lock()
+_newest: dict[tuple[str, str, str], dict] = {}
+
+
+def _key(kind: str, namespace: str, name: str) -> tuple[str, str, str]:
+    return kind, namespace, name
+
+
+def _version(body: dict) -> int | None:
+    try:
+        return int(body["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def remember(kind: str, body: dict) -> None:
+    """Keeps `body` unless a newer version of the object is kept already; callers hand
+    over a body no one changes any more (a watch event's, an answer's). Versions that
+    are not integers (an API server not backed by etcd) are never kept, so every read
+    goes to the API server."""
+    version = _version(body)
+    if kind not in CACHED_KINDS or version is None:
+        return
+    kept = _summary(kind, body)
+    key = _key(kind, body["metadata"]["namespace"], body["metadata"]["name"])
+    with _lock:
+        current = _newest.get(key)
+        if current is None or _version(current) < version:
+            _newest[key] = kept
+
+
+def _summary(kind: str, body: dict) -> dict:
+    """The object without what status decisions never read and most of its size is:
+    managedFields, and a workload's pod spec (its template's metadata stays)."""
+    metadata = {key: value for key, value in body["metadata"].items() if key != "managedFields"}
+    kept = {**body, "kind": kind, "metadata": metadata}
+    if kind != KIND and isinstance(body.get("spec"), dict):
+        kept["spec"] = _without_pod_spec(body["spec"], kind)
+    return kept
+
+
+def _without_pod_spec(spec: dict, kind: str) -> dict:
+    if kind == "CronJob":
+        job = spec.get("jobTemplate") or {}
+        return {**spec, "jobTemplate": {**job, "spec": _without_pod_spec(job.get("spec") or {}, "Job")}}
+    return {**spec, "template": {"metadata": (spec.get("template") or {}).get("metadata") or {}}}
+
+
+def forget(kind: str, namespace: str, name: str) -> None:
+    with _lock:
+        _newest.pop(_key(kind, namespace, name), None)
+
+
+def newest(api_version: str, kind: str, namespace: str, name: str, fresh: bool = False) -> dict | None:
+    """The object as last seen (`fresh`: as the API server has it now), or None if it
+    does not exist; a workload without its pod spec. Callers must not change what they get."""
+    if not fresh and kind in CACHED_KINDS:
+        with _lock:
+            kept = _newest.get(_key(kind, namespace, name))
+        if kept is not None:
+            return kept
+    try:
+        live = {**resource(api_version, kind).get(name=name, namespace=namespace).to_dict(), "kind": kind}
+    except NotFoundError:
+        return None
+    remember(kind, live)
+    return _summary(kind, live)
+
+
+def newest_child(child: dict) -> dict | None:
+    """The newest seen of a rendered child."""
+    metadata = child["metadata"]
+    return newest(child["apiVersion"], child["kind"], metadata["namespace"], metadata["name"])
