@@ -67,3 +67,47 @@ def test_a_failing_piece_of_work_does_not_stop_the_others():
     queue.add("good", lambda: done.append("good"))
     _serve_until_empty(queue, workers=1)
     assert done == ["good"]
+
+
+def test_failed_work_with_a_retry_delay_is_tried_again_that_much_later():
+    queue, attempts = WorkQueue(), []
+
+    def flaky() -> None:
+        attempts.append(time.monotonic())
+        if len(attempts) < 3:
+            raise ConnectionError("the API server went away")
+
+    async def serve() -> None:
+        serving = asyncio.create_task(queue.serve(workers=2))
+        queue.add("record", flaky, retry_seconds=0.2)
+        while len(attempts) < 3:
+            await asyncio.sleep(0.01)
+        serving.cancel()
+
+    asyncio.run(asyncio.wait_for(serve(), timeout=10))
+    assert len(attempts) == 3
+    assert all(later - earlier >= 0.19 for earlier, later in zip(attempts, attempts[1:]))
+
+
+def test_a_retry_gives_way_to_newer_work_queued_under_its_key():
+    queue, done = WorkQueue(), []
+
+    def fail() -> None:
+        done.append("failed")
+        raise ConnectionError("the API server went away")
+
+    async def serve() -> None:
+        serving = asyncio.create_task(queue.serve(workers=1))
+        queue.add("record", fail, retry_seconds=0.3)
+        while len(queue):
+            await asyncio.sleep(0.01)
+        queue.add("record", lambda: time.sleep(0.5) or done.append("newer"))  # under way when the retry is due
+        await asyncio.sleep(0.1)
+        queue.add("record", lambda: done.append("newest"))  # queued when the retry is due
+        while len(queue):
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.4)
+        serving.cancel()
+
+    asyncio.run(serve())
+    assert done == ["failed", "newer", "newest"]

@@ -1,5 +1,6 @@
 """The kopf handlers, each delegating to `reconcile`, and the work they queue to run
-beside them: alias polls, rollouts to settle, and catching up with what children report."""
+beside them: the recording of a pass in status, alias polls, rollouts to settle, and
+catching up with what children report."""
 
 from __future__ import annotations
 
@@ -49,24 +50,33 @@ def _retry_delay(retry: int) -> float:
     return min(300.0, 5.0 * 2 ** retry)
 
 
-def _reconcile(body: kopf.Body, retry: int, occasion: reconcile.Occasion) -> None:
-    poster = events.poster(body.metadata.namespace, body.metadata.name, body.metadata.uid)
+# Seconds before recording a pass in status is tried again, after an error of the API server.
+RECORD_RETRY_SECONDS = 10.0
+
+
+async def _reconcile(body: kopf.Body, retry: int, occasion: reconcile.Occasion) -> None:
+    """Applies, and queues the recording in status: under a burst of creations, every
+    resource gets its workload before any catches up with its status."""
+    namespace, name = body.metadata.namespace, body.metadata.name
+    poster = events.poster(namespace, name, body.metadata.uid)
     try:
-        reconcile.reconcile(copy.deepcopy(dict(body)), _settings(), poster, occasion)
+        record_pass = await asyncio.to_thread(reconcile.apply_pass, copy.deepcopy(dict(body)), _settings(), poster,
+                                              occasion)
     except RegistryError as error:
         raise kopf.TemporaryError(str(error), delay=_retry_delay(retry)) from None
+    _work.add(("record", namespace, name), record_pass, retry_seconds=RECORD_RETRY_SECONDS)
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def reconcile_model_deployment(body: kopf.Body, retry: int, reason: kopf.Reason, **_) -> None:
+async def reconcile_model_deployment(body: kopf.Body, retry: int, reason: kopf.Reason, **_) -> None:
     first_try = reason == kopf.Reason.CREATE and retry == 0
-    _reconcile(body, retry, reconcile.Occasion.CREATED if first_try else reconcile.Occasion.CHANGED)
+    await _reconcile(body, retry, reconcile.Occasion.CREATED if first_try else reconcile.Occasion.CHANGED)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
-def resume_model_deployment(body: kopf.Body, retry: int, **_) -> None:
-    _reconcile(body, retry, reconcile.Occasion.RECHECK)
+async def resume_model_deployment(body: kopf.Body, retry: int, **_) -> None:
+    await _reconcile(body, retry, reconcile.Occasion.RECHECK)
 
 
 # Work done outside kopf's handlers, WORKERS pieces at a time: polls, settling, and
@@ -139,10 +149,14 @@ async def stop_webhook(memo: kopf.Memo, **_) -> None:
 
 
 def _owned_child(body: kopf.Body) -> dict | None:
-    """A plain copy of a child a ModelDeployment owns; None for anything else."""
-    if any(ref.get("kind") == KIND for ref in body.metadata.get("ownerReferences", [])):
-        return copy.deepcopy(dict(body))
-    return None
+    """Enough of a child a ModelDeployment owns to find and judge it by (its latest
+    version is in `cache`); None for anything else."""
+    if not any(ref.get("kind") == KIND for ref in body.metadata.get("ownerReferences", [])):
+        return None
+    metadata = body.metadata
+    return {"apiVersion": body["apiVersion"], "kind": body["kind"],
+            "metadata": {"name": metadata.name, "namespace": metadata.namespace,
+                         "labels": copy.deepcopy(dict(metadata.labels))}}
 
 
 def _queue_child_work(child: dict, namespace: str, labels: kopf.Labels, work) -> None:
@@ -166,8 +180,8 @@ async def child_changed(body: kopf.Body, type: str | None, namespace: str, label
     if type == "DELETED":
         cache.forget(child["kind"], namespace, child["metadata"]["name"])
         _queue_child_work(child, namespace, labels, reconcile.child_deleted)
-    elif not child["metadata"].get("deletionTimestamp"):
-        cache.remember(child["kind"], child)
+    elif not body.metadata.get("deletionTimestamp"):
+        cache.remember(child["kind"], dict(body))
         _queue_child_work(child, namespace, labels, reconcile.workload_changed)
 
 

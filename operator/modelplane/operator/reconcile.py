@@ -41,7 +41,16 @@ class Occasion(Enum):
     RECHECK = "recheck"
 
 
-def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, occasion: Occasion) -> ResolvedModel:
+def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, occasion: Occasion) -> None:
+    """One whole pass."""
+    apply_pass(body, settings, post_event, occasion)()
+
+
+def apply_pass(body: dict, settings: OperatorSettings, post_event: PostEvent,
+               occasion: Occasion) -> Callable[[], None]:
+    """The first half of a pass, which makes the children what the spec asks for; returns
+    the second half, which records the pass in status and looks at the workloads once
+    more, to run at once or to queue behind other resources' first halves."""
     deployment = parse_manifest(body, check_rules=False)
     namespace, name = deployment.namespace, deployment.name
     reference = deployment.spec.model
@@ -69,32 +78,46 @@ def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, occ
                               + (f" and its canary of version {canary.version}" if canary else ""), False)
     if pruned:
         post_event("Pruned", f"removed what is no longer needed: {', '.join(pruned)}", False)
-    workload, *canaries = (child for child in children if child["kind"] in WORKLOAD_KINDS)
+    # What recording needs, and no more: it may wait in a queue behind many others.
+    workload, *canaries = (_reference(child) for child in children if child["kind"] in WORKLOAD_KINDS)
+    generation, mode = deployment.generation, deployment.spec.mode.value
+    auto_rollback = deployment.spec.rollout.auto_rollback
+    served_at = endpoint(deployment) if mode == "online" else None
+    subject = f"alias {reference.alias!r} of {model.name}" if reference.alias else f"the fixed version of {model.name}"
 
-    def record(status: dict, _: dict) -> None:
-        subject = f"alias {reference.alias!r}" if reference.alias else "the fixed version"
-        resolved = f"{subject} of {model.name} is version {wanted.version}"
+    def record(status: dict, body: dict) -> None:
+        if body["metadata"].get("generation") != generation:
+            return  # the spec changed since: the pass of the new generation records
+        resolved = f"{subject} is version {wanted.version}"
         if wanted.version != rollout.choose(status, wanted).version:
             resolved += f", which failed its rollout: version {status['modelVersion']} stays"
-        set_condition(status, Observed(MODEL_RESOLVED, "True", "Resolved", resolved), deployment.generation)
-        status["observedGeneration"] = deployment.generation
-        rollout.begin(status, wanted, deployment.generation, canary_strategy)
-        status["endpoint"] = endpoint(deployment) if deployment.spec.mode.value == "online" else None
+        set_condition(status, Observed(MODEL_RESOLVED, "True", "Resolved", resolved), generation)
+        status["observedGeneration"] = generation
+        rollout.begin(status, wanted, generation, canary_strategy)
+        status["endpoint"] = served_at
         # Read here, so a retry after a conflicting write (a child's event) reads the newest seen.
-        _observe_workload(status, deployment.spec.mode.value, cache.newest_child(workload), deployment.generation,
-                          deployment.spec.rollout.auto_rollback)
+        _observe_workload(status, mode, cache.newest_child(workload), generation, auto_rollback)
         for child in canaries:
-            rollout.advance_canary(status, cache.newest_child(child), deployment.spec.rollout.auto_rollback,
-                                   deployment.generation)
+            rollout.advance_canary(status, cache.newest_child(child), auto_rollback, generation)
 
-    recorded = _announce(update_status(namespace, name, record, body), post_event)
-    if recorded is not None and rollout.plan(recorded, reference.name, canary_strategy) != planned:
-        return _reconcile_again(namespace, name, settings, post_event) or model
-    # Workload events that came while this pass ran were skipped, as this generation (or
-    # this target) was not recorded yet: look at the workloads once more now that it is.
-    for child in (workload, *canaries):
-        workload_changed(namespace, name, child, settings, post_event)
-    return model
+    def record_pass() -> None:
+        recorded = _announce(update_status(namespace, name, record), post_event)
+        if recorded is not None and rollout.plan(recorded, reference.name, canary_strategy) != planned:
+            _reconcile_again(namespace, name, settings, post_event)
+            return
+        # Workload events that came while this pass ran were skipped, as this generation (or
+        # this target) was not recorded yet: look at the workloads once more now that it is.
+        for child in (workload, *canaries):
+            workload_changed(namespace, name, child, settings, post_event)
+
+    return record_pass
+
+
+def _reference(child: dict) -> dict:
+    """Enough of a child to read it by."""
+    metadata = child["metadata"]
+    return {"apiVersion": child["apiVersion"], "kind": child["kind"],
+            "metadata": {"name": metadata["name"], "namespace": metadata["namespace"]}}
 
 
 def _canary(deployment: ModelDeployment) -> bool:
@@ -108,15 +131,14 @@ def _pinned(deployment: ModelDeployment, status: dict) -> ResolvedModel | None:
     return rollout.rendered(status, deployment.spec.model.name)
 
 
-def _reconcile_again(namespace: str, name: str, settings: OperatorSettings,
-                     post_event: PostEvent) -> ResolvedModel | None:
+def _reconcile_again(namespace: str, name: str, settings: OperatorSettings, post_event: PostEvent) -> None:
     """A pass on a fresh copy, after status changed what is to be rendered (a rollback, a
     canary promoted or ended), which may leave a canary to remove."""
     try:
         body = resource().get(name=name, namespace=namespace).to_dict()
     except NotFoundError:
-        return None
-    return reconcile(body, settings, post_event, Occasion.RECHECK)
+        return
+    reconcile(body, settings, post_event, Occasion.RECHECK)
 
 
 def follow_alias(body: dict, settings: OperatorSettings, post_event: PostEvent) -> None:

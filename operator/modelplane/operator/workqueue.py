@@ -20,19 +20,25 @@ class WorkQueue:
     """Used from the event loop's thread only; the work itself runs in threads."""
 
     def __init__(self):
-        self._queued: dict[Hashable, Work] = {}  # in the order first queued
+        self._queued: dict[Hashable, tuple[Work, float | None]] = {}  # in the order first queued
         self._working: set[Hashable] = set()
         self._changed = asyncio.Event()
 
-    def add(self, key: Hashable, work: Work) -> None:
-        self._queued[key] = work
+    def add(self, key: Hashable, work: Work, retry_seconds: float | None = None) -> None:
+        """Queues `work` under `key`; with `retry_seconds`, work that fails is queued
+        again that much later, unless other work under its key was queued meanwhile."""
+        self._queued[key] = (work, retry_seconds)
         self._changed.set()
+
+    def _add_again(self, key: Hashable, work: Work, retry_seconds: float) -> None:
+        if key not in self._queued:
+            self.add(key, work, retry_seconds)
 
     def __len__(self) -> int:
         """Pieces of work queued or under way."""
         return len(self._queued) + len(self._working)
 
-    async def _take(self) -> tuple[Hashable, Work]:
+    async def _take(self) -> tuple[Hashable, tuple[Work, float | None]]:
         while True:
             key = next((key for key in self._queued if key not in self._working), None)
             if key is not None:
@@ -49,12 +55,15 @@ class WorkQueue:
         """Does the queued work with `workers` threads at a time, until cancelled."""
         async def worker() -> None:
             while True:
-                key, work = await self._take()
+                key, (work, retry_seconds) = await self._take()
                 try:
                     await asyncio.to_thread(work)
                 except Exception:
                     # One resource's failure must not stop the work of the others.
-                    logger.exception("%s failed", key)
+                    logger.exception("%s failed%s", key, f"; trying again in {retry_seconds:.0f} s"
+                                     if retry_seconds is not None else "")
+                    if retry_seconds is not None:
+                        asyncio.get_running_loop().call_later(retry_seconds, self._add_again, key, work, retry_seconds)
                 finally:
                     self._done(key)
 
