@@ -93,8 +93,9 @@ async def watch_model_deployment(body: kopf.Body, type: str | None, uid: str, **
         _watchlist.forget(uid)
         cache.forget(KIND, body.metadata.namespace, body.metadata.name)
     else:
-        _watchlist.observe(dict(body))
-        cache.remember(KIND, copy.deepcopy(dict(body)))
+        plain = copy.deepcopy(dict(body))  # one copy, which neither changes
+        _watchlist.observe(plain)
+        cache.remember(KIND, plain)
 
 
 def _follow_alias(body: dict) -> None:
