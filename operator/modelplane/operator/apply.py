@@ -46,6 +46,15 @@ def apply_children(children: list[dict], compare: bool = True) -> int:
     return written
 
 
+def child_reference(child) -> dict:
+    """Enough of a child to find it by and to tell its mode: what waits in a queue
+    instead of the whole object."""
+    metadata = child["metadata"]
+    return {"apiVersion": child["apiVersion"], "kind": child["kind"],
+            "metadata": {"name": metadata["name"], "namespace": metadata["namespace"],
+                         "labels": dict(metadata.get("labels") or {})}}
+
+
 def read_child(child: dict) -> dict | None:
     """The live object of a rendered child, or None if it does not exist (yet)."""
     metadata = child["metadata"]

@@ -40,11 +40,14 @@ def remember(kind: str, body: dict) -> None:
     over a body no one changes any more (a watch event's, an answer's). Versions that
     are not integers (an API server not backed by etcd) are never kept, so every read
     goes to the API server."""
-    version = _version(body)
+    _keep(kind, _summary(kind, body))
+
+
+def _keep(kind: str, kept: dict) -> None:
+    version = _version(kept)
     if kind not in CACHED_KINDS or version is None:
         return
-    kept = _summary(kind, body)
-    key = _key(kind, body["metadata"]["namespace"], body["metadata"]["name"])
+    key = _key(kind, kept["metadata"]["namespace"], kept["metadata"]["name"])
     with _lock:
         current = _newest.get(key)
         if current is None or _version(current) < version:
@@ -85,8 +88,9 @@ def newest(api_version: str, kind: str, namespace: str, name: str, fresh: bool =
         live = {**resource(api_version, kind).get(name=name, namespace=namespace).to_dict(), "kind": kind}
     except NotFoundError:
         return None
-    remember(kind, live)
-    return _summary(kind, live)
+    kept = _summary(kind, live)
+    _keep(kind, kept)
+    return kept
 
 
 def newest_child(child: dict) -> dict | None:

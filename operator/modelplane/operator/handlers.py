@@ -14,7 +14,7 @@ import kopf
 from aiohttp import web
 
 from modelplane.operator import cache, events, following, reconcile, webhook
-from modelplane.operator.apply import SCALED_OBJECT, served
+from modelplane.operator.apply import SCALED_OBJECT, child_reference, served
 from modelplane.operator.registry import RegistryError, forget_alias
 from modelplane.operator.render.common import DEPLOYMENT_LABEL, MANAGED_BY
 from modelplane.operator.settings import OperatorSettings
@@ -154,10 +154,7 @@ def _owned_child(body: kopf.Body) -> dict | None:
     version is in `cache`); None for anything else."""
     if not any(ref.get("kind") == KIND for ref in body.metadata.get("ownerReferences", [])):
         return None
-    metadata = body.metadata
-    return {"apiVersion": body["apiVersion"], "kind": body["kind"],
-            "metadata": {"name": metadata.name, "namespace": metadata.namespace,
-                         "labels": copy.deepcopy(dict(metadata.labels))}}
+    return child_reference(body)
 
 
 def _queue_child_work(child: dict, namespace: str, labels: kopf.Labels, work) -> None:

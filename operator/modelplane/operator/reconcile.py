@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from enum import Enum
 
 from modelplane.operator import cache, rollout
-from modelplane.operator.apply import WORKLOAD_KINDS, apply_children, prune_children
+from modelplane.operator.apply import WORKLOAD_KINDS, apply_children, child_reference, prune_children
 from modelplane.operator.events import PostEvent
 from modelplane.operator.kube import ForbiddenError, NotFoundError, resource
 from modelplane.operator.manifest import ModelDeployment, parse_manifest
@@ -79,7 +79,7 @@ def apply_pass(body: dict, settings: OperatorSettings, post_event: PostEvent,
     if pruned:
         post_event("Pruned", f"removed what is no longer needed: {', '.join(pruned)}", False)
     # What recording needs, and no more: it may wait in a queue behind many others.
-    workload, *canaries = (_reference(child) for child in children if child["kind"] in WORKLOAD_KINDS)
+    workload, *canaries = (child_reference(child) for child in children if child["kind"] in WORKLOAD_KINDS)
     generation, mode = deployment.generation, deployment.spec.mode.value
     auto_rollback = deployment.spec.rollout.auto_rollback
     served_at = endpoint(deployment) if mode == "online" else None
@@ -111,13 +111,6 @@ def apply_pass(body: dict, settings: OperatorSettings, post_event: PostEvent,
             workload_changed(namespace, name, child, settings, post_event)
 
     return record_pass
-
-
-def _reference(child: dict) -> dict:
-    """Enough of a child to read it by."""
-    metadata = child["metadata"]
-    return {"apiVersion": child["apiVersion"], "kind": child["kind"],
-            "metadata": {"name": metadata["name"], "namespace": metadata["namespace"]}}
 
 
 def _canary(deployment: ModelDeployment) -> bool:
