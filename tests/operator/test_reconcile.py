@@ -92,7 +92,7 @@ def test_a_restarted_operator_writes_nothing_new(operator: Operator, cluster: Co
     operator.kill()
     log_before = operator.component.log_path.read_text()
     operator.start()
-    resumed = f"[{namespace}/iris] Handler 'resume_model_deployment' succeeded"
+    resumed = f"[{namespace}/iris] generation 1 applied (recheck)"
     eventually(lambda: resumed in operator.component.log_path.read_text()[len(log_before):],
                timeout=30, what="the restarted operator resuming the ModelDeployment")
     time.sleep(1)  # and any child event that pass might cause

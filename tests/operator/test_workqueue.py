@@ -1,4 +1,5 @@
-"""The operator's work queue: latest work per key, one worker per key, failures contained."""
+"""The operator's work queue: latest work per key, one worker per key, urgent work first,
+failures contained and retried."""
 
 from __future__ import annotations
 
@@ -69,8 +70,8 @@ def test_a_failing_piece_of_work_does_not_stop_the_others():
     assert done == ["good"]
 
 
-def test_failed_work_with_a_retry_delay_is_tried_again_that_much_later():
-    queue, attempts = WorkQueue(), []
+def test_failed_work_that_retries_is_tried_again_after_a_delay_doubling_with_each_failure():
+    queue, attempts = WorkQueue(first_retry_seconds=0.2), []
 
     def flaky() -> None:
         attempts.append(time.monotonic())
@@ -79,18 +80,54 @@ def test_failed_work_with_a_retry_delay_is_tried_again_that_much_later():
 
     async def serve() -> None:
         serving = asyncio.create_task(queue.serve(workers=2))
-        queue.add("record", flaky, retry_seconds=0.2)
+        queue.add("record", flaky, retry=True)
         while len(attempts) < 3:
             await asyncio.sleep(0.01)
         serving.cancel()
 
     asyncio.run(asyncio.wait_for(serve(), timeout=10))
-    assert len(attempts) == 3
-    assert all(later - earlier >= 0.19 for earlier, later in zip(attempts, attempts[1:]))
+    first_delay, second_delay = (later - earlier for earlier, later in zip(attempts, attempts[1:]))
+    assert 0.19 <= first_delay < 0.39 and second_delay >= 0.39
+
+
+def test_urgent_work_is_taken_before_work_queued_earlier():
+    queue, done = WorkQueue(), []
+    for key in "ab":
+        queue.add(key, lambda key=key: done.append(key))
+    queue.add("c", lambda: done.append("c"), urgent=True)
+    queue.add("a", lambda: done.append("a, now urgent"), urgent=True)
+    _serve_until_empty(queue, workers=1)
+    assert done == ["c", "a, now urgent", "b"]
+
+
+def test_ordinary_work_keeps_to_its_share_of_the_workers():
+    queue, lock, running, most, urgent_done = WorkQueue(), threading.Lock(), [0], [0], []
+
+    def ordinary() -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.1)
+        with lock:
+            running[0] -= 1
+
+    async def serve() -> None:
+        serving = asyncio.create_task(queue.serve(3, ordinary_workers=1))
+        for key in "abc":
+            queue.add(key, ordinary)
+        await asyncio.sleep(0.05)
+        queue.add("urgent", lambda: urgent_done.append(running[0]), urgent=True)
+        while len(queue):
+            await asyncio.sleep(0.01)
+        serving.cancel()
+
+    asyncio.run(serve())
+    assert most == [1], "one piece of ordinary work at a time"
+    assert urgent_done == [1], "urgent work done beside it, not after it"
 
 
 def test_a_retry_gives_way_to_newer_work_queued_under_its_key():
-    queue, done = WorkQueue(), []
+    queue, done = WorkQueue(first_retry_seconds=0.3), []
 
     def fail() -> None:
         done.append("failed")
@@ -98,7 +135,7 @@ def test_a_retry_gives_way_to_newer_work_queued_under_its_key():
 
     async def serve() -> None:
         serving = asyncio.create_task(queue.serve(workers=1))
-        queue.add("record", fail, retry_seconds=0.3)
+        queue.add("record", fail, retry=True)
         while len(queue):
             await asyncio.sleep(0.01)
         queue.add("record", lambda: time.sleep(0.5) or done.append("newer"))  # under way when the retry is due

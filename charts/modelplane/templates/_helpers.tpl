@@ -23,7 +23,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "modelplane.rules" -}}
 - apiGroups: ["modelplane.io"]
   resources: ["modeldeployments"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["modelplane.io"]
   resources: ["modeldeployments/status"]
   verbs: ["get", "patch"]

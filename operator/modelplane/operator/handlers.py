@@ -1,6 +1,6 @@
-"""The kopf handlers, each delegating to `reconcile`, and the work they queue to run
-beside them: the recording of a pass in status, alias polls, rollouts to settle, and
-catching up with what children report."""
+"""The kopf handlers, which watch ModelDeployments and their children, and the work they
+queue: passes over a resource whose spec changed (see `reconcile`), alias polls,
+rollouts to settle, and catching up with what children report."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import copy
 import dataclasses
 import functools
 import logging
+import time
 
 import kopf
 from aiohttp import web
@@ -18,9 +19,10 @@ from modelplane.operator.apply import SCALED_OBJECT, child_reference, served
 from modelplane.operator.registry import RegistryError, forget_alias
 from modelplane.operator.render.common import DEPLOYMENT_LABEL, MANAGED_BY
 from modelplane.operator.settings import OperatorSettings
-from modelplane.operator.spec import GROUP, KIND, PLURAL, VERSION
-from modelplane.operator.workqueue import WorkQueue
+from modelplane.operator.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from modelplane.operator.workqueue import TryAgain, WorkQueue
 
+logger = logging.getLogger(__name__)
 CHILDREN = {"app.kubernetes.io/managed-by": MANAGED_BY, DEPLOYMENT_LABEL: kopf.PRESENT}
 
 
@@ -34,10 +36,6 @@ def _settings() -> OperatorSettings:
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_) -> None:
-    # Handler progress lives in annotations: the status schema is ours alone.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration")
     # kopf turns only failures into Events; the rest are posted on purpose (`events`).
     settings.posting.level = logging.WARNING
     # No watching of CRDs and namespaces, which would need cluster-wide reads even for an
@@ -46,56 +44,68 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.scanning.disabled = True
 
 
-def _retry_delay(retry: int) -> float:
-    return min(300.0, 5.0 * 2 ** retry)
-
-
-# Seconds before recording a pass in status is tried again, after an error of the API server.
-RECORD_RETRY_SECONDS = 10.0
-
-
-async def _reconcile(body: kopf.Body, retry: int, occasion: reconcile.Occasion) -> None:
-    """Applies, and queues the recording in status: under a burst of creations, every
-    resource gets its workload before any catches up with its status."""
-    namespace, name = body.metadata.namespace, body.metadata.name
-    poster = events.poster(namespace, name, body.metadata.uid)
-    try:
-        record_pass = await asyncio.to_thread(reconcile.apply_pass, copy.deepcopy(dict(body)), _settings(), poster,
-                                              occasion)
-    except RegistryError as error:
-        raise kopf.TemporaryError(str(error), delay=_retry_delay(retry)) from None
-    _work.add(("record", namespace, name), record_pass, retry_seconds=RECORD_RETRY_SECONDS)
-
-
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-async def reconcile_model_deployment(body: kopf.Body, retry: int, reason: kopf.Reason, **_) -> None:
-    first_try = reason == kopf.Reason.CREATE and retry == 0
-    await _reconcile(body, retry, reconcile.Occasion.CREATED if first_try else reconcile.Occasion.CHANGED)
-
-
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-async def resume_model_deployment(body: kopf.Body, retry: int, **_) -> None:
-    await _reconcile(body, retry, reconcile.Occasion.RECHECK)
-
-
-# Work done outside kopf's handlers, WORKERS pieces at a time: polls, settling, and
-# catching up with children.
-WORKERS = 4
+# Threads doing queued work: the first halves of passes (making workloads) first, then
+# the rest: second halves (the other children, status), polls, settling, and catching up
+# with children. Under a burst of creations the API server's answers, not the operator,
+# are what is slow: as many threads as it takes to keep a fair share of the API server
+# for workloads, and few for the rest, which would otherwise crowd them out.
+WORKERS, ORDINARY_WORKERS = 32, 4
 _work = WorkQueue()
 # The resources following an alias or rolling out, looked after by one loop (see `following`).
 _watchlist = following.Watchlist()
+# The generation of each ModelDeployment (by uid) that this operator has taken on since
+# it started: one it has not is a pass to queue.
+_taken: dict[str, int] = {}
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def watch_model_deployment(body: kopf.Body, type: str | None, uid: str, **_) -> None:
+    """Level-triggered, as a controller-runtime reconciler: every event of a resource is
+    looked at for a generation not taken on yet. Not kopf's change handlers, whose
+    bookkeeping costs each new resource a write of its own before its workload."""
+    namespace, name = body.metadata.namespace, body.metadata.name
     if type == "DELETED":
         _watchlist.forget(uid)
-        cache.forget(KIND, body.metadata.namespace, body.metadata.name)
-    else:
-        plain = copy.deepcopy(dict(body))  # one copy, which neither changes
-        _watchlist.observe(plain)
-        cache.remember(KIND, plain)
+        cache.forget(KIND, namespace, name)
+        _taken.pop(uid, None)
+        return
+    # One copy, which neither changes, without what neither reads and most of its size is.
+    metadata = {key: value for key, value in body.metadata.items() if key != "managedFields"}
+    plain = copy.deepcopy({**body, "metadata": metadata})
+    _watchlist.observe(plain)
+    cache.remember(KIND, plain)
+    generation = body.metadata.get("generation")
+    if body.metadata.get("deletionTimestamp") or _taken.get(uid) == generation:
+        return
+    occasion = _occasion(plain, first_seen=uid not in _taken)
+    _taken[uid] = generation
+    _work.add(("pass", namespace, name), functools.partial(_apply, namespace, name, occasion, time.monotonic()),
+              urgent=True, retry=True)
+
+
+def _occasion(body: dict, first_seen: bool) -> reconcile.Occasion:
+    if not first_seen:
+        return reconcile.Occasion.CHANGED
+    if body["metadata"].get("generation") == 1 and "observedGeneration" not in (body.get("status") or {}):
+        return reconcile.Occasion.CREATED
+    return reconcile.Occasion.RECHECK  # one of before this operator started, which it checks
+
+
+def _apply(namespace: str, name: str, occasion: reconcile.Occasion, seen_at: float) -> None:
+    """The first half of a pass, on the newest version seen. Its second half is queued
+    under the same key, so a pass of a newer generation replaces it, or waits for it to end.
+    Under a burst, passes queued together share one answer of the registry."""
+    body = cache.newest(API_VERSION, KIND, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    poster = events.poster(namespace, name, body["metadata"]["uid"])
+    try:
+        finish_pass = reconcile.apply_pass(copy.deepcopy(body), _settings(), poster, occasion, seen_at)
+    except RegistryError as error:
+        raise TryAgain(f"[{namespace}/{name}] the model is not resolved: {error}") from None
+    logger.info("[%s/%s] generation %s applied (%s)", namespace, name, body["metadata"].get("generation"),
+                occasion.value)
+    _work.add_threadsafe(("pass", namespace, name), finish_pass, retry=True)
 
 
 def _follow_alias(body: dict) -> None:
@@ -103,8 +113,7 @@ def _follow_alias(body: dict) -> None:
     try:
         reconcile.follow_alias(body, _settings(), events.poster(metadata["namespace"], metadata["name"], metadata["uid"]))
     except RegistryError as error:
-        logging.getLogger(__name__).warning("[%s/%s] cannot follow the alias: %s",
-                                            metadata["namespace"], metadata["name"], error)
+        logger.warning("[%s/%s] cannot follow the alias: %s", metadata["namespace"], metadata["name"], error)
 
 
 def _settle_rollout(body: dict) -> None:
@@ -121,7 +130,7 @@ def _wake_followers(model: str, alias: str) -> int:
 
 @kopf.on.startup()
 async def start_background_work(memo: kopf.Memo, **_) -> None:
-    memo.background = [asyncio.create_task(_work.serve(WORKERS)),
+    memo.background = [asyncio.create_task(_work.serve(WORKERS, ORDINARY_WORKERS)),
                        asyncio.create_task(following.run(_watchlist, _work, _follow_alias, _settle_rollout))]
 
 
@@ -189,3 +198,8 @@ async def companion_changed(body: kopf.Body, type: str | None, namespace: str, l
     """A Service or autoscaler says nothing of readiness; only its deletion matters."""
     if type == "DELETED" and (child := _owned_child(body)) is not None:
         _queue_child_work(child, namespace, labels, reconcile.child_deleted)
+
+
+
+
+

@@ -13,6 +13,10 @@ from modelplane.operator.spec import API_VERSION, KIND
 
 __all__ = ["ForbiddenError", "NotFoundError", "dynamic_client", "resource"]
 
+# Connections to the API server kept open for reuse: one for each thread that may send a
+# request at once (the work queue's, the Events poster's), as each new one is a TLS handshake.
+CONNECTIONS = 72
+
 
 @cache
 def dynamic_client() -> DynamicClient:
@@ -21,7 +25,9 @@ def dynamic_client() -> DynamicClient:
         config.load_incluster_config()
     except ConfigException:
         config.load_kube_config()
-    dynamic = DynamicClient(client.ApiClient())
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = CONNECTIONS
+    dynamic = DynamicClient(client.ApiClient(configuration))
     # Discovery is cached in a file named after the API server's address: what another API
     # server at that address, or this one before an add-on came or went, served must not count.
     dynamic.resources.invalidate_cache()

@@ -5,6 +5,7 @@ idempotent with deterministic names, so a pass cut short by a crash is safe to r
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import Enum
@@ -46,16 +47,25 @@ def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, occ
     apply_pass(body, settings, post_event, occasion)()
 
 
-def apply_pass(body: dict, settings: OperatorSettings, post_event: PostEvent,
-               occasion: Occasion) -> Callable[[], None]:
-    """The first half of a pass, which makes the children what the spec asks for; returns
-    the second half, which records the pass in status and looks at the workloads once
-    more, to run at once or to queue behind other resources' first halves."""
+def apply_pass(body: dict, settings: OperatorSettings, post_event: PostEvent, occasion: Occasion,
+               seen_at: float | None = None) -> Callable[[], None]:
+    """The first half of a pass, which makes the workloads what the spec asks for; returns
+    the second half, to run at once or to queue behind other resources' first halves:
+    it applies the rest of the children (a Service, an autoscaler), prunes what the mode no
+    longer needs, records the pass in status and looks at the workloads once more.
+
+    Under a burst of creations, a Service created beside each Deployment costs the control
+    plane most of its time (addresses, endpoints for every pod): Deployments first let
+    every model start loading while the rest catches up.
+
+    An alias is resolved by an answer of the registry asked after `seen_at` (of
+    `time.monotonic`), when the change to apply was seen; by default, now."""
     deployment = parse_manifest(body, check_rules=False)
     namespace, name = deployment.namespace, deployment.name
     reference = deployment.spec.model
     try:
-        wanted = _pinned(deployment, body.get("status") or {}) or resolve(reference, settings.render.registry_uri)
+        wanted = (_pinned(deployment, body.get("status") or {})
+                  or resolve(reference, settings.render.registry_uri, seen_at))
     except RegistryError as error:
         # Existing children keep serving the version they run; only the condition says so.
         unresolved = Observed(MODEL_RESOLVED, "False", error.reason, str(error))
@@ -69,21 +79,19 @@ def apply_pass(body: dict, settings: OperatorSettings, post_event: PostEvent,
     planned = rollout.plan(upcoming, reference.name, canary_strategy)
     model, canary = planned
     children = render(deployment, model, settings.render, canary)
-    written = apply_children(children, compare=occasion is not Occasion.CREATED)
-    look_for_leftovers = occasion is Occasion.RECHECK or (written and occasion is Occasion.CHANGED)
-    pruned = (prune_children(namespace, name, deployment.uid, children, settings.render.scaled_objects)
-              if look_for_leftovers else [])
-    if written:
-        post_event("Applied", f"applied {written} of {len(children)} children for version {model.version}"
-                              + (f" and its canary of version {canary.version}" if canary else ""), False)
-    if pruned:
-        post_event("Pruned", f"removed what is no longer needed: {', '.join(pruned)}", False)
-    # What recording needs, and no more: it may wait in a queue behind many others.
-    workload, *canaries = (child_reference(child) for child in children if child["kind"] in WORKLOAD_KINDS)
-    generation, mode = deployment.generation, deployment.spec.mode.value
+    workloads = [child for child in children if child["kind"] in WORKLOAD_KINDS]
+    compare = occasion is not Occasion.CREATED
+    written = apply_children(workloads, compare=compare)
+    # What the second half needs, and no more: it may wait in a queue behind many others.
+    companions = [child for child in children if child["kind"] not in WORKLOAD_KINDS]
+    kept = [child_reference(child) for child in children]
+    workload, *canaries = (child_reference(child) for child in workloads)
+    generation, mode, uid = deployment.generation, deployment.spec.mode.value, deployment.uid
     auto_rollback = deployment.spec.rollout.auto_rollback
     served_at = endpoint(deployment) if mode == "online" else None
     subject = f"alias {reference.alias!r} of {model.name}" if reference.alias else f"the fixed version of {model.name}"
+    applied = f"for version {model.version}" + (f" and its canary of version {canary.version}" if canary else "")
+    announced = False  # a second half tried again announces nothing twice
 
     def record(status: dict, body: dict) -> None:
         if body["metadata"].get("generation") != generation:
@@ -100,7 +108,18 @@ def apply_pass(body: dict, settings: OperatorSettings, post_event: PostEvent,
         for child in canaries:
             rollout.advance_canary(status, cache.newest_child(child), auto_rollback, generation)
 
-    def record_pass() -> None:
+    def finish_pass() -> None:
+        nonlocal announced
+        all_written = written + apply_children(companions, compare=compare)
+        look_for_leftovers = occasion is Occasion.RECHECK or (all_written and occasion is Occasion.CHANGED)
+        pruned = (prune_children(namespace, name, uid, kept, settings.render.scaled_objects)
+                  if look_for_leftovers else [])
+        if not announced:
+            if all_written:
+                post_event("Applied", f"applied {all_written} of {len(kept)} children {applied}", False)
+            if pruned:
+                post_event("Pruned", f"removed what is no longer needed: {', '.join(pruned)}", False)
+            announced = True
         recorded = _announce(update_status(namespace, name, record), post_event)
         if recorded is not None and rollout.plan(recorded, reference.name, canary_strategy) != planned:
             _reconcile_again(namespace, name, settings, post_event)
@@ -110,7 +129,7 @@ def apply_pass(body: dict, settings: OperatorSettings, post_event: PostEvent,
         for child in (workload, *canaries):
             workload_changed(namespace, name, child, settings, post_event)
 
-    return record_pass
+    return finish_pass
 
 
 def _canary(deployment: ModelDeployment) -> bool:
@@ -142,7 +161,8 @@ def follow_alias(body: dict, settings: OperatorSettings, post_event: PostEvent) 
     if status.get("observedGeneration") != deployment.generation or "modelVersion" not in status:
         return  # the reconcile of this generation is still to record; it resolves the alias itself
     reference, rollout_spec = deployment.spec.model, deployment.spec.rollout
-    moved = resolve(reference, settings.render.registry_uri, max_age=rollout_spec.poll_interval_seconds)
+    moved = resolve(reference, settings.render.registry_uri,
+                    asked_after=time.monotonic() - rollout_spec.poll_interval_seconds)
     known = (status.get(key) for key in ("modelVersion", "targetVersion", rollout.FAILED_VERSION))
     if moved.version in known:
         return

@@ -56,15 +56,14 @@ class _Answers:
         self._locks: dict[tuple, threading.Lock] = {}
         self._answers: dict[tuple, tuple[float, ResolvedModel]] = {}
 
-    def get(self, question: tuple, ask: Callable[[], ResolvedModel], max_age: float) -> ResolvedModel:
-        """An answer asked at most `max_age` seconds before this call; with 0, one asked
-        after it began, which callers queued behind one lookup share."""
-        arrived = time.monotonic()
+    def get(self, question: tuple, ask: Callable[[], ResolvedModel], asked_after: float) -> ResolvedModel:
+        """An answer asked after the instant `asked_after` (of `time.monotonic`), which
+        callers queued behind one lookup share."""
         with self._guard:
             lock = self._locks.setdefault(question, threading.Lock())
         with lock:
             asked, answer = self._answers.get(question, (float("-inf"), None))
-            if asked >= arrived - max_age:
+            if asked >= asked_after:
                 return answer
             asked = time.monotonic()
             answer = ask()  # failures are not remembered: the next pass asks again
@@ -77,19 +76,20 @@ class _Answers:
                 del self._answers[question]
 
 
-# A new or edited ModelDeployment sees the alias as it is when its pass begins: an older
-# answer, even a second old, could deploy the version the alias just left.
-FRESH_SECONDS = 0.0
 _answers = _Answers()
 
 
-def resolve(reference: ModelReference, default_uri: str | None, max_age: float = FRESH_SECONDS) -> ResolvedModel:
+def resolve(reference: ModelReference, default_uri: str | None, asked_after: float | None = None) -> ResolvedModel:
     """The version `reference` names (its alias resolved), with its run and source: an
-    answer at most `max_age` seconds old, so resources polling one model on the same
-    interval share one registry call per interval."""
+    answer asked after the instant `asked_after` (of `time.monotonic`; by default, now).
+
+    A new or edited ModelDeployment takes an answer asked after its change was seen: an
+    older one, even a second old, could deploy the version the alias just left. Resources
+    polling one model on the same interval share one registry call per interval."""
     uri = (reference.registry.uri or default_uri or "").rstrip("/")
     question = (uri, reference.name, reference.alias, reference.version)
-    return _answers.get(question, lambda: _ask(reference, uri), max_age)
+    return _answers.get(question, lambda: _ask(reference, uri),
+                        time.monotonic() if asked_after is None else asked_after)
 
 
 def forget_alias(name: str, alias: str) -> None:
