@@ -13,8 +13,8 @@ operator adds. Goals: all Ready within 60 s, p50 under 1 s, operator RSS under 1
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,19 +34,67 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def _watch_first_seen(list_call, namespace: str, seen: dict[str, float], stop: threading.Event,
-                      predicate=lambda obj: True) -> None:
-    """Records when each object (by name) is first seen matching `predicate`."""
+def _list_call(kind: str):
+    if kind == "Deployment":
+        return client.AppsV1Api().list_namespaced_deployment
+    custom = client.CustomObjectsApi()
+    return lambda namespace, **kw: custom.list_namespaced_custom_object(
+        "modelplane.io", "v1alpha1", namespace, "modeldeployments", **kw)
+
+
+def _always(obj) -> bool:
+    return True
+
+
+def _record_first_seen(kubeconfig: str, kind: str, namespace: str, predicate, ready, stop, count, results) -> None:
+    """Records when each object (by name) is first seen matching `predicate`: in a process
+    of its own, as in the creating one its threads would delay what it sees."""
+    config.load_kube_config(kubeconfig)
+    list_call = _list_call(kind)
+    listing = list_call(namespace)
+    version = listing["metadata"]["resourceVersion"] if isinstance(listing, dict) else listing.metadata.resource_version
+    seen: dict[str, float] = {}
+    ready.set()
     while not stop.is_set():
         stream = watch.Watch()
-        for event in stream.stream(list_call, namespace, timeout_seconds=5):
+        for event in stream.stream(list_call, namespace, resource_version=version, timeout_seconds=2):
             obj = event["object"]
-            name = obj["metadata"]["name"] if isinstance(obj, dict) else obj.metadata.name
+            if isinstance(obj, dict):
+                name, version = obj["metadata"]["name"], obj["metadata"]["resourceVersion"]
+            else:
+                name, version = obj.metadata.name, obj.metadata.resource_version
             if name not in seen and predicate(obj):
-                seen[name] = time.monotonic()
+                seen[name] = time.monotonic()  # one clock for every process
+                count.value = len(seen)
             if stop.is_set():
                 stream.stop()
                 break
+    results.put(seen)
+
+
+class FirstSeen:
+    """When each object of `kind` in `namespace` was first seen matching `predicate`."""
+
+    def __init__(self, kubeconfig: Path, kind: str, namespace: str, predicate=_always):
+        context = multiprocessing.get_context("spawn")
+        ready, self._stop = context.Event(), context.Event()
+        self._count, self._results = context.Value("i", 0), context.Queue()
+        self._process = context.Process(target=_record_first_seen, daemon=True, args=(
+            str(kubeconfig), kind, namespace, predicate, ready, self._stop, self._count, self._results))
+        self._process.start()
+        if not ready.wait(60):
+            raise RuntimeError(f"the watch of {kind} in {namespace} did not start")
+
+    def wait_for(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self._count.value < count and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        seen = self._results.get(timeout=30)
+        self._process.join(10)
+        return seen
 
 
 def _available(deployment) -> bool:
@@ -66,58 +114,38 @@ def _create_all(create, count: int) -> dict[str, float]:
     return created
 
 
-def _wait_for(seen: dict[str, float], count: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while len(seen) < count and time.monotonic() < deadline:
-        time.sleep(0.2)
-
-
 def _pod_template(name: str) -> dict:
     return {"metadata": {"labels": {"app": name}},
             "spec": {"containers": [{"name": "model", "image": "example.invalid/serving:bench"}]}}
 
 
-def anchor(apps: client.AppsV1Api, count: int) -> float:
+def anchor(apps: client.AppsV1Api, kubeconfig: Path, count: int) -> float:
     namespace = "anchor"
     client.CoreV1Api().create_namespace({"metadata": {"name": namespace}})
-    available: dict[str, float] = {}
-    stop = threading.Event()
-    watcher = threading.Thread(target=_watch_first_seen, daemon=True,
-                               args=(apps.list_namespaced_deployment, namespace, available, stop, _available))
-    watcher.start()
+    watcher = FirstSeen(kubeconfig, "Deployment", namespace, _available)
     started = time.monotonic()
     _create_all(lambda name: apps.create_namespaced_deployment(namespace, {
         "metadata": {"name": name},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": _pod_template(name)},
     }), count)
-    _wait_for(available, count, timeout=600)
-    stop.set()
+    watcher.wait_for(count, timeout=600)
+    available = watcher.stop()
     return max(available.values()) - started if len(available) == count else float("inf")
 
 
-def operator_run(custom: client.CustomObjectsApi, apps: client.AppsV1Api, count: int, operator: Operator) -> dict:
+def operator_run(custom: client.CustomObjectsApi, kubeconfig: Path, count: int, operator: Operator) -> dict:
     namespace = "scale"
     client.CoreV1Api().create_namespace({"metadata": {"name": namespace}})
-    deployments: dict[str, float] = {}
-    ready: dict[str, float] = {}
-    stop = threading.Event()
-    threads = [
-        threading.Thread(target=_watch_first_seen, daemon=True,
-                         args=(apps.list_namespaced_deployment, namespace, deployments, stop)),
-        threading.Thread(target=_watch_first_seen, daemon=True, args=(
-            lambda ns, **kw: custom.list_namespaced_custom_object("modelplane.io", "v1alpha1", ns, "modeldeployments", **kw),
-            namespace, ready, stop, is_ready)),
-    ]
-    for thread in threads:
-        thread.start()
+    deployment_watcher = FirstSeen(kubeconfig, "Deployment", namespace)
+    ready_watcher = FirstSeen(kubeconfig, "ModelDeployment", namespace, is_ready)
     started = time.monotonic()
     created = _create_all(lambda name: custom.create_namespaced_custom_object(
         "modelplane.io", "v1alpha1", namespace, "modeldeployments", {
             "apiVersion": "modelplane.io/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name},
             "spec": {"mode": "online", "model": {"name": "iris", "alias": "champion"}},
         }), count)
-    _wait_for(ready, count, timeout=600)
-    stop.set()
+    ready_watcher.wait_for(count, timeout=600)
+    ready, deployments = ready_watcher.stop(), deployment_watcher.stop()
     lags = [deployments[name] - created[name] for name in created if name in deployments]
     return {
         "all_ready_s": max(ready.values()) - started if len(ready) == count else float("inf"),
@@ -151,10 +179,10 @@ def main() -> None:
         config.load_kube_config(str(plane.kubeconfig))
         apps, custom = client.AppsV1Api(), client.CustomObjectsApi()
 
-        anchor_s = anchor(apps, count)
+        anchor_s = anchor(apps, plane.kubeconfig, count)
         operator = Operator(plane.kubeconfig, tracking_uri, root / "logs").start()
         time.sleep(3)  # let it connect and list before the flood
-        result = operator_run(custom, apps, count, operator)
+        result = operator_run(custom, plane.kubeconfig, count, operator)
 
         print(f"{count} plain Deployments available (anchor): {anchor_s:.1f} s")
         print(f"{count} ModelDeployments Ready: {result['all_ready_s']:.1f} s ({result['ready']} Ready), "
