@@ -47,11 +47,13 @@ def _session() -> requests.Session:
 
 
 class _Answers:
-    """Recent answers of the registry, one lookup at a time per question: a thousand
-    ModelDeployments of one model created together cost one registry call, not a
-    thousand (a lookup takes about 20 ms, and the registry answers one at a time)."""
+    """Recent answers of the registry, one lookup at a time per question, and at most one
+    every `spacing` seconds: a thousand ModelDeployments of one model created together
+    cost a few registry calls, not a thousand (a lookup takes about 20 ms of a registry
+    that answers one at a time)."""
 
-    def __init__(self):
+    def __init__(self, spacing: float = 0.0):
+        self._spacing = spacing
         self._guard = threading.Lock()
         self._locks: dict[tuple, threading.Lock] = {}
         self._answers: dict[tuple, tuple[float, ResolvedModel]] = {}
@@ -65,6 +67,8 @@ class _Answers:
             asked, answer = self._answers.get(question, (float("-inf"), None))
             if asked >= asked_after:
                 return answer
+            # Callers that come meanwhile wait for this lookup, and share it.
+            time.sleep(max(0.0, asked + self._spacing - time.monotonic()))
             asked = time.monotonic()
             answer = ask()  # failures are not remembered: the next pass asks again
             self._answers[question] = (asked, answer)
@@ -76,7 +80,10 @@ class _Answers:
                 del self._answers[question]
 
 
-_answers = _Answers()
+# Under a burst of creations, each waits up to this long for a lookup it shares with
+# those that came meanwhile.
+LOOKUP_SPACING_SECONDS = 0.2
+_answers = _Answers(LOOKUP_SPACING_SECONDS)
 
 
 def resolve(reference: ModelReference, default_uri: str | None, asked_after: float | None = None) -> ResolvedModel:

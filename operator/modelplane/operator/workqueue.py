@@ -6,8 +6,8 @@ doubles with each failure in a row.
 A Deployment's status changes several times while its pods start; under a burst of
 creations, each ModelDeployment then catches up once with the latest of what its
 workload says, not once per event. Urgent work (making a resource's workload) is taken
-before the rest, so under a burst every resource gets its workload before earlier ones
-catch up with their status."""
+before the rest, which waits while urgent work does, so under a burst every resource
+gets its workload before earlier ones catch up with their status."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ class WorkQueue:
     async def _take(self, ordinary_workers: int) -> tuple[Hashable, Work, bool, bool]:
         while True:
             for urgent, queued in ((True, self._urgent), (False, self._ordinary)):
-                if not urgent and self._ordinary_working >= ordinary_workers:
+                if not urgent and (self._ordinary_working >= ordinary_workers or self._urgent):
                     break
                 key = next((key for key in queued if key not in self._working), None)
                 if key is not None:
@@ -91,8 +91,9 @@ class WorkQueue:
         asyncio.get_running_loop().call_later(delay, self._add_again, key, work, urgent)
 
     async def serve(self, workers: int, ordinary_workers: int | None = None) -> None:
-        """Does the queued work with `workers` threads at a time, of which at most
-        `ordinary_workers` (by default, all) do work that is not urgent, until cancelled."""
+        """Does the queued work with `workers` threads at a time, until cancelled; work
+        that is not urgent only while no urgent work waits, with at most
+        `ordinary_workers` of them (by default, all)."""
         loop = self._loop = asyncio.get_running_loop()
         ordinary_workers = workers if ordinary_workers is None else ordinary_workers
 
