@@ -203,8 +203,3 @@ async def companion_changed(body: kopf.Body, type: str | None, namespace: str, l
     """A Service or autoscaler says nothing of readiness; only its deletion matters."""
     if type == "DELETED" and (child := _owned_child(body)) is not None:
         _queue_child_work(child, namespace, labels, reconcile.child_deleted)
-
-
-
-
-

@@ -85,7 +85,7 @@ def apply_pass(body: dict, settings: OperatorSettings, post_event: PostEvent, oc
     # What the second half needs, and no more: it may wait in a queue behind many others.
     companions = [child for child in children if child["kind"] not in WORKLOAD_KINDS]
     kept = [child_reference(child) for child in children]
-    workload, *canaries = (child_reference(child) for child in workloads)
+    workload, *canaries = (child for child in kept if child["kind"] in WORKLOAD_KINDS)
     generation, mode, uid = deployment.generation, deployment.spec.mode.value, deployment.uid
     auto_rollback = deployment.spec.rollout.auto_rollback
     served_at = endpoint(deployment) if mode == "online" else None

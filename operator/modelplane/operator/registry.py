@@ -52,7 +52,7 @@ class _Answers:
     cost a few registry calls, not a thousand (a lookup takes about 20 ms of a registry
     that answers one at a time)."""
 
-    def __init__(self, spacing: float = 0.0):
+    def __init__(self, spacing: float):
         self._spacing = spacing
         self._guard = threading.Lock()
         self._locks: dict[tuple, threading.Lock] = {}

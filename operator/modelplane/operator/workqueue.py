@@ -55,8 +55,7 @@ class WorkQueue:
 
     def _add_again(self, key: Hashable, work: Work, urgent: bool) -> None:
         if key not in self._urgent and key not in self._ordinary:
-            (self._urgent if urgent else self._ordinary)[key] = work, True
-            self._changed.set()
+            self.add(key, work, urgent, retry=True)
 
     def __len__(self) -> int:
         """Pieces of work queued or under way."""
