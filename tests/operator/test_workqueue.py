@@ -126,6 +126,22 @@ def test_ordinary_work_keeps_to_its_share_of_the_workers():
     assert urgent_done == [1], "urgent work done beside it, not after it"
 
 
+def test_ordinary_work_waits_while_urgent_work_is_under_way():
+    queue, done = WorkQueue(), []
+
+    async def serve() -> None:
+        serving = asyncio.create_task(queue.serve(4, ordinary_workers=2))
+        queue.add("workload", lambda: time.sleep(0.3) or done.append("urgent"), urgent=True)
+        await asyncio.sleep(0.05)
+        queue.add("status", lambda: done.append("ordinary"))  # idle workers, but urgent work under way
+        while len(queue):
+            await asyncio.sleep(0.01)
+        serving.cancel()
+
+    asyncio.run(serve())
+    assert done == ["urgent", "ordinary"]
+
+
 def test_a_retry_gives_way_to_newer_work_queued_under_its_key():
     queue, done = WorkQueue(first_retry_seconds=0.3), []
 

@@ -46,14 +46,30 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     # with its default of 5 s, a burst of thousands of objects took a fifth of the
     # operator's memory.
     settings.batching.idle_timeout = 1.0
+    settings.persistence.diffbase_storage = _NoDiffBase()
+
+
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's record of the last handled spec, which only its change handlers read; every
+    handler here is an event handler. Building it copied each event whole (managed fields
+    and all): under a burst, enough work to make the operator read its watches late."""
+
+    def build(self, *, body: kopf.Body, extra_fields=None) -> None:
+        return None
+
+    def fetch(self, *, body: kopf.Body) -> None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
 
 
 # Threads doing queued work: the first halves of passes (making workloads) first, then
 # the rest: second halves (the other children, status), polls, settling, and catching up
 # with children. Under a burst of creations the API server's answers, not the operator,
 # are what is slow: as many threads as it takes to keep a fair share of the API server
-# for workloads (each waits on one request), and few for the rest, which would
-# otherwise crowd them out.
+# for workloads (each waits on one request); the rest waits for them, and then goes a few
+# at a time.
 WORKERS, ORDINARY_WORKERS = 64, 4
 _work = WorkQueue()
 # The resources following an alias or rolling out, looked after by one loop (see `following`).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import kopf
 
 from modelplane.operator import handlers  # noqa: F401 - importing registers the handlers
@@ -9,6 +11,10 @@ from modelplane.operator import handlers  # noqa: F401 - importing registers the
 
 def main(namespaces: list[str], all_namespaces: bool, liveness: str | None) -> int:
     kopf.configure(log_prefix=True)  # INFO, each line naming its object as [namespace/name]
+    # kopf logs every watch event its handlers took as a success: under a burst, thousands
+    # of lines that say nothing, written by the thread that must keep reading the watches.
+    # Failures still show.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     # Standalone: the chart runs one replica with a Recreate strategy, so there is never
     # a second operator to negotiate with, and none to leave paused.
     kopf.run(

@@ -6,8 +6,9 @@ doubles with each failure in a row.
 A Deployment's status changes several times while its pods start; under a burst of
 creations, each ModelDeployment then catches up once with the latest of what its
 workload says, not once per event. Urgent work (making a resource's workload) is taken
-before the rest, which waits while urgent work does, so under a burst every resource
-gets its workload before earlier ones catch up with their status."""
+before the rest, which waits while urgent work is queued or under way, so under a burst
+every resource gets its workload before earlier ones catch up with their status, and
+the API server's time goes to the workloads."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ class WorkQueue:
     async def _take(self, ordinary_workers: int) -> tuple[Hashable, Work, bool, bool]:
         while True:
             for urgent, queued in ((True, self._urgent), (False, self._ordinary)):
-                if not urgent and (self._ordinary_working >= ordinary_workers or self._urgent):
+                urgent_working = len(self._working) - self._ordinary_working
+                if not urgent and (self._ordinary_working >= ordinary_workers or self._urgent or urgent_working):
                     break
                 key = next((key for key in queued if key not in self._working), None)
                 if key is not None:
@@ -91,7 +93,7 @@ class WorkQueue:
 
     async def serve(self, workers: int, ordinary_workers: int | None = None) -> None:
         """Does the queued work with `workers` threads at a time, until cancelled; work
-        that is not urgent only while no urgent work waits, with at most
+        that is not urgent only while no urgent work waits or is under way, with at most
         `ordinary_workers` of them (by default, all)."""
         loop = self._loop = asyncio.get_running_loop()
         ordinary_workers = workers if ordinary_workers is None else ordinary_workers
