@@ -18,3 +18,15 @@ def operator(request: pytest.FixtureRequest, crd: ControlPlane, registry: Regist
     show_logs_on_failure(request.config, [running.component])
     yield running
     running.stop()
+
+
+@pytest.fixture
+def operator_client(cluster: ControlPlane, monkeypatch: pytest.MonkeyPatch):
+    """The operator's client module (`modelplane.operator.kube`), for its own code run in
+    this process, connected to the test bed as its admin."""
+    from modelplane.operator import kube
+
+    monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(cluster.kubeconfig))
+    kube.dynamic_client.cache_clear()
+    yield kube
+    kube.dynamic_client.cache_clear()

@@ -161,9 +161,9 @@ def test_a_workload_deleted_from_outside_comes_back_at_the_pinned_version(
 
 
 def test_an_event_caught_up_with_late_does_not_undo_what_a_newer_workload_said(
-    operator: Operator, cluster: ControlPlane, namespace: str, monkeypatch: pytest.MonkeyPatch,
+    operator: Operator, cluster: ControlPlane, namespace: str, operator_client,
 ):
-    from modelplane.operator import kube, reconcile
+    from modelplane.operator import reconcile
     from modelplane.operator.settings import OperatorSettings
 
     apply(cluster, namespace, manifest("iris"))
@@ -173,11 +173,6 @@ def test_an_event_caught_up_with_late_does_not_undo_what_a_newer_workload_said(
     stale["status"] = {"observedGeneration": stale["metadata"]["generation"], "replicas": 1, "updatedReplicas": 1}
 
     # The operator's own code, in this process, as the test bed's admin.
-    monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(cluster.kubeconfig))
-    kube.dynamic_client.cache_clear()
-    try:
-        reconcile.workload_changed(namespace, "iris", stale, OperatorSettings.from_environment(),
-                                   lambda reason, message, warning: None)
-    finally:
-        kube.dynamic_client.cache_clear()
+    reconcile.workload_changed(namespace, "iris", stale, OperatorSettings.from_environment(),
+                               lambda reason, message, warning: None)
     assert ready(cluster, namespace, "iris", 1), status_of(cluster, namespace, "iris")

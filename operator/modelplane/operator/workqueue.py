@@ -64,8 +64,8 @@ class WorkQueue:
 
     async def _take(self, ordinary_workers: int) -> tuple[Hashable, Work, bool, bool]:
         while True:
+            urgent_working = len(self._working) - self._ordinary_working
             for urgent, queued in ((True, self._urgent), (False, self._ordinary)):
-                urgent_working = len(self._working) - self._ordinary_working
                 if not urgent and (self._ordinary_working >= ordinary_workers or self._urgent or urgent_working):
                     break
                 key = next((key for key in queued if key not in self._working), None)
