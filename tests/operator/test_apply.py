@@ -32,3 +32,30 @@ def test_applying_one_child_after_another_reuses_one_connection(operator_client,
     assert cluster.get("configmap", "child-4", namespace)["data"] == {"model": "child-4"}
     # An answer left unread holds its connection: each apply would open (and handshake) another.
     assert _connections_opened(operator_client) - opened_before <= 1
+
+
+def test_a_created_child_loses_a_field_the_next_apply_leaves_out(operator_client, cluster: ControlPlane,
+                                                                 namespace: str):
+    from modelplane.operator.apply import FIELD_MANAGER, apply_children
+
+    created = {**_config_map(namespace, "child"), "data": {"model": "child", "dropped": "soon"}}
+    assert apply_children([created], compare=False) == 1
+
+    assert apply_children([_config_map(namespace, "child")]) == 1
+
+    live = operator_client.resource("v1", "ConfigMap").get(name="child", namespace=namespace).to_dict()
+    # Left owned by the create, the field would stay.
+    assert live["data"] == {"model": "child"}
+    assert [entry["operation"] for entry in live["metadata"]["managedFields"]
+            if entry["manager"] == FIELD_MANAGER] == ["Apply"]
+
+
+def test_creating_a_child_that_exists_applies_it_instead(operator_client, cluster: ControlPlane, namespace: str):
+    from modelplane.operator.apply import apply_children
+
+    assert apply_children([_config_map(namespace, "child")], compare=False) == 1
+    # The same pass tried again, after it created the child: unchanged, nothing written.
+    assert apply_children([_config_map(namespace, "child")], compare=False) == 0
+
+    assert apply_children([{**_config_map(namespace, "child"), "data": {"model": "edited"}}], compare=False) == 1
+    assert cluster.get("configmap", "child", namespace)["data"] == {"model": "edited"}

@@ -4,8 +4,9 @@ the ones the current mode no longer needs."""
 from __future__ import annotations
 
 import copy
+import functools
 
-from modelplane.operator.kube import NotFoundError, resource
+from modelplane.operator.kube import ConflictError, NotFoundError, resource
 from modelplane.operator.render.common import DEPLOYMENT_LABEL, content_hash
 
 FIELD_MANAGER = "modelplane"
@@ -25,29 +26,88 @@ SCALED_OBJECT = ("keda.sh/v1alpha1", "ScaledObject")
 
 
 def apply_children(children: list[dict], compare: bool = True) -> int:
-    """Applies each child whose rendered content changed (each one, unread, without
-    `compare`); returns how many were written.
+    """Applies each child whose rendered content changed; returns how many were written.
+    Without `compare`, for a resource just created, each is created unread (and applied
+    as usual where it exists after all: the same pass, tried again).
 
     The comparison is against a hash of the rendered object stored on it, not against the
     live object, whose server defaults would make every pass look like a change."""
     written = 0
     for child in map(copy.deepcopy, children):
         desired_hash = content_hash(child)
-        metadata = child["metadata"]
-        metadata.setdefault("annotations", {})[SPEC_HASH_ANNOTATION] = desired_hash
-        live = read_child(child) if compare else None
+        child["metadata"].setdefault("annotations", {})[SPEC_HASH_ANNOTATION] = desired_hash
+        if not compare and _create(child):
+            written += 1
+            continue
+        live = read_child(child)
         if live and (live["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION) == desired_hash:
             continue
-        # Server-side apply: fields this manager stops setting are removed, and fields
-        # others own (the autoscaler's replica count) are left to them.
-        answer = resource(child["apiVersion"], child["kind"]).server_side_apply(
-            body=child, namespace=metadata["namespace"], field_manager=FIELD_MANAGER, force_conflicts=True,
-            serialize=False)  # no time spent making objects of an answer not looked at
-        # Read to its end all the same: until then it holds its connection, and the next
-        # request would open another (a TLS handshake, slow for both ends under a burst).
-        answer.drain_conn()
+        if live:
+            _take_over_created_fields(child, live)
+        _apply(child)
         written += 1
     return written
+
+
+def _create(child: dict) -> bool:
+    """Creates the child; False if it exists. A create costs the API server about a third
+    less than a server-side apply (measured on the test bed), which under a burst of new
+    resources is what each waits for; its fields are taken over by the first apply."""
+    try:
+        _read_to_end(resource(child["apiVersion"], child["kind"]).create(
+            body=child, namespace=child["metadata"]["namespace"], field_manager=FIELD_MANAGER, serialize=False))
+    except ConflictError:
+        return False
+    return True
+
+
+def _apply(child: dict) -> None:
+    # Server-side apply: fields this manager stops setting are removed, and fields others
+    # own (the autoscaler's replica count) are left to them.
+    _read_to_end(resource(child["apiVersion"], child["kind"]).server_side_apply(
+        body=child, namespace=child["metadata"]["namespace"], field_manager=FIELD_MANAGER, force_conflicts=True,
+        serialize=False))
+
+
+def _take_over_created_fields(child: dict, live: dict) -> None:
+    """Makes the fields this manager set by creating the child its applied ones, as
+    kubectl does when it moves an object to server-side apply: else a created field the
+    next apply leaves out would stay, owned by the create. The write is guarded by the
+    resourceVersion read."""
+    entries = live["metadata"].get("managedFields") or []
+    created = [entry for entry in entries if _is_own(entry, "Update")]
+    if not created:
+        return
+    applied = next((entry for entry in entries if _is_own(entry, "Apply")), None)
+    fields = functools.reduce(_union, (entry.get("fieldsV1") or {} for entry in created),
+                              (applied or {}).get("fieldsV1") or {})
+    kept = [entry for entry in entries if not _is_own(entry, "Update") and entry is not applied]
+    taken_over = {**(applied or created[0]), "operation": "Apply", "fieldsV1": fields}
+    taken_over.pop("subresource", None)
+    metadata = live["metadata"]
+    _read_to_end(resource(child["apiVersion"], child["kind"]).patch(
+        name=metadata["name"], namespace=metadata["namespace"], content_type="application/json-patch+json",
+        body=[{"op": "replace", "path": "/metadata/managedFields", "value": [*kept, taken_over]},
+              # "replace", not "test": a stale read then fails as a conflict, tried again.
+              {"op": "replace", "path": "/metadata/resourceVersion", "value": metadata["resourceVersion"]}],
+        serialize=False))
+
+
+def _is_own(entry: dict, operation: str) -> bool:
+    return (entry.get("manager") == FIELD_MANAGER and entry.get("operation") == operation
+            and not entry.get("subresource"))
+
+
+def _union(fields: dict, more: dict) -> dict:
+    """Two field sets of managedFields (`fieldsV1`), as one."""
+    return {key: _union(fields.get(key) or {}, more.get(key) or {}) for key in fields.keys() | more.keys()}
+
+
+def _read_to_end(answer) -> None:
+    """An answer read to its end, though not looked at: until then it holds its connection,
+    and the next request would open another (a TLS handshake, slow for both ends under a
+    burst). Not made into objects: no time spent on it."""
+    answer.drain_conn()
 
 
 def child_reference(child) -> dict:

@@ -7,11 +7,11 @@ from functools import cache
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import ForbiddenError, NotFoundError
+from kubernetes.dynamic.exceptions import ConflictError, ForbiddenError, NotFoundError
 
 from modelplane.operator.spec import API_VERSION, KIND
 
-__all__ = ["ForbiddenError", "NotFoundError", "dynamic_client", "resource"]
+__all__ = ["ConflictError", "ForbiddenError", "NotFoundError", "dynamic_client", "resource"]
 
 # Connections to the API server kept open for reuse: one for each thread that may send a
 # request at once (the work queue's, the Events poster's), as each new one is a TLS handshake.

@@ -32,8 +32,8 @@ FAILURES = {"ProgressDeadlineExceeded", "JobFailed"}
 class Occasion(Enum):
     """What prompted a pass, which says what it must look at besides the rendered children."""
 
-    # A resource just created, on the first try: it has no children yet, so none is read
-    # before it is written and none is looked for to prune (saving most of its requests).
+    # A resource just created: it has no children yet, so each is created unread and
+    # none is looked for to prune (saving most of its requests).
     CREATED = "created"
     # Its spec or its alias changed: leftovers are looked for if something was written.
     CHANGED = "changed"
