@@ -13,10 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from kubernetes.dynamic.exceptions import ConflictError
-
 from modelplane.operator import cache
-from modelplane.operator.kube import NotFoundError, resource
+from modelplane.operator.kube import ConflictError, NotFoundError, resource
 from modelplane.operator.spec import API_VERSION, KIND
 
 READY = "Ready"
