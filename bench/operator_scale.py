@@ -171,7 +171,7 @@ def main() -> None:
     count = parser.parse_args().count
     binaries.ensure_built()
     root = Path(tempfile.mkdtemp(prefix="modelplane-bench-"))
-    registry, tracking_uri = start_registry(root / "registry", root / "logs")
+    registry, tracking_uri = start_registry(root / "registry", root / "registry" / "logs")
     try:
         register_test_models(tracking_uri)
         with _fresh_control_plane(root / "anchor") as plane:

@@ -19,7 +19,7 @@ def _connections_opened(kube) -> int:
     return sum(pools[key].num_connections for key in pools.keys())
 
 
-def test_applying_one_child_after_another_reuses_one_connection(operator_client, cluster: ControlPlane,
+def test_writing_one_child_after_another_reuses_one_connection(operator_client, cluster: ControlPlane,
                                                                 namespace: str):
     from modelplane.operator.apply import apply_children
 
@@ -27,10 +27,12 @@ def test_applying_one_child_after_another_reuses_one_connection(operator_client,
     opened_before = _connections_opened(operator_client)
 
     written = apply_children([_config_map(namespace, f"child-{index}") for index in range(5)], compare=False)
+    edited = [{**_config_map(namespace, f"child-{index}"), "data": {"model": "edited"}} for index in range(5)]
+    applied = apply_children(edited)  # read, taken over and applied: each kind of request
 
-    assert written == 5
-    assert cluster.get("configmap", "child-4", namespace)["data"] == {"model": "child-4"}
-    # An answer left unread holds its connection: each apply would open (and handshake) another.
+    assert (written, applied) == (5, 5)
+    assert cluster.get("configmap", "child-4", namespace)["data"] == {"model": "edited"}
+    # An answer left unread holds its connection: each write would open (and handshake) another.
     assert _connections_opened(operator_client) - opened_before <= 1
 
 
