@@ -41,5 +41,9 @@ class ModelLoadError(Exception):
     """The model cannot be served; start-up stops with this one-line message."""
 
 
+class UnsafeModel(Exception):
+    """The model is not one Modelplane reads without --allow-pickle; the message says why."""
+
+
 class BatchError(Exception):
     """A batch run cannot go on; it stops with this one-line message and no partial output."""

@@ -1,28 +1,26 @@
 """Fetching, vetting and loading the one model a server serves.
 
 A registry model is downloaded once per resolved version into the cache folder (the
-pod's emptyDir), so a restarted container with the same version starts from disk. Model
-formats that unpickle are refused unless allowed: unpickling runs whatever code the
-artifact carries.
+pod's emptyDir), so a restarted container with the same version starts from disk. Unless
+--allow-pickle allows MLflow's own loaders, which run whatever code the artifact carries,
+only the formats of `model_formats` are read, by Modelplane itself.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
-from modelplane.serving.errors import ModelLoadError
+from modelplane.serving import model_formats
+from modelplane.serving.errors import ModelLoadError, UnsafeModel
 
 log = logging.getLogger(__name__)
 
-# Loaders that never unpickle; any other loader is treated as one that may.
-_SAFE_LOADERS = {"mlflow.xgboost", "mlflow.lightgbm", "mlflow.onnx", "mlflow.tensorflow", "mlflow.keras"}
-_SAFE_SKLEARN_FORMATS = {"skops"}
 _COMPLETE_MARKER = ".modelplane-complete"
 
 
@@ -55,21 +53,40 @@ class LoadedModel:
 
 def load(uri: str, cache: Path, allow_pickle: bool, strict_deps: bool = False) -> LoadedModel:
     """The model at `uri`, ready to predict; ModelLoadError says why not, in one line."""
-    import mlflow.pyfunc
-
+    if not allow_pickle:
+        # Should anything reach one of MLflow's loaders after all, it refuses to unpickle.
+        os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
     name, version, path = _fetch(uri, cache)
-    _vet(uri, path, allow_pickle)
-    dependencies = check_dependencies(path)
-    missing = [dependency.requirement for dependency in dependencies if dependency.installed is None]
-    if strict_deps and missing:
-        raise ModelLoadError(f"{uri} requires packages that are not installed: {', '.join(missing)} "
-                             "(install them in the image, or start without --strict-deps)")
     try:
-        pyfunc = mlflow.pyfunc.load_model(str(path))
+        if not allow_pickle:
+            model_formats.check_contained(path)
+        dependencies = check_dependencies(path)
+        missing = [dependency.requirement for dependency in dependencies if dependency.installed is None]
+        if strict_deps and missing:
+            raise ModelLoadError(f"{uri} requires packages that are not installed: {', '.join(missing)} "
+                                 "(install them in the image, or start without --strict-deps)")
+        pyfunc = _load_pyfunc(path, allow_pickle)
+    except UnsafeModel as refused:
+        raise model_formats.refusal(uri, refused) from None
+    except ModelLoadError:
+        raise
     except Exception as error:  # noqa: BLE001 - any failure to load ends start-up, with its message
-        raise ModelLoadError(f"{uri} could not be loaded: {error}") from None
+        raise ModelLoadError(f"{uri} could not be loaded: {_first_line(error)}") from None
     log.info("loaded %s (version %s) from %s", name, version, path)
     return LoadedModel(uri=uri, name=name, version=version, path=path, pyfunc=pyfunc, dependencies=dependencies)
+
+
+def _load_pyfunc(path: Path, allow_pickle: bool):
+    if not allow_pickle:
+        return model_formats.load_pyfunc(path)
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(str(path))
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 # Packages installed under another distribution name than the one models record.
@@ -82,9 +99,10 @@ def check_dependencies(path: Path) -> tuple[Dependency, ...]:
 
     from packaging.requirements import InvalidRequirement, Requirement
 
-    requirements = path / "requirements.txt"
-    if not requirements.is_file():
-        return ()
+    try:
+        requirements = model_formats.inside(path, "requirements.txt", "requirements.txt")
+    except UnsafeModel:
+        return ()  # none, or a link out of the model folder, which is not read
     found = []
     for line in requirements.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
@@ -166,22 +184,6 @@ def _download(artifact_uri: str, target: Path) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
-
-
-def _vet(uri: str, path: Path, allow_pickle: bool) -> None:
-    if allow_pickle:
-        return
-    flavors = (yaml.safe_load((path / "MLmodel").read_text()) or {}).get("flavors", {})
-    loader = flavors.get("python_function", {}).get("loader_module", "")
-    if loader == "mlflow.sklearn" and flavors.get("sklearn", {}).get("serialization_format") in _SAFE_SKLEARN_FORMATS:
-        return
-    if loader in _SAFE_LOADERS:
-        return
-    raise ModelLoadError(
-        f"{uri} is stored in a format that loads by unpickling ({loader or 'unknown loader'}), which runs "
-        "code from the artifact; serve it only if you trust its source, with --allow-pickle "
-        "(MODELPLANE_ALLOW_PICKLE=true)"
-    )
 
 
 def _safe(text: str) -> str:
