@@ -60,6 +60,15 @@ BAD_MANIFESTS = {
         _with("streaming", {"source": "nats://n:4222/orders", "sink": "kafka://k:9092/out"}),
         "spec.streaming.source", "add its JetStream stream",
     ),
+    **{f"registry-{attack}": (
+        _with("model.registry", {"uri": uri}), "spec.model.registry.uri",
+        "spec.model.registry.uri must be an http:// or https:// address with no user name, password, query or fragment",
+    ) for attack, uri in {
+        "with-credentials": "http://user:token@mlflow.mlflow.svc:5000",
+        "aimed-at-another-path-by-fragment": "http://metadata.internal/computeMetadata/v1#",
+        "aimed-at-another-path-by-query": "http://metadata.internal/computeMetadata/v1?path=",
+        "of-another-scheme": "file:///var/run/secrets/kubernetes.io/serviceaccount",
+    }.items()},
     "lag-autoscaling-inverted": (
         _with("streaming", {"source": "kafka://k:9092/in", "sink": "kafka://k:9092/out",
                             "autoscaling": {"minReplicas": 5, "maxReplicas": 2}}),

@@ -46,4 +46,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+# A ModelDeployment's spec.model.registry.secretRef, read by name in its own namespace to
+# resolve its alias: "get" only, never "list" or "watch".
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
 {{- end -}}

@@ -64,8 +64,10 @@ def apply_pass(body: dict, settings: OperatorSettings, post_event: PostEvent, oc
     namespace, name = deployment.namespace, deployment.name
     reference = deployment.spec.model
     try:
+        # A pinned version is not looked up, but its pods still reach the registry.
+        settings.registries.uri_of(reference)
         wanted = (_pinned(deployment, body.get("status") or {})
-                  or resolve(reference, settings.render.registry_uri, seen_at))
+                  or resolve(reference, settings.registries, namespace, seen_at))
     except RegistryError as error:
         # Existing children keep serving the version they run; only the condition says so.
         unresolved = Observed(MODEL_RESOLVED, "False", error.reason, str(error))
@@ -161,7 +163,7 @@ def follow_alias(body: dict, settings: OperatorSettings, post_event: PostEvent) 
     if status.get("observedGeneration") != deployment.generation or "modelVersion" not in status:
         return  # the reconcile of this generation is still to record; it resolves the alias itself
     reference, rollout_spec = deployment.spec.model, deployment.spec.rollout
-    moved = resolve(reference, settings.render.registry_uri,
+    moved = resolve(reference, settings.registries, deployment.namespace,
                     asked_after=time.monotonic() - rollout_spec.poll_interval_seconds)
     known = (status.get(key) for key in ("modelVersion", "targetVersion", rollout.FAILED_VERSION))
     if moved.version in known:

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from modelplane.operator.manifest import ManifestError, load_manifests
-from modelplane.operator.registry import RegistryError, resolve
+from modelplane.operator.registry import Registries, RegistryError, resolve
 from modelplane.operator.render import RenderSettings, ResolvedModel, render
 from modelplane.operator.settings import OperatorSettings
 
@@ -27,7 +27,7 @@ def main(path: Path, serving_image: str | None, registry_uri: str | None, versio
                 # A fixed version needs no registry: render stays usable offline, in GitOps.
                 model = ResolvedModel(reference.name, reference.version)
             else:
-                model = resolve(reference, settings.registry_uri)
+                model = resolve(reference, Registries(settings.registry_uri))
             documents += render(deployment, model, settings)
     except ManifestError as error:
         print(f"error: {error}", file=sys.stderr)

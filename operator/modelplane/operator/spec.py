@@ -66,13 +66,30 @@ class SecretReference(_Spec):
     MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN."""
 
 
+REGISTRY_RULES = (
+    Rule(
+        # No user name or password (credentials belong in secretRef), no query or fragment
+        # (they would change which path of the server is asked).
+        cel=r"!has(self.uri) || self.uri.matches('^https?://[^/?#@\\s]+(/[^?#@\\s]*)?$')",
+        message="spec.model.registry.uri must be an http:// or https:// address with no user name, password, "
+                "query or fragment, e.g. http://mlflow.mlflow.svc:5000 (credentials go in secretRef)",
+        field=".uri",
+    ),
+)
+
+
 class Registry(_Spec):
+    model_config = _rules(*REGISTRY_RULES)
+
     uri: str | None = Field(default=None, min_length=1, max_length=2048)
     """MLflow tracking and registry URI, e.g. http://mlflow.mlflow.svc:5000. Defaults to
     the operator's default registry."""
 
     secret_ref: SecretReference | None = None
-    """Credentials for the registry, passed to the serving container as environment."""
+    """Credentials for the registry: passed to the serving container as environment, and
+    read by the operator to resolve an alias. Without it, the operator asks a registry
+    other than its default one anonymously: its own credentials never leave its default
+    registry."""
 
 
 MODEL_RULES = (
