@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import Registry
 from tests.operator.process import SERVING_IMAGE, Operator
-from tests.operator.resources import apply, children, condition, manifest, ready, status_of
+from tests.operator.resources import apply, children, condition, events, manifest, ready, status_of
 from tests.testbed.cluster import ControlPlane
 from tests.testbed.process import free_port
 from tests.waiting import eventually
@@ -111,6 +111,40 @@ def test_deleting_collects_the_children(operator: Operator, cluster: ControlPlan
     cluster.kubectl("delete", "mdep", "iris", "-n", namespace, "--timeout=30s")
 
     eventually(lambda: children(cluster, namespace) == [], what="the children garbage-collected")
+
+
+def test_objects_of_the_childrens_names_that_it_does_not_own_survive_it(
+    operator: Operator, cluster: ControlPlane, namespace: str,
+):
+    cluster.kubectl("create", "deployment", "iris", "-n", namespace, "--image=example.invalid/theirs:1")
+    cluster.kubectl("create", "service", "clusterip", "iris", "-n", namespace, "--tcp=80:8080")
+    def as_they_made_it() -> dict:
+        # What a take-over would change; the Deployment's status moves on by itself.
+        objects = {kind: cluster.get(kind, "iris", namespace) for kind in ("deployment", "service")}
+        return {kind: (found["spec"], found["metadata"].get("labels"), found["metadata"].get("annotations", {})
+                       .get("modelplane.io/spec-hash"), found["metadata"].get("ownerReferences"))
+                for kind, found in objects.items()}
+
+    theirs = as_they_made_it()
+
+    apply(cluster, namespace, manifest("iris"))
+
+    conflict = eventually(lambda: condition(status_of(cluster, namespace, "iris"), "Ready").get("reason") == "ChildConflict"
+                          and condition(status_of(cluster, namespace, "iris"), "Ready"), what="Ready=False, ChildConflict")
+    assert conflict["status"] == "False" and "Deployment/iris" in conflict["message"]
+    assert ("ChildConflict", conflict["message"]) in events(cluster, namespace, "iris")
+    # A witness the garbage collector must collect with the ModelDeployment: once it is gone,
+    # the collector has dealt with everything that named the ModelDeployment its owner.
+    owner = cluster.get("modeldeployment", "iris", namespace)["metadata"]["uid"]
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "witness", "ownerReferences": [
+            {"apiVersion": "modelplane.io/v1alpha1", "kind": "ModelDeployment", "name": "iris", "uid": owner}]}}))
+
+    cluster.kubectl("delete", "mdep", "iris", "-n", namespace, "--timeout=30s")
+
+    eventually(lambda: cluster.kubectl("get", "configmap", "witness", "-n", namespace, check=False).returncode != 0,
+               what="the witness collected")
+    assert as_they_made_it() == theirs
 
 
 def test_a_missing_model_is_reported_and_nothing_is_deployed(operator: Operator, cluster: ControlPlane, namespace: str):

@@ -1,5 +1,9 @@
 """Making the cluster hold exactly the rendered children: create or update each, prune
-the ones the current mode no longer needs."""
+the ones the current mode no longer needs.
+
+Only objects this ModelDeployment controls are written: one of the same name that it does
+not (a Service someone made, a child of an earlier ModelDeployment of that name) is left
+alone and reported as a ChildConflict, as is its being collected with the ModelDeployment."""
 
 from __future__ import annotations
 
@@ -25,28 +29,50 @@ CHILD_KINDS = (
 SCALED_OBJECT = ("keda.sh/v1alpha1", "ScaledObject")
 
 
+class ChildConflict(Exception):
+    """An object of a child's kind and name exists and is not controlled by the
+    ModelDeployment: nothing was written to it."""
+
+    def __init__(self, kind: str, name: str):
+        super().__init__(f"{kind}/{name} already exists and is not controlled by this ModelDeployment: it is left "
+                         "alone; delete or rename it, or give this ModelDeployment another name")
+        self.kind, self.name = kind, name
+
+
 def apply_children(children: list[dict], compare: bool = True) -> int:
     """Applies each child whose rendered content changed; returns how many were written.
     Without `compare`, for a resource just created, each is created unread (and applied
     as usual where it exists after all: the same pass, tried again).
 
     The comparison is against a hash of the rendered object stored on it, not against the
-    live object, whose server defaults would make every pass look like a change."""
+    live object, whose server defaults would make every pass look like a change. Raises
+    ChildConflict, having written nothing more, at a child it does not control."""
     written = 0
     for child in map(copy.deepcopy, children):
         desired_hash = content_hash(child)
         child["metadata"].setdefault("annotations", {})[SPEC_HASH_ANNOTATION] = desired_hash
-        if not compare and _create(child):
-            written += 1
+        live = read_child(child) if compare else None
+        if live is None:
+            if _create(child):
+                written += 1
+                continue
+            if (live := read_child(child)) is None:
+                raise RuntimeError(f"{child['kind']}/{child['metadata']['name']} was deleted as it was created")
+        if not _controlled(live, child):
+            raise ChildConflict(child["kind"], child["metadata"]["name"])
+        if (live["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION) == desired_hash:
             continue
-        live = read_child(child)
-        if live and (live["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION) == desired_hash:
-            continue
-        if live:
-            _take_over_created_fields(child, live)
+        _take_over_created_fields(child, live)
         _apply(child)
         written += 1
     return written
+
+
+def _controlled(live: dict, child: dict) -> bool:
+    """Whether the live object's controller is the owner the rendered child names."""
+    owners = {ref["uid"] for ref in child["metadata"].get("ownerReferences") or () if ref.get("controller")}
+    return any(ref.get("controller") and ref.get("uid") in owners
+               for ref in live["metadata"].get("ownerReferences") or ())
 
 
 def _create(child: dict) -> bool:

@@ -10,12 +10,13 @@ import dataclasses
 import functools
 import logging
 import time
+from collections.abc import Callable
 
 import kopf
 from aiohttp import web
 
 from modelplane.operator import cache, events, following, reconcile, webhook
-from modelplane.operator.apply import SCALED_OBJECT, child_reference, served
+from modelplane.operator.apply import SCALED_OBJECT, ChildConflict, child_reference, served
 from modelplane.operator.registry import RegistryError, forget_alias
 from modelplane.operator.render.common import DEPLOYMENT_LABEL, MANAGED_BY
 from modelplane.operator.settings import OperatorSettings
@@ -124,16 +125,26 @@ def _apply(namespace: str, name: str, occasion: reconcile.Occasion, seen_at: flo
         finish_pass = reconcile.apply_pass(copy.deepcopy(body), _settings(), poster, occasion, seen_at)
     except RegistryError as error:
         raise TryAgain(f"[{namespace}/{name}] the model is not resolved: {error}") from None
+    except ChildConflict as conflict:
+        raise TryAgain(f"[{namespace}/{name}] {conflict}") from None
     logger.info("[%s/%s] generation %s applied (%s)", namespace, name, body["metadata"].get("generation"),
                 occasion.value)
-    _work.add_threadsafe(("pass", namespace, name), finish_pass, retry=True)
+    _work.add_threadsafe(("pass", namespace, name), functools.partial(_finish, namespace, name, finish_pass),
+                         retry=True)
+
+
+def _finish(namespace: str, name: str, finish_pass: Callable[[], None]) -> None:
+    try:
+        finish_pass()
+    except ChildConflict as conflict:
+        raise TryAgain(f"[{namespace}/{name}] {conflict}") from None
 
 
 def _follow_alias(body: dict) -> None:
     metadata = body["metadata"]
     try:
         reconcile.follow_alias(body, _settings(), events.poster(metadata["namespace"], metadata["name"], metadata["uid"]))
-    except RegistryError as error:
+    except (RegistryError, ChildConflict) as error:
         logger.warning("[%s/%s] cannot follow the alias: %s", metadata["namespace"], metadata["name"], error)
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import Enum
 
 from modelplane.operator import cache, rollout
-from modelplane.operator.apply import WORKLOAD_KINDS, apply_children, child_reference, prune_children
+from modelplane.operator.apply import WORKLOAD_KINDS, ChildConflict, apply_children, child_reference, prune_children
 from modelplane.operator.events import PostEvent
 from modelplane.operator.kube import ForbiddenError, NotFoundError, resource
 from modelplane.operator.manifest import ModelDeployment, parse_manifest
@@ -27,6 +27,9 @@ from modelplane.operator.status import (
 
 # Ready reasons worth a Warning; the rest (not ready *yet*) are Normal.
 FAILURES = {"ProgressDeadlineExceeded", "JobFailed"}
+# Ready's reason while a child's name is taken by an object this ModelDeployment does not
+# control: it stays until a pass of the generation applies every child.
+CHILD_CONFLICT = "ChildConflict"
 
 
 class Occasion(Enum):
@@ -83,7 +86,11 @@ def apply_pass(body: dict, settings: OperatorSettings, post_event: PostEvent, oc
     children = render(deployment, model, settings.render, canary)
     workloads = [child for child in children if child["kind"] in WORKLOAD_KINDS]
     compare = occasion is not Occasion.CREATED
-    written = apply_children(workloads, compare=compare)
+    try:
+        written = apply_children(workloads, compare=compare)
+    except ChildConflict as conflict:
+        _report_conflict(namespace, name, conflict, deployment.generation, post_event)
+        raise
     # What the second half needs, and no more: it may wait in a queue behind many others.
     companions = [child for child in children if child["kind"] not in WORKLOAD_KINDS]
     kept = [child_reference(child) for child in children]
@@ -103,6 +110,8 @@ def apply_pass(body: dict, settings: OperatorSettings, post_event: PostEvent, oc
             resolved += f", which failed its rollout: version {status['modelVersion']} stays"
         set_condition(status, Observed(MODEL_RESOLVED, "True", "Resolved", resolved), generation)
         status["observedGeneration"] = generation
+        if (condition(status, READY) or {}).get("reason") == CHILD_CONFLICT:
+            status["conditions"].remove(condition(status, READY))  # every child is applied now
         rollout.begin(status, wanted, generation, canary_strategy)
         status["endpoint"] = served_at
         # Read here, so a retry after a conflicting write (a child's event) reads the newest seen.
@@ -112,7 +121,11 @@ def apply_pass(body: dict, settings: OperatorSettings, post_event: PostEvent, oc
 
     def finish_pass() -> None:
         nonlocal announced
-        all_written = written + apply_children(companions, compare=compare)
+        try:
+            all_written = written + apply_children(companions, compare=compare)
+        except ChildConflict as conflict:
+            _report_conflict(namespace, name, conflict, generation, post_event)
+            raise
         look_for_leftovers = occasion is Occasion.RECHECK or (all_written and occasion is Occasion.CHANGED)
         pruned = (prune_children(namespace, name, uid, kept, settings.render.scaled_objects)
                   if look_for_leftovers else [])
@@ -132,6 +145,15 @@ def apply_pass(body: dict, settings: OperatorSettings, post_event: PostEvent, oc
             workload_changed(namespace, name, child, settings, post_event)
 
     return finish_pass
+
+
+def _report_conflict(namespace: str, name: str, conflict: ChildConflict, generation: int | None,
+                     post_event: PostEvent) -> None:
+    """Ready=False naming the object in the way, and a Warning the first time."""
+    observed = Observed(READY, "False", CHILD_CONFLICT, str(conflict))
+    changed = update_status(namespace, name, lambda status, _: set_condition(status, observed, generation))
+    if changed is not None and condition(changed[0], READY) != condition(changed[1], READY):
+        post_event(CHILD_CONFLICT, str(conflict), True)
 
 
 def _canary(deployment: ModelDeployment) -> bool:
@@ -250,6 +272,9 @@ def child_deleted(namespace: str, name: str, child: dict, settings: OperatorSett
         written = apply_children(render(deployment, model, settings.render, canary))
     except ForbiddenError:
         return  # the namespace is being deleted
+    except ChildConflict as conflict:
+        _report_conflict(namespace, name, conflict, deployment.generation, post_event)
+        return
     if written:
         post_event("Restored", f"re-created {child['kind']}/{child['metadata']['name']}, deleted from outside, "
                                f"at version {model.version}", True)
@@ -258,8 +283,10 @@ def child_deleted(namespace: str, name: str, child: dict, settings: OperatorSett
 def _observe_workload(status: dict, mode: str, workload: dict | None, generation: int | None,
                       auto_rollback: bool) -> None:
     observed, times = workload_conditions(mode, workload)
+    conflicted = (condition(status, READY) or {}).get("reason") == CHILD_CONFLICT
     for entry in observed:
-        set_condition(status, entry, generation)
+        if not (conflicted and entry.type == READY):
+            set_condition(status, entry, generation)
     rollout.advance(status, workload, auto_rollback, generation)
     for key in ("lastScheduleTime", "lastSuccessfulTime"):
         value = times.get(key, status.get(key) if mode == "batch" else None)
