@@ -13,7 +13,7 @@ from tests.conftest import Registry
 from tests.node.conftest import NodeImages
 from tests.node.workloads import PORT, answers, pods_of, seconds_to_ready, service_url
 from tests.operator.process import Operator
-from tests.operator.resources import apply, manifest, ready
+from tests.operator.resources import apply, condition, manifest, ready, status_of
 from tests.testbed.cluster import ControlPlane, is_ready
 from tests.testbed.node import Node
 from tests.waiting import eventually
@@ -50,6 +50,22 @@ def test_online_pods_pass_their_probes_and_answer_as_the_model_does_in_process(
     with capsys.disabled():
         print(f"\nserving image {node_images.serving.size_mb:.0f} MB; its pods: container start to Ready "
               f"{max(map(seconds_to_ready, pods)):.1f} s, resident memory at rest {resident:.0f} MiB")
+
+
+def test_a_model_refused_at_load_is_reported_with_why(
+    node_operator: Operator, node: Node, registry: Registry, cluster: ControlPlane, restricted_namespace: str,
+):
+    namespace, name = restricted_namespace, "pickled"
+    pickled = {"name": registry.models.custom, "version": registry.models.custom_version}
+    apply(cluster, namespace, manifest(name, model=pickled, online={"port": PORT}, **node.placement))
+
+    refused = eventually(lambda: (found := condition(status_of(cluster, namespace, name), "Ready"))
+                         .get("reason") == "ContainerFailed" and found, timeout=240,
+                         what="Ready=False with the container's reason")
+
+    assert refused["status"] == "False"
+    assert refused["message"].startswith(f"models:/{registry.models.custom}/{registry.models.custom_version} "
+                                         "is not served without --allow-pickle")
 
 
 class RequestLoop(threading.Thread):

@@ -46,6 +46,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+# The pods of its workloads, read for why a model container stopped (its termination message).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
 # A ModelDeployment's spec.model.registry.secretRef, read by name in its own namespace to
 # resolve its alias: "get" only, never "list" or "watch".
 - apiGroups: [""]

@@ -1,4 +1,5 @@
-"""The newest version the operator has seen of each ModelDeployment and workload.
+"""The newest version the operator has seen of each ModelDeployment and workload, and
+why the pods of a model version said they stopped.
 
 Deciding a status needs the ModelDeployment and its workload as they are now; reading both
 from the API server for every workload event was most of the operator's requests under
@@ -97,3 +98,27 @@ def newest_child(child: dict) -> dict | None:
     """The newest seen of a rendered child."""
     metadata = child["metadata"]
     return newest(child["apiVersion"], child["kind"], metadata["namespace"], metadata["name"])
+
+
+# (namespace, ModelDeployment, model version): the termination message its pods' model
+# container last exited with, such as a model refused at load.
+_stopped: dict[tuple[str, str, str], str] = {}
+
+
+def remember_stop(namespace: str, deployment: str, version: str, message: str) -> bool:
+    """Keeps why a pod of `version` stopped; True if that is news."""
+    with _lock:
+        news = _stopped.get((namespace, deployment, version)) != message
+        _stopped[(namespace, deployment, version)] = message
+    return news
+
+
+def stop_message(namespace: str, deployment: str, version: str) -> str | None:
+    with _lock:
+        return _stopped.get((namespace, deployment, version))
+
+
+def forget_stops(namespace: str, deployment: str) -> None:
+    with _lock:
+        for key in [key for key in _stopped if key[:2] == (namespace, deployment)]:
+            del _stopped[key]

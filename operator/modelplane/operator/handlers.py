@@ -18,13 +18,17 @@ from aiohttp import web
 from modelplane.operator import cache, events, following, reconcile, webhook
 from modelplane.operator.apply import SCALED_OBJECT, ChildConflict, child_reference, served
 from modelplane.operator.registry import RegistryError, forget_alias
-from modelplane.operator.render.common import DEPLOYMENT_LABEL, MANAGED_BY
+from modelplane.operator.render.common import DEPLOYMENT_LABEL, MANAGED_BY, MODEL_VERSION_LABEL
+from modelplane.operator.render.pod import CONTAINER_NAME
 from modelplane.operator.settings import OperatorSettings
 from modelplane.operator.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from modelplane.operator.workqueue import TryAgain, WorkQueue
 
 logger = logging.getLogger(__name__)
 CHILDREN = {"app.kubernetes.io/managed-by": MANAGED_BY, DEPLOYMENT_LABEL: kopf.PRESENT}
+PODS = {DEPLOYMENT_LABEL: kopf.PRESENT, MODEL_VERSION_LABEL: kopf.PRESENT}
+# Enough of a termination message to say why; the kubelet keeps at most 4 KiB.
+LONGEST_STOP_MESSAGE = 1024
 
 
 @functools.cache
@@ -89,6 +93,7 @@ async def watch_model_deployment(body: kopf.Body, type: str | None, uid: str, **
     if type == "DELETED":
         _watchlist.forget(uid)
         cache.forget(KIND, namespace, name)
+        cache.forget_stops(namespace, name)
         _taken.pop(uid, None)
         return
     # One copy, which neither changes, without what neither reads and most of its size is.
@@ -230,3 +235,35 @@ async def companion_changed(body: kopf.Body, type: str | None, namespace: str, l
     """A Service or autoscaler says nothing of readiness; only its deletion matters."""
     if type == "DELETED" and (child := _owned_child(body)) is not None:
         _queue_child_work(child, namespace, labels, reconcile.child_deleted)
+
+
+@kopf.on.event("", "v1", "pods", labels=PODS)
+async def pod_changed(body: kopf.Body, type: str | None, namespace: str, labels: kopf.Labels, **_) -> None:
+    """A model container that exited with a message (a model refused at load, a file that
+    cannot be read) makes its workload's Ready say why, not only that pods are not ready."""
+    if type == "DELETED" or (message := _stop_message(body)) is None:
+        return
+    if not cache.remember_stop(namespace, labels[DEPLOYMENT_LABEL], labels[MODEL_VERSION_LABEL], message):
+        return
+    owner = next((ref for ref in body.metadata.get("ownerReferences", []) if ref.get("controller")), {})
+    if owner.get("kind") == "ReplicaSet" and "pod-template-hash" in labels:
+        workload = ("apps/v1", "Deployment", owner["name"].removesuffix("-" + labels["pod-template-hash"]))
+    elif owner.get("kind") == "Job":
+        workload = ("batch/v1", "Job", owner["name"])
+    else:
+        return
+    api_version, kind, name = workload
+    child = {"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace, "labels": {}}}
+    _queue_child_work(child, namespace, labels, reconcile.workload_changed)
+
+
+def _stop_message(pod: kopf.Body) -> str | None:
+    """The termination message the model container last exited with, unless it succeeded."""
+    for container in pod.status.get("containerStatuses") or []:
+        if container.get("name") != CONTAINER_NAME:
+            continue
+        for state in (container.get("state") or {}, container.get("lastState") or {}):
+            stopped = state.get("terminated") or {}
+            if stopped.get("exitCode") and (stopped.get("message") or "").strip():
+                return stopped["message"].strip()[:LONGEST_STOP_MESSAGE]
+    return None

@@ -17,16 +17,16 @@ from modelplane.operator.kube import ForbiddenError, NotFoundError, resource
 from modelplane.operator.manifest import ModelDeployment, parse_manifest
 from modelplane.operator.registry import RegistryError, resolve
 from modelplane.operator.render import ResolvedModel, render
-from modelplane.operator.render.common import MODE_LABEL
+from modelplane.operator.render.common import DEPLOYMENT_LABEL, MODE_LABEL, MODEL_VERSION_LABEL
 from modelplane.operator.render.online import CANARY, TRACK_LABEL, endpoint
 from modelplane.operator.settings import OperatorSettings
 from modelplane.operator.spec import KIND, Mode, RolloutStrategy
 from modelplane.operator.status import (
-    MODEL_RESOLVED, READY, Observed, condition, set_condition, update_status, workload_conditions,
+    CONTAINER_FAILED, MODEL_RESOLVED, READY, Observed, condition, set_condition, update_status, workload_conditions,
 )
 
 # Ready reasons worth a Warning; the rest (not ready *yet*) are Normal.
-FAILURES = {"ProgressDeadlineExceeded", "JobFailed"}
+FAILURES = {"ProgressDeadlineExceeded", "JobFailed", CONTAINER_FAILED}
 # Ready's reason while a child's name is taken by an object this ModelDeployment does not
 # control: it stays until a pass of the generation applies every child.
 CHILD_CONFLICT = "ChildConflict"
@@ -282,7 +282,7 @@ def child_deleted(namespace: str, name: str, child: dict, settings: OperatorSett
 
 def _observe_workload(status: dict, mode: str, workload: dict | None, generation: int | None,
                       auto_rollback: bool) -> None:
-    observed, times = workload_conditions(mode, workload)
+    observed, times = workload_conditions(mode, workload, _stop_message(workload))
     conflicted = (condition(status, READY) or {}).get("reason") == CHILD_CONFLICT
     for entry in observed:
         if not (conflicted and entry.type == READY):
@@ -296,6 +296,18 @@ def _observe_workload(status: dict, mode: str, workload: dict | None, generation
             status[key] = value
     for key in [key for key, value in status.items() if value is None]:
         del status[key]
+
+
+def _stop_message(workload: dict | None) -> str | None:
+    """Why the pods of the workload's model version last stopped, if they said (see `cache`)."""
+    if workload is None:
+        return None
+    spec = workload.get("spec") or {}
+    template = ((spec.get("jobTemplate") or {}).get("spec") or spec).get("template") or {}
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    if DEPLOYMENT_LABEL not in labels or MODEL_VERSION_LABEL not in labels:
+        return None
+    return cache.stop_message(workload["metadata"]["namespace"], labels[DEPLOYMENT_LABEL], labels[MODEL_VERSION_LABEL])
 
 
 def _announce(changed: tuple[dict, dict] | None, post_event: PostEvent) -> dict | None:

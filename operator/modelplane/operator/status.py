@@ -20,6 +20,9 @@ from modelplane.operator.spec import API_VERSION, KIND
 READY = "Ready"
 MODEL_RESOLVED = "ModelResolved"
 PROGRESSING = "Progressing"
+# Ready's reason while the workload's model container exits with a message (a model
+# refused at load, an input file that cannot be read): the message is the container's.
+CONTAINER_FAILED = "ContainerFailed"
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ def condition(status: dict, type_: str) -> dict | None:
     return next((c for c in status.get("conditions", []) if c["type"] == type_), None)
 
 
-def _deployment_conditions(deployment: dict | None) -> list[Observed]:
+def _deployment_conditions(deployment: dict | None, stopped: str | None) -> list[Observed]:
     if deployment is None:
         return [Observed(READY, "False", "WorkloadMissing", "the Deployment does not exist yet"),
                 Observed(PROGRESSING, "True", "Creating", "creating the Deployment")]
@@ -74,10 +77,12 @@ def _deployment_conditions(deployment: dict | None) -> list[Observed]:
     if rolled_out:
         reason = "ScaledToZero" if wanted == 0 else "MinimumReplicasAvailable"
         return [Observed(READY, "True", reason, counts), Observed(PROGRESSING, "False", "RolloutComplete", counts)]
+    if stopped:
+        return [Observed(READY, "False", CONTAINER_FAILED, stopped), Observed(PROGRESSING, "True", "RollingOut", counts)]
     return [Observed(READY, "False", "ReplicasNotReady", counts), Observed(PROGRESSING, "True", "RollingOut", counts)]
 
 
-def _job_conditions(job: dict | None) -> list[Observed]:
+def _job_conditions(job: dict | None, stopped: str | None) -> list[Observed]:
     if job is None:
         return [Observed(READY, "False", "WorkloadMissing", "the Job does not exist yet"),
                 Observed(PROGRESSING, "True", "Creating", "creating the Job")]
@@ -88,7 +93,10 @@ def _job_conditions(job: dict | None) -> list[Observed]:
         return [Observed(READY, "True", "JobComplete", shards), Observed(PROGRESSING, "False", "JobComplete", shards)]
     if "Failed" in done:
         message = done["Failed"].get("message") or shards
+        message = f"{message}; a shard said: {stopped}" if stopped else message
         return [Observed(READY, "False", "JobFailed", message), Observed(PROGRESSING, "False", "JobFailed", message)]
+    if stopped:
+        return [Observed(READY, "False", CONTAINER_FAILED, stopped), Observed(PROGRESSING, "True", "JobRunning", shards)]
     return [Observed(READY, "False", "JobRunning", shards), Observed(PROGRESSING, "True", "JobRunning", shards)]
 
 
@@ -100,18 +108,19 @@ def _cronjob_conditions(cronjob: dict) -> list[Observed]:
             Observed(PROGRESSING, "False", "Scheduled", "")]
 
 
-def workload_conditions(mode: str, workload: dict | None) -> tuple[list[Observed], dict]:
+def workload_conditions(mode: str, workload: dict | None, stopped: str | None = None) -> tuple[list[Observed], dict]:
     """Ready and Progressing as the live workload of `mode` tells them (None: it does not
-    exist yet), and the status fields it fills (batch run times)."""
+    exist yet), with `stopped`, why its pods' model container last exited, if it did; and
+    the status fields it fills (batch run times)."""
     if mode in ("online", "streaming"):
-        return _deployment_conditions(workload), {}
+        return _deployment_conditions(workload, stopped), {}
     if workload and workload["kind"] == "CronJob":
         cron_status = workload.get("status") or {}
         times = {key: cron_status.get(key) for key in ("lastScheduleTime", "lastSuccessfulTime") if cron_status.get(key)}
         return _cronjob_conditions(workload), times
     job_status = (workload or {}).get("status") or {}
     times = {"lastScheduleTime": job_status.get("startTime"), "lastSuccessfulTime": job_status.get("completionTime")}
-    return _job_conditions(workload), {key: value for key, value in times.items() if value}
+    return _job_conditions(workload, stopped), {key: value for key, value in times.items() if value}
 
 
 def update_status(namespace: str, name: str, mutate: Callable[[dict, dict], None],

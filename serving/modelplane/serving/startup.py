@@ -1,9 +1,11 @@
-"""What every serving command does first: logging, its settings, and its model."""
+"""What every serving command does first (logging, its settings, its model), and how it
+stops when it cannot go on."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import TypeVar
 
 from modelplane.serving.errors import ModelLoadError
@@ -24,6 +26,23 @@ def start(settings_type: type[Settings], overrides: dict):
     try:
         model = load(settings.model, settings.model_cache, settings.allow_pickle, settings.strict_deps)
     except ModelLoadError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return stop(str(error))
     return settings, model
+
+
+# Where Kubernetes takes a container's termination message from, unless its pod says
+# otherwise (the operator leaves the default); the kubelet mounts it into the container.
+TERMINATION_LOG = Path("/dev/termination-log")
+
+
+def stop(message: str) -> int:
+    """Says why the command cannot go on, in one line on stderr and, in a pod, as its
+    termination message (which the operator shows in the ModelDeployment's status); the
+    exit code to stop with."""
+    print(f"error: {message}", file=sys.stderr)
+    if TERMINATION_LOG.is_file():
+        try:
+            TERMINATION_LOG.write_text(message)
+        except OSError:
+            pass  # stderr has it; the pod's status then only says the container failed
+    return 1

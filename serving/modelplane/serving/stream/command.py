@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 
 from modelplane.serving.settings import StreamSettings
-from modelplane.serving.startup import start
+from modelplane.serving.startup import start, stop
 
 log = logging.getLogger("modelplane.stream")
 
@@ -28,8 +27,7 @@ def main(overrides: dict) -> int:
     except Exception as error:  # noqa: BLE001 - a transport that failed for good: say which, and exit
         # Nothing unacknowledged is lost: a restarted consumer is delivered it again.
         log.debug("the stream stopped", exc_info=True)
-        print(f"error: the stream stopped: {type(error).__name__}: {error or 'no detail'}", file=sys.stderr)
-        return 1
+        return stop(f"the stream stopped: {type(error).__name__}: {error or 'no detail'}")
     return 0
 
 
