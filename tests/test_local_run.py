@@ -113,3 +113,45 @@ def test_a_bad_manifest_stops_with_one_line_naming_the_field(registry: Registry,
     assert result.returncode == 2
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert words in line and "Traceback" not in result.stderr
+
+
+def _batch_manifest_running_code(tmp_path: Path) -> Path:
+    """The batch example, with variables that make any Python started with them import a
+    module of the manifest's choosing, which leaves a file behind."""
+    from modelplane.demo import iris_features
+
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "hook.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').write('ran')\nclass Hook(Warning): ...\n")
+    manifest = yaml.safe_load((EXAMPLES / "iris-batch.yaml").read_text())
+    manifest["spec"]["batch"].update(input=str(tmp_path / "incoming" / "*.csv"), output=str(tmp_path / "scored"),
+                                     parallelism=1)
+    manifest["spec"]["env"] = [{"name": "PYTHONPATH", "value": str(hooks)},
+                               {"name": "PYTHONWARNINGS", "value": "ignore::hook.Hook"}]
+    (tmp_path / "incoming").mkdir()
+    features, _ = iris_features()
+    features.head(10).assign(sample_id=range(10)).to_csv(tmp_path / "incoming" / "day.csv", index=False)
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    return tmp_path / "manifest.yaml"
+
+
+def test_variables_that_would_run_code_here_are_refused(registry: Registry, tmp_path: Path):
+    manifest = _batch_manifest_running_code(tmp_path)
+
+    result = _run(registry, "-f", str(manifest), cwd=tmp_path)
+
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "spec.env[0] (PYTHONPATH)" in line and "--drop-unsafe-env" in line
+    assert not (tmp_path / "ran").exists()
+
+
+def test_variables_that_would_run_code_here_can_be_left_out(registry: Registry, tmp_path: Path):
+    manifest = _batch_manifest_running_code(tmp_path)
+
+    result = _run(registry, "-f", str(manifest), "--drop-unsafe-env", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "warning: left out spec.env[1] (PYTHONWARNINGS)" in result.stderr
+    assert (tmp_path / "scored" / "_SUCCESS").exists()
+    assert not (tmp_path / "ran").exists()

@@ -19,7 +19,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def _run_local(args: argparse.Namespace) -> int:
     return import_module("modelplane.local_run").main(args.file, registry=args.registry, port=args.port,
-                                                      follow=args.follow)
+                                                      follow=args.follow, drop_unsafe_env=args.drop_unsafe_env)
 
 
 def _run_render(args: argparse.Namespace) -> int:
@@ -109,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, help="online: the local port; default: spec.online.port")
     run.add_argument("--follow", action="store_true",
                      help="batch: keep running on spec.batch.schedule instead of once now")
+    run.add_argument("--drop-unsafe-env", action="store_true",
+                     help="leave out, with a warning, spec.env variables that would make programs here run code "
+                          "(PYTHON*, LD_*, BROWSER, ...) instead of refusing the manifest")
     run.set_defaults(run=_run_local)
 
     serve = commands.add_parser(

@@ -20,6 +20,10 @@ from pathlib import Path
 
 LOCAL_REGISTRY = Path(".modelplane") / "mlflow.db"  # where `modelplane demo` registers its model
 WORKLOAD_KINDS = ("Deployment", "CronJob", "Job")
+# Variables that make the local interpreter, the dynamic linker or a shell run code of
+# their choosing: harmless in a pod's own container, not in the user's session.
+_UNSAFE_ENV_PREFIXES = ("PYTHON", "LD_", "DYLD_")
+_UNSAFE_ENV = {"BROWSER", "BASH_ENV", "ENV", "PATH", "PERL5OPT", "PERL5LIB", "NODE_OPTIONS", "SHELLOPTS"}
 
 
 class RunError(Exception):
@@ -37,9 +41,9 @@ class LocalWorkload:
     schedule: str | None = None
 
 
-def main(path: Path, registry: str | None, port: int | None, follow: bool) -> int:
+def main(path: Path, registry: str | None, port: int | None, follow: bool, drop_unsafe_env: bool = False) -> int:
     try:
-        workload = prepare(path, registry, port)
+        workload = prepare(path, registry, port, drop_unsafe_env)
         if workload.mode == "online":
             return _run_online(workload)
         if workload.mode == "batch":
@@ -50,7 +54,7 @@ def main(path: Path, registry: str | None, port: int | None, follow: bool) -> in
         return 2
 
 
-def prepare(path: Path, registry: str | None, port: int | None) -> LocalWorkload:
+def prepare(path: Path, registry: str | None, port: int | None, drop_unsafe_env: bool = False) -> LocalWorkload:
     """The workload `path` renders to, with its command and environment made local."""
     from modelplane.operator.manifest import ManifestError, load_manifests
 
@@ -60,10 +64,10 @@ def prepare(path: Path, registry: str | None, port: int | None) -> LocalWorkload
         raise RunError(str(error)) from None
     if len(deployments) != 1:
         raise RunError(f"{path} holds {len(deployments)} ModelDeployments; run one at a time")
-    return local_workload(deployments[0], registry, port)
+    return local_workload(deployments[0], registry, port, drop_unsafe_env)
 
 
-def local_workload(deployment, registry: str | None, port: int | None) -> LocalWorkload:
+def local_workload(deployment, registry: str | None, port: int | None, drop_unsafe_env: bool = False) -> LocalWorkload:
     from modelplane.operator.render import RenderSettings, render
 
     registry_uri = _registry_uri(deployment, registry)
@@ -74,6 +78,8 @@ def local_workload(deployment, registry: str | None, port: int | None) -> LocalW
     container = pod["spec"]["containers"][0]
     # Values only: a pod's secretRef has no local twin, the shell's MLflow variables apply.
     env = {item["name"]: item["value"] for item in container["env"] if "value" in item}
+    for name in _unsafe_env(deployment, drop_unsafe_env):
+        env.pop(name, None)
     env.pop("HOME", None)
     env["MODELPLANE_MODEL_CACHE"] = str(Path.home() / ".cache" / "modelplane" / "models")
     env["MLFLOW_TRACKING_URI"] = registry_uri
@@ -89,6 +95,21 @@ def local_workload(deployment, registry: str | None, port: int | None) -> LocalW
     batch = deployment.spec.batch
     return LocalWorkload(deployment.name, mode, model.uri, container["args"], env,
                          shards=batch.parallelism if batch else 1, schedule=batch.schedule if batch else None)
+
+
+def _unsafe_env(deployment, drop: bool) -> list[str]:
+    """The manifest's variables that would run code in this session: refused, or, with
+    `drop`, named in a warning and left out."""
+    unsafe = [(index, item.get("name")) for index, item in enumerate(deployment.spec.env or [])
+              if isinstance(item.get("name"), str)
+              and (item["name"].upper().startswith(_UNSAFE_ENV_PREFIXES) or item["name"].upper() in _UNSAFE_ENV)]
+    for index, name in unsafe:
+        if not drop:
+            raise RunError(f"spec.env[{index}] ({name}) would make programs on this machine run code the manifest "
+                           "chooses: remove it, or run with --drop-unsafe-env to leave it out")
+        print(f"warning: left out spec.env[{index}] ({name}), which would make programs on this machine run code "
+              "the manifest chooses", file=sys.stderr)
+    return [name for _, name in unsafe]
 
 
 def _registry_uri(deployment, registry: str | None) -> str:
