@@ -223,3 +223,16 @@ def test_the_render_command_names_the_field_of_a_bad_manifest(tmp_path: Path):
     assert result.returncode == 2
     assert "spec.batch is required when spec.mode is batch" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_pickle_policy_is_said_outright_so_a_registry_secret_cannot_turn_it_on():
+    with_secret = render(_deployment(model={"name": "iris", "alias": "champion",
+                                            "registry": {"secretRef": {"name": "tenant-registry"}}}), MODEL, SETTINGS)
+    asked_for = render(_deployment(env=[{"name": "MODELPLANE_ALLOW_PICKLE", "value": "true"}]), MODEL, SETTINGS)
+
+    container = _container(with_secret[0])
+    # Kubernetes lets `env` override what `envFrom` brings, whatever the Secret holds.
+    assert container["envFrom"] == [{"secretRef": {"name": "tenant-registry"}}]
+    assert _env(with_secret[0])["MODELPLANE_ALLOW_PICKLE"] == "false"
+    assert [var for var in _container(asked_for[0])["env"] if var["name"] == "MODELPLANE_ALLOW_PICKLE"] == [
+        {"name": "MODELPLANE_ALLOW_PICKLE", "value": "true"}]

@@ -29,6 +29,10 @@ def model_env(deployment: ModelDeployment, model: ResolvedModel, settings: Rende
     registry_uri = deployment.spec.model.registry.uri or settings.registry_uri
     if registry_uri:
         env.append(env_var("MLFLOW_TRACKING_URI", registry_uri))
+    if not any(item.get("name") == "MODELPLANE_ALLOW_PICKLE" for item in deployment.spec.env or ()):
+        # Said outright, so a key of the registry's Secret (envFrom, which `env` overrides)
+        # cannot turn it on; spec.env may, where the tenancy policy lets it.
+        env.append(env_var("MODELPLANE_ALLOW_PICKLE", "false"))
     return env
 
 
