@@ -104,7 +104,10 @@ def test_a_namespaced_install_grants_nothing_outside_its_namespaces(
     assert can("create", "deployments", workloads)
     assert not can("create", "deployments", namespace)
     assert not can("list", "modeldeployments", "default")
-    assert not can("get", "secrets", workloads)
+    # A ModelDeployment's registry Secret is read by name in its own namespace, never listed.
+    assert can("get", "secrets", workloads)
+    assert not can("list", "secrets", workloads) and not can("watch", "secrets", workloads)
+    assert not can("get", "secrets", namespace)
     crd.helm("uninstall", "narrow", "-n", namespace)
 
 
