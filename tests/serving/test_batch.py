@@ -42,9 +42,15 @@ def _write(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+def _outputs(folder: Path) -> list[str]:
+    """The output files under `folder`, relative to it, without the run's own `_` files."""
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()
+                  and not any(part.startswith("_") for part in path.relative_to(folder).parts))
+
+
 def _read_outputs(folder: Path) -> pd.DataFrame:
     readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True)}
-    parts = [readers[path.suffix](path) for path in sorted(folder.iterdir()) if not path.name.startswith("_")]
+    parts = [readers[Path(name).suffix](folder / name) for name in _outputs(folder)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
@@ -151,3 +157,26 @@ def test_bad_input_stops_with_one_line_and_no_output(env, iris, tmp_path: Path, 
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert words in line and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists() or [p for p in (tmp_path / "out").iterdir() if not p.name.startswith("_")] == []
+
+
+def test_each_input_has_its_own_output_under_its_own_folders(env, iris, tmp_path: Path):
+    inputs = tmp_path / "in"
+    _write(iris.iloc[:50], inputs / "a" / "b.csv")
+    _write(iris.iloc[50:100], inputs / "a--b.csv")  # what a/b.csv was once flattened to
+    _write(iris.iloc[100:], inputs / "a" / "b.parquet")
+
+    _batch(env, "--input", str(inputs), "--output", str(tmp_path / "out"), "--id-column", "id")
+
+    assert _outputs(tmp_path / "out") == ["a--b.csv.parquet", "a/b.csv.parquet", "a/b.parquet.parquet"]
+    assert sorted(_read_outputs(tmp_path / "out").id) == sorted(iris.id)
+
+
+@pytest.mark.parametrize("pattern", ["*/x.csv", "?/x.csv", "[ab]/x.csv"])
+def test_a_glob_keeps_the_folders_from_its_first_wildcard_on(env, iris, tmp_path: Path, pattern: str):
+    _write(iris.iloc[:75], tmp_path / "in" / "a" / "x.csv")
+    _write(iris.iloc[75:], tmp_path / "in" / "b" / "x.csv")
+
+    _batch(env, "--input", f"{tmp_path}/in/{pattern}", "--output", str(tmp_path / "out"), "--id-column", "id")
+
+    assert _outputs(tmp_path / "out") == ["a/x.csv.parquet", "b/x.csv.parquet"]
+    assert sorted(_read_outputs(tmp_path / "out").id) == sorted(iris.id)

@@ -1,13 +1,16 @@
-"""Finding the input files of a batch run and reading them in chunks.
+"""Finding the input files of a batch run, naming them, and reading them in chunks.
 
 Input is a file, a folder (every readable file under it) or a glob, local or at any
-fsspec URL. A shard takes whole files when there are at least as many files as shards,
-and otherwise every n-th chunk of each file, so shards never overlap and together cover
-the input whatever its shape.
+fsspec URL. Each file is named by its path relative to the input root (the folder, the
+file's own folder, or a glob's folders before its first wildcard), so its output keeps
+its folders and no two inputs share an output. A shard takes whole files when there are
+at least as many files as shards, and otherwise every n-th chunk of each file, so shards
+never overlap and together cover the input whatever its shape.
 """
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,7 +25,7 @@ READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "js
 @dataclass(frozen=True)
 class InputFile:
     path: str
-    name: str  # relative to the input root, "/" replaced, so it can name an output file
+    name: str  # the path relative to the input root: its output's path relative to the output root
     format: str
     size: int
 
@@ -41,25 +44,35 @@ class Share:
 
 
 def find_inputs(fs, spec: str, root: str) -> list[InputFile]:
-    if any(char in root for char in "*?["):
-        paths, base = fs.glob(root), root.split("*")[0].rsplit("/", 1)[0]
+    # One listing with details gives every file's size without a request per file.
+    if glob.has_magic(root):
+        listed, base = fs.glob(root, detail=True), _glob_base(root)
     elif fs.isdir(root):
-        paths, base = fs.find(root), root.rstrip("/")
+        listed, base = fs.find(root, detail=True), root.rstrip("/")
     elif fs.isfile(root):
-        paths, base = [root], root.rsplit("/", 1)[0]
+        listed, base = {root: fs.info(root)}, root.rsplit("/", 1)[0]
     else:
         raise BatchError(f"--input {spec}: no such file or folder, and no file matches it")
     files = []
-    for path in sorted(paths):
-        relative = path[len(base):].lstrip("/") if path.startswith(base) else path.rsplit("/", 1)[-1]
+    for path in sorted(listed):
+        if listed[path].get("type") != "file":
+            continue  # a folder a glob matched
+        relative = _relative(path, base, spec)
         if any(part.startswith((".", "_")) for part in relative.split("/")):
             continue  # hidden files, and markers such as _SUCCESS
         suffix = "." + relative.rsplit(".", 1)[-1].lower() if "." in relative else ""
         if suffix in READERS:
-            files.append(InputFile(path, relative.replace("/", "--"), READERS[suffix], fs.size(path)))
+            files.append(InputFile(path, relative, READERS[suffix], listed[path]["size"]))
     if not files:
         raise BatchError(f"--input {spec}: no input files found; readable suffixes are {', '.join(READERS)}")
     return files
+
+
+def _glob_base(pattern: str) -> str:
+    """The folders of a glob before its first component with a wildcard (`*`, `?` or `[`)."""
+    parts = pattern.split("/")
+    wild = next(number for number, part in enumerate(parts) if glob.has_magic(part))
+    return "/".join(parts[:wild])
 
 
 def shares(files: list[InputFile], index: int, count: int) -> list[Share]:
@@ -69,6 +82,18 @@ def shares(files: list[InputFile], index: int, count: int) -> list[Share]:
     if len(files) >= count:
         return [Share(file, 0, 1) for position, file in enumerate(files) if position % count == index]
     return [Share(file, index, count) for file in files]
+
+
+def _relative(path: str, base: str, spec: str) -> str:
+    # A store may list paths with or without the leading "/" its root was given with.
+    path, base = path.strip("/"), base.strip("/")
+    if not base:
+        return path
+    if not path.startswith(base + "/"):
+        # Never fall back to a shorter name: two such files could share an output.
+        raise BatchError(f"--input {spec}: the store listed {path}, which is outside {base}, so it has no name "
+                         f"under the output folder; name the input by its canonical path")
+    return path[len(base) + 1:]
 
 
 def read_chunks(fs, share: Share, chunk_rows: int) -> Iterator[tuple[int, pd.DataFrame]]:

@@ -1,6 +1,7 @@
 """Writing a batch run's results so that a killed run never leaves half a result.
 
-Each output file is written under `_temporary/` and moved into place only once complete;
+Each output file is written under `_temporary/` and moved into place only once complete,
+at the input's path relative to the input root, so the output keeps the input's folders;
 a ledger entry under `_ledger/` then records the input as scored (so `--only-new` runs,
 and re-runs after a crash, skip it), and a `_SUCCESS` marker appears once every shard of
 the run has finished.
@@ -44,9 +45,12 @@ class Output:
     def writer(self, share: Share):
         """A writer of `share`'s results, moved into place (and entered in the ledger)
         only when the block ends without an error."""
+        # An input's name ends in a readable suffix, never in ".part-I-of-N": a whole
+        # file's output and a part's cannot share a name.
         name = share.file.name if share.whole else f"{share.file.name}.part-{share.first}-of-{share.stride}"
         final = f"{self.root}/{name}{SUFFIXES[self.format]}"
         staged = f"{self._staging}/{name}{SUFFIXES[self.format]}"
+        self.fs.makedirs(staged.rsplit("/", 1)[0], exist_ok=True)
         writer = _Writer(self.fs.open(staged, "wb"), self.format)
         try:
             yield writer
@@ -56,6 +60,7 @@ class Output:
             self.fs.rm(staged)
             raise
         if writer.rows:
+            self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
             self.fs.mv(staged, final)
         else:  # this shard's every-n-th chunks fell past the end of a short file
             self.fs.rm(staged)
