@@ -180,3 +180,19 @@ def test_a_glob_keeps_the_folders_from_its_first_wildcard_on(env, iris, tmp_path
 
     assert _outputs(tmp_path / "out") == ["a/x.csv.parquet", "b/x.csv.parquet"]
     assert sorted(_read_outputs(tmp_path / "out").id) == sorted(iris.id)
+
+
+def test_only_new_scores_a_file_rewritten_with_the_same_size_again(env, iris, tmp_path: Path):
+    monday = tmp_path / "in" / "monday.csv"
+    _write(iris.iloc[:75], monday)
+    args = ("--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--only-new", "--id-column", "id")
+    _batch(env, *args)
+    size = monday.stat().st_size
+
+    rewritten = iris.iloc[:75].iloc[::-1]  # the same rows in another order: new content, the same size
+    _write(rewritten, monday)
+    assert monday.stat().st_size == size
+    second = _batch(env, *args)
+
+    assert "skipping" not in second.stderr
+    assert _read_outputs(tmp_path / "out").id.tolist() == rewritten.id.tolist()

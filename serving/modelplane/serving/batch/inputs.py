@@ -1,4 +1,5 @@
-"""Finding the input files of a batch run, naming them, and reading them in chunks.
+"""Finding the input files of a batch run, naming them, telling when one changed, and
+reading them in chunks.
 
 Input is a file, a folder (every readable file under it) or a glob, local or at any
 fsspec URL. Each file is named by its path relative to the input root (the folder, the
@@ -11,6 +12,8 @@ never overlap and together cover the input whatever its shape.
 from __future__ import annotations
 
 import glob
+import hashlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,8 +21,17 @@ import pandas as pd
 
 from modelplane.serving.errors import BatchError
 
+log = logging.getLogger("modelplane.batch")
 READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".json": "jsonl"}
+# What a store's listing says changes when a file's content does: a checksum or version
+# where it keeps one (object stores, HTTP), else the modification time, with the inode
+# (local `ino`, FTP's `unique`) that a replace by rename changes even when it keeps the
+# time, as rsync does. Local files and FTP give mtime/modify and the inode; FTP's modify
+# counts whole seconds.
+IDENTITY_FIELDS = ("ETag", "etag", "md5Hash", "crc32c", "generation", "VersionId", "version_id", "mtime", "modify",
+                   "LastModified", "last_modified", "updated", "Last-Modified", "ino", "unique")
+BLOCK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -27,7 +39,7 @@ class InputFile:
     path: str
     name: str  # the path relative to the input root: its output's path relative to the output root
     format: str
-    size: int
+    identity: str  # changes when the file's content does (see IDENTITY_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -44,7 +56,7 @@ class Share:
 
 
 def find_inputs(fs, spec: str, root: str) -> list[InputFile]:
-    # One listing with details gives every file's size without a request per file.
+    # One listing with details gives every file's identity without a request per file.
     if glob.has_magic(root):
         listed, base = fs.glob(root, detail=True), _glob_base(root)
     elif fs.isdir(root):
@@ -62,7 +74,7 @@ def find_inputs(fs, spec: str, root: str) -> list[InputFile]:
             continue  # hidden files, and markers such as _SUCCESS
         suffix = "." + relative.rsplit(".", 1)[-1].lower() if "." in relative else ""
         if suffix in READERS:
-            files.append(InputFile(path, relative, READERS[suffix], listed[path]["size"]))
+            files.append(InputFile(path, relative, READERS[suffix], _identity(fs, path, listed[path])))
     if not files:
         raise BatchError(f"--input {spec}: no input files found; readable suffixes are {', '.join(READERS)}")
     return files
@@ -94,6 +106,22 @@ def _relative(path: str, base: str, spec: str) -> str:
         raise BatchError(f"--input {spec}: the store listed {path}, which is outside {base}, so it has no name "
                          f"under the output folder; name the input by its canonical path")
     return path[len(base) + 1:]
+
+
+def _identity(fs, path: str, info: dict) -> str:
+    if info.get("islink"):
+        info = fs.info(path)  # a listing stats the link itself; its target is what changes
+    fields = [f"{field}={info[field]}" for field in IDENTITY_FIELDS if info.get(field) is not None]
+    if fields:
+        described = ";".join([*fields, f"size={info.get('size')}"])
+        return hashlib.sha256(described.encode()).hexdigest()[:32]
+    # The store tells nothing that changes with the content, so read it: in blocks, memory stays bounded.
+    log.info("%s: the store gives no checksum or modification time, so its content is hashed", path)
+    digest = hashlib.sha256()
+    with fs.open(path, "rb") as handle:
+        while block := handle.read(BLOCK_BYTES):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()[:32]
 
 
 def read_chunks(fs, share: Share, chunk_rows: int) -> Iterator[tuple[int, pd.DataFrame]]:

@@ -2,8 +2,9 @@
 
 Each output file is written under `_temporary/` and moved into place only once complete,
 at the input's path relative to the input root, so the output keeps the input's folders;
-a ledger entry under `_ledger/` then records the input as scored (so `--only-new` runs,
-and re-runs after a crash, skip it), and a `_SUCCESS` marker appears once every shard of
+a ledger entry under `_ledger/` then records the input as scored, keyed by its path and
+content identity (so `--only-new` runs, and re-runs after a crash, skip it, and a
+rewritten file is scored again), and a `_SUCCESS` marker appears once every shard of
 the run has finished.
 """
 
@@ -23,9 +24,9 @@ SUFFIXES = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}
 
 
 class Output:
-    def __init__(self, fs, root: str, file_format: str, shard_index: int, shard_count: int):
+    def __init__(self, fs, root: str, file_format: str, shard_index: int, shard_count: int, chunk_rows: int):
         self.fs, self.root, self.format = fs, root.rstrip("/"), file_format
-        self.shard_index, self.shard_count = shard_index, shard_count
+        self.shard_index, self.shard_count, self.chunk_rows = shard_index, shard_count, chunk_rows
         self._staging = f"{self.root}/_temporary/{shard_index}"
 
     def begin(self) -> None:
@@ -65,8 +66,8 @@ class Output:
         else:  # this shard's every-n-th chunks fell past the end of a short file
             self.fs.rm(staged)
             final = None
-        self._write_json(self._ledger_entry(share), {"input": share.file.path, "output": final, "rows": writer.rows,
-                                                     "finished": time.time()})
+        self._write_json(self._ledger_entry(share), {"input": share.file.path, "identity": share.file.identity,
+                                                    "output": final, "rows": writer.rows, "finished": time.time()})
 
     def finish(self, rows: int) -> None:
         """Marks this shard done, and the run done when every shard is."""
@@ -82,8 +83,10 @@ class Output:
         return f"{self.root}/_ledger/_SUCCESS.shard-{index}-of-{self.shard_count}"
 
     def _ledger_entry(self, share: Share) -> str:
-        key = hashlib.sha256(f"{share.file.path}\0{share.file.size}".encode()).hexdigest()[:24]
-        return f"{self.root}/_ledger/{key}.{share.first}-of-{share.stride}.json"
+        key = hashlib.sha256(f"{share.file.path}\0{share.file.identity}".encode()).hexdigest()[:24]
+        # A part is every n-th chunk, so which rows it holds depends on the chunk size too.
+        part = "" if share.whole else f".{self.chunk_rows}-rows"
+        return f"{self.root}/_ledger/{key}.{share.first}-of-{share.stride}{part}.json"
 
     def _write_json(self, path: str, content: dict) -> None:
         with self.fs.open(path, "w") as handle:

@@ -44,7 +44,8 @@ def score_files(pyfunc, settings: BatchSettings) -> int:
     input_fs, input_root = fsspec.core.url_to_fs(settings.input)
     output_fs, output_root = fsspec.core.url_to_fs(settings.output)
     files = find_inputs(input_fs, settings.input, input_root)
-    output = Output(output_fs, output_root, settings.format.value, settings.shard_index, settings.shard_count)
+    output = Output(output_fs, output_root, settings.format.value, settings.shard_index, settings.shard_count,
+                    settings.chunk_rows)
     output.begin()
     progress = _Progress()
     for share in shares(files, settings.shard_index, settings.shard_count):
