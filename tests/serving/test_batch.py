@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -180,6 +181,27 @@ def test_a_glob_keeps_the_folders_from_its_first_wildcard_on(env, iris, tmp_path
 
     assert _outputs(tmp_path / "out") == ["a/x.csv.parquet", "b/x.csv.parquet"]
     assert sorted(_read_outputs(tmp_path / "out").id) == sorted(iris.id)
+
+
+def test_success_waits_for_every_shard_of_this_run_not_of_an_earlier_one(env, iris, tmp_path: Path):
+    for number in range(4):
+        _write(iris.iloc[number * 30:(number + 1) * 30], tmp_path / "in" / f"part-{number}.csv")
+    output = tmp_path / "out"
+    args = ("--input", str(tmp_path / "in"), "--output", str(output), "--shard-count", "2", "--id-column", "id")
+    for index in range(2):
+        _batch({**env, "JOB_COMPLETION_INDEX": str(index)}, *args)
+    assert (output / "_SUCCESS").exists()
+
+    _write(iris.iloc[120:], tmp_path / "in" / "part-4.csv")  # the next run has more input
+    _batch({**env, "JOB_COMPLETION_INDEX": "0"}, *args)
+    assert not (output / "_SUCCESS").exists(), "_SUCCESS trusted the marker of an earlier run's shard 1"
+
+    _batch({**env, "JOB_COMPLETION_INDEX": "1"}, *args)
+    success = json.loads((output / "_SUCCESS").read_text())
+    manifest = json.loads((output / "_runs" / success["run"] / "manifest.json").read_text())
+    assert (manifest["run"], manifest["shards"]) == (success["run"], 2)
+    assert [entry["name"] for entry in manifest["inputs"]] == [f"part-{number}.csv" for number in range(5)]
+    assert sorted(_read_outputs(output).id) == sorted(iris.id)
 
 
 def test_only_new_scores_a_file_rewritten_with_the_same_size_again(env, iris, tmp_path: Path):
