@@ -218,3 +218,53 @@ def test_only_new_scores_a_file_rewritten_with_the_same_size_again(env, iris, tm
 
     assert "skipping" not in second.stderr
     assert _read_outputs(tmp_path / "out").id.tolist() == rewritten.id.tolist()
+
+
+def _with_line(replace):
+    """A writer of `frame` whose line 61 (data row 59 of a CSV) is `replace(line)`."""
+    def write(frame: pd.DataFrame, path: Path) -> None:
+        _write(frame, path)
+        lines = path.read_bytes().split(b"\n")
+        lines[60] = replace(lines[60])
+        path.write_bytes(b"\n".join(lines))
+    return write
+
+
+def _bad_row_group(frame: pd.DataFrame, path: Path) -> None:
+    """Parquet in row groups of 40 rows, the first page of row group 1 overwritten."""
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.drop(columns=["expected"]).to_parquet(path, row_group_size=40)
+    column = pq.ParquetFile(path).metadata.row_group(1).column(0)
+    offset = column.dictionary_page_offset or column.data_page_offset
+    with path.open("r+b") as handle:
+        handle.seek(offset)
+        handle.write(b"\xff" * 16)
+
+
+@pytest.mark.parametrize(("name", "corrupt", "where"), [
+    pytest.param("flowers.csv", _with_line(lambda line: line + b",7"), "line 61", id="csv-extra-field"),
+    pytest.param("flowers.csv", _with_line(lambda line: line.replace(b"flower", b"fl\xffwer")), "line 61",
+                 id="csv-not-utf8"),
+    pytest.param("flowers.jsonl", _with_line(lambda line: line.rstrip(b"}")), "line 61", id="jsonl-unclosed"),
+    pytest.param("flowers.parquet", _bad_row_group, "row group 1", id="parquet-bad-row-group"),
+    pytest.param("flowers.parquet", lambda frame, path: path.write_bytes(b"PAR1 but no more"), "footer",
+                 id="parquet-no-footer"),
+])
+def test_a_malformed_file_stops_the_run_saying_where_and_leaves_nothing_of_it(env, iris, tmp_path: Path, name,
+                                                                             corrupt, where):
+    inputs, output = tmp_path / "in", tmp_path / "out"
+    _write(iris.iloc[:50], inputs / "a-good.csv")  # scored first, and kept
+    corrupt(iris, inputs / name)
+
+    result = run_to_exit(env, "batch", "--input", str(inputs), "--output", str(output), "--id-column", "id",
+                         "--chunk-rows", "16")
+
+    assert result.returncode == 1
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert str(inputs / name) in line and where in line and "Traceback" not in result.stderr, result.stderr
+    assert _outputs(output) == ["a-good.csv.parquet"]
+    assert [json.loads(entry.read_text())["input"] for entry in (output / "_ledger").glob("*.json")] == \
+        [str(inputs / "a-good.csv")]
+    assert not any(path.is_file() for path in (output / "_temporary").rglob("*")), "a staged file was left behind"

@@ -1,5 +1,4 @@
-"""Finding the input files of a batch run, naming them, telling when one changed, and
-reading them in chunks.
+"""Finding the input files of a batch run, naming them, and telling when one changed.
 
 Input is a file, a folder (every readable file under it) or a glob, local or at any
 fsspec URL. Each file is named by its path relative to the input root (the folder, the
@@ -14,10 +13,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
-
-import pandas as pd
 
 from modelplane.serving.errors import BatchError
 
@@ -122,25 +118,3 @@ def _identity(fs, path: str, info: dict) -> str:
         while block := handle.read(BLOCK_BYTES):
             digest.update(block)
     return "sha256:" + digest.hexdigest()[:32]
-
-
-def read_chunks(fs, share: Share, chunk_rows: int) -> Iterator[tuple[int, pd.DataFrame]]:
-    """(number of the first row in the file, rows) for each chunk of `share`."""
-    first_row = 0
-    with fs.open(share.file.path, "rb") as handle:
-        for number, chunk in enumerate(_chunks(handle, share.file.format, chunk_rows)):
-            if number % share.stride == share.first:
-                yield first_row, chunk.reset_index(drop=True)
-            first_row += len(chunk)
-
-
-def _chunks(handle, file_format: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    if file_format == "csv":
-        yield from pd.read_csv(handle, chunksize=chunk_rows)
-    elif file_format == "jsonl":
-        yield from pd.read_json(handle, lines=True, chunksize=chunk_rows)
-    else:
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(handle).iter_batches(batch_size=chunk_rows):
-            yield batch.to_pandas()

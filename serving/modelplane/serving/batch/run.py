@@ -13,8 +13,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from modelplane.serving.batch.inputs import Share, find_inputs, read_chunks, shares
+from modelplane.serving.batch.inputs import Share, find_inputs, shares
 from modelplane.serving.batch.outputs import Output
+from modelplane.serving.batch.readers import read_chunks
 from modelplane.serving.batch.runs import Run, RunMarkers
 from modelplane.serving.errors import BatchError
 from modelplane.serving.settings import BatchSettings
