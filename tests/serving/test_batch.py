@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -42,9 +43,15 @@ def _write(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+def _outputs(folder: Path) -> list[str]:
+    """The output files under `folder`, relative to it, without the run's own `_` files."""
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()
+                  and not any(part.startswith("_") for part in path.relative_to(folder).parts))
+
+
 def _read_outputs(folder: Path) -> pd.DataFrame:
     readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True)}
-    parts = [readers[path.suffix](path) for path in sorted(folder.iterdir()) if not path.name.startswith("_")]
+    parts = [readers[Path(name).suffix](folder / name) for name in _outputs(folder)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
@@ -151,3 +158,113 @@ def test_bad_input_stops_with_one_line_and_no_output(env, iris, tmp_path: Path, 
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert words in line and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists() or [p for p in (tmp_path / "out").iterdir() if not p.name.startswith("_")] == []
+
+
+def test_each_input_has_its_own_output_under_its_own_folders(env, iris, tmp_path: Path):
+    inputs = tmp_path / "in"
+    _write(iris.iloc[:50], inputs / "a" / "b.csv")
+    _write(iris.iloc[50:100], inputs / "a--b.csv")  # what a/b.csv was once flattened to
+    _write(iris.iloc[100:], inputs / "a" / "b.parquet")
+
+    _batch(env, "--input", str(inputs), "--output", str(tmp_path / "out"), "--id-column", "id")
+
+    assert _outputs(tmp_path / "out") == ["a--b.csv.parquet", "a/b.csv.parquet", "a/b.parquet.parquet"]
+    assert sorted(_read_outputs(tmp_path / "out").id) == sorted(iris.id)
+
+
+@pytest.mark.parametrize("pattern", ["*/x.csv", "?/x.csv", "[ab]/x.csv"])
+def test_a_glob_keeps_the_folders_from_its_first_wildcard_on(env, iris, tmp_path: Path, pattern: str):
+    _write(iris.iloc[:75], tmp_path / "in" / "a" / "x.csv")
+    _write(iris.iloc[75:], tmp_path / "in" / "b" / "x.csv")
+
+    _batch(env, "--input", f"{tmp_path}/in/{pattern}", "--output", str(tmp_path / "out"), "--id-column", "id")
+
+    assert _outputs(tmp_path / "out") == ["a/x.csv.parquet", "b/x.csv.parquet"]
+    assert sorted(_read_outputs(tmp_path / "out").id) == sorted(iris.id)
+
+
+def test_success_waits_for_every_shard_of_this_run_not_of_an_earlier_one(env, iris, tmp_path: Path):
+    for number in range(4):
+        _write(iris.iloc[number * 30:(number + 1) * 30], tmp_path / "in" / f"part-{number}.csv")
+    output = tmp_path / "out"
+    args = ("--input", str(tmp_path / "in"), "--output", str(output), "--shard-count", "2", "--id-column", "id")
+    for index in range(2):
+        _batch({**env, "JOB_COMPLETION_INDEX": str(index)}, *args)
+    assert (output / "_SUCCESS").exists()
+
+    _write(iris.iloc[120:], tmp_path / "in" / "part-4.csv")  # the next run has more input
+    _batch({**env, "JOB_COMPLETION_INDEX": "0"}, *args)
+    assert not (output / "_SUCCESS").exists(), "_SUCCESS trusted the marker of an earlier run's shard 1"
+
+    _batch({**env, "JOB_COMPLETION_INDEX": "1"}, *args)
+    success = json.loads((output / "_SUCCESS").read_text())
+    manifest = json.loads((output / "_runs" / success["run"] / "manifest.json").read_text())
+    assert (manifest["run"], manifest["shards"]) == (success["run"], 2)
+    assert [entry["name"] for entry in manifest["inputs"]] == [f"part-{number}.csv" for number in range(5)]
+    assert sorted(_read_outputs(output).id) == sorted(iris.id)
+
+
+def test_only_new_scores_a_file_rewritten_with_the_same_size_again(env, iris, tmp_path: Path):
+    monday = tmp_path / "in" / "monday.csv"
+    _write(iris.iloc[:75], monday)
+    args = ("--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--only-new", "--id-column", "id")
+    _batch(env, *args)
+    size = monday.stat().st_size
+
+    rewritten = iris.iloc[:75].iloc[::-1]  # the same rows in another order: new content, the same size
+    _write(rewritten, monday)
+    assert monday.stat().st_size == size
+    second = _batch(env, *args)
+
+    assert "skipping" not in second.stderr
+    assert _read_outputs(tmp_path / "out").id.tolist() == rewritten.id.tolist()
+
+
+def _with_line(replace):
+    """A writer of `frame` whose line 61 (data row 59 of a CSV) is `replace(line)`."""
+    def write(frame: pd.DataFrame, path: Path) -> None:
+        _write(frame, path)
+        lines = path.read_bytes().split(b"\n")
+        lines[60] = replace(lines[60])
+        path.write_bytes(b"\n".join(lines))
+    return write
+
+
+def _bad_row_group(frame: pd.DataFrame, path: Path) -> None:
+    """Parquet in row groups of 40 rows, the first page of row group 1 overwritten."""
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.drop(columns=["expected"]).to_parquet(path, row_group_size=40)
+    column = pq.ParquetFile(path).metadata.row_group(1).column(0)
+    offset = column.dictionary_page_offset or column.data_page_offset
+    with path.open("r+b") as handle:
+        handle.seek(offset)
+        handle.write(b"\xff" * 16)
+
+
+@pytest.mark.parametrize(("name", "corrupt", "where"), [
+    pytest.param("flowers.csv", _with_line(lambda line: line + b",7"), "line 61", id="csv-extra-field"),
+    pytest.param("flowers.csv", _with_line(lambda line: line.replace(b"flower", b"fl\xffwer")), "line 61",
+                 id="csv-not-utf8"),
+    pytest.param("flowers.jsonl", _with_line(lambda line: line.rstrip(b"}")), "line 61", id="jsonl-unclosed"),
+    pytest.param("flowers.parquet", _bad_row_group, "row group 1", id="parquet-bad-row-group"),
+    pytest.param("flowers.parquet", lambda frame, path: path.write_bytes(b"PAR1 but no more"), "footer",
+                 id="parquet-no-footer"),
+])
+def test_a_malformed_file_stops_the_run_saying_where_and_leaves_nothing_of_it(env, iris, tmp_path: Path, name,
+                                                                             corrupt, where):
+    inputs, output = tmp_path / "in", tmp_path / "out"
+    _write(iris.iloc[:50], inputs / "a-good.csv")  # scored first, and kept
+    corrupt(iris, inputs / name)
+
+    result = run_to_exit(env, "batch", "--input", str(inputs), "--output", str(output), "--id-column", "id",
+                         "--chunk-rows", "16")
+
+    assert result.returncode == 1
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert str(inputs / name) in line and where in line and "Traceback" not in result.stderr, result.stderr
+    assert _outputs(output) == ["a-good.csv.parquet"]
+    assert [json.loads(entry.read_text())["input"] for entry in (output / "_ledger").glob("*.json")] == \
+        [str(inputs / "a-good.csv")]
+    assert not any(path.is_file() for path in (output / "_temporary").rglob("*")), "a staged file was left behind"

@@ -1,9 +1,10 @@
 """Writing a batch run's results so that a killed run never leaves half a result.
 
-Each output file is written under `_temporary/` and moved into place only once complete;
-a ledger entry under `_ledger/` then records the input as scored (so `--only-new` runs,
-and re-runs after a crash, skip it), and a `_SUCCESS` marker appears once every shard of
-the run has finished.
+Each output file is written under `_temporary/` and moved into place only once complete,
+at the input's path relative to the input root, so the output keeps the input's folders.
+A ledger entry under `_ledger/` then records the input as scored, keyed by its path and
+content identity (so `--only-new` runs, and re-runs after a crash, skip it, and a
+rewritten file is scored again). `runs.py` writes the markers of a run beside them.
 """
 
 from __future__ import annotations
@@ -22,20 +23,16 @@ SUFFIXES = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}
 
 
 class Output:
-    def __init__(self, fs, root: str, file_format: str, shard_index: int, shard_count: int):
+    def __init__(self, fs, root: str, file_format: str, shard_index: int, chunk_rows: int):
         self.fs, self.root, self.format = fs, root.rstrip("/"), file_format
-        self.shard_index, self.shard_count = shard_index, shard_count
+        self.chunk_rows = chunk_rows
         self._staging = f"{self.root}/_temporary/{shard_index}"
 
     def begin(self) -> None:
         """Clears what an earlier, killed run of this shard left half-written."""
         self.fs.makedirs(f"{self.root}/_ledger", exist_ok=True)
-        if self.fs.exists(self._staging):
-            self.fs.rm(self._staging, recursive=True)
+        self.remove(self._staging, recursive=True)
         self.fs.makedirs(self._staging, exist_ok=True)
-        for marker in (self._shard_marker, f"{self.root}/_SUCCESS"):
-            if self.fs.exists(marker):
-                self.fs.rm(marker)
 
     def scored(self, share: Share) -> bool:
         return self.fs.exists(self._ledger_entry(share))
@@ -44,9 +41,12 @@ class Output:
     def writer(self, share: Share):
         """A writer of `share`'s results, moved into place (and entered in the ledger)
         only when the block ends without an error."""
+        # An input's name ends in a readable suffix, never in ".part-I-of-N": a whole
+        # file's output and a part's cannot share a name.
         name = share.file.name if share.whole else f"{share.file.name}.part-{share.first}-of-{share.stride}"
         final = f"{self.root}/{name}{SUFFIXES[self.format]}"
         staged = f"{self._staging}/{name}{SUFFIXES[self.format]}"
+        self.fs.makedirs(staged.rsplit("/", 1)[0], exist_ok=True)
         writer = _Writer(self.fs.open(staged, "wb"), self.format)
         try:
             yield writer
@@ -56,33 +56,35 @@ class Output:
             self.fs.rm(staged)
             raise
         if writer.rows:
+            self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
             self.fs.mv(staged, final)
         else:  # this shard's every-n-th chunks fell past the end of a short file
             self.fs.rm(staged)
             final = None
-        self._write_json(self._ledger_entry(share), {"input": share.file.path, "output": final, "rows": writer.rows,
-                                                     "finished": time.time()})
+        self.write_json(self._ledger_entry(share), {"input": share.file.path, "identity": share.file.identity,
+                                                   "output": final, "rows": writer.rows, "finished": time.time()})
 
-    def finish(self, rows: int) -> None:
-        """Marks this shard done, and the run done when every shard is."""
-        self._write_json(self._shard_marker, {"rows": rows, "finished": time.time()})
-        if self.shard_count == 1 or all(self.fs.exists(self._marker_of(index)) for index in range(self.shard_count)):
-            self._write_json(f"{self.root}/_SUCCESS", {"shards": self.shard_count, "finished": time.time()})
+    def write_json(self, path: str, content: dict) -> None:
+        """Writes `path` whole or not at all: staged, then moved into place."""
+        staged = f"{self._staging}/{path.rsplit('/', 1)[-1]}"
+        with self.fs.open(staged, "w") as handle:
+            json.dump(content, handle)
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        self.fs.mv(staged, path)
 
-    @property
-    def _shard_marker(self) -> str:
-        return self._marker_of(self.shard_index)
-
-    def _marker_of(self, index: int) -> str:
-        return f"{self.root}/_ledger/_SUCCESS.shard-{index}-of-{self.shard_count}"
+    def remove(self, path: str, recursive: bool = False) -> None:
+        # Asked first: not every store's rm of a missing path raises FileNotFoundError (FTP answers 550).
+        if self.fs.exists(path):
+            try:
+                self.fs.rm(path, recursive=recursive)
+            except FileNotFoundError:
+                pass  # another shard removed it first
 
     def _ledger_entry(self, share: Share) -> str:
-        key = hashlib.sha256(f"{share.file.path}\0{share.file.size}".encode()).hexdigest()[:24]
-        return f"{self.root}/_ledger/{key}.{share.first}-of-{share.stride}.json"
-
-    def _write_json(self, path: str, content: dict) -> None:
-        with self.fs.open(path, "w") as handle:
-            json.dump(content, handle)
+        key = hashlib.sha256(f"{share.file.path}\0{share.file.identity}".encode()).hexdigest()[:24]
+        # A part is every n-th chunk, so which rows it holds depends on the chunk size too.
+        part = "" if share.whole else f".{self.chunk_rows}-rows"
+        return f"{self.root}/_ledger/{key}.{share.first}-of-{share.stride}{part}.json"
 
 
 class _Writer:

@@ -13,8 +13,10 @@ import time
 import numpy as np
 import pandas as pd
 
-from modelplane.serving.batch.inputs import Share, find_inputs, read_chunks, shares
+from modelplane.serving.batch.inputs import Share, find_inputs, shares
 from modelplane.serving.batch.outputs import Output
+from modelplane.serving.batch.readers import read_chunks
+from modelplane.serving.batch.runs import Run, RunMarkers
 from modelplane.serving.errors import BatchError
 from modelplane.serving.settings import BatchSettings
 from modelplane.serving.startup import start
@@ -44,10 +46,16 @@ def score_files(pyfunc, settings: BatchSettings) -> int:
     input_fs, input_root = fsspec.core.url_to_fs(settings.input)
     output_fs, output_root = fsspec.core.url_to_fs(settings.output)
     files = find_inputs(input_fs, settings.input, input_root)
-    output = Output(output_fs, output_root, settings.format.value, settings.shard_index, settings.shard_count)
+    mine = shares(files, settings.shard_index, settings.shard_count)
+    output = Output(output_fs, output_root, settings.format.value, settings.shard_index, settings.chunk_rows)
     output.begin()
+    # The model by its uuid, not its URI: an alias moved between two shards' starts makes two runs.
+    run = Run.of(files, pyfunc.metadata.model_uuid or settings.model, settings.shard_count,
+                 {"format": settings.format.value, "id_column": settings.id_column, "chunk_rows": settings.chunk_rows})
+    markers = RunMarkers(output, run, settings.shard_index)
+    markers.begin()
     progress = _Progress()
-    for share in shares(files, settings.shard_index, settings.shard_count):
+    for share in mine:
         if settings.only_new and output.scored(share):
             log.info("skipping %s: scored by an earlier run", share.file.path)
             continue
@@ -55,7 +63,7 @@ def score_files(pyfunc, settings: BatchSettings) -> int:
             for first_row, chunk in read_chunks(input_fs, share, settings.chunk_rows):
                 writer.write(_score_chunk(pyfunc, chunk, first_row, share, settings.id_column))
                 progress.add(len(chunk))
-    output.finish(progress.rows)
+    markers.finish(progress.rows)
     progress.report(final=True)
     return progress.rows
 
