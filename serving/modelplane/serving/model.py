@@ -84,6 +84,19 @@ def _load_pyfunc(path: Path, allow_pickle: bool):
     return mlflow.pyfunc.load_model(str(path))
 
 
+def _move_into_place(downloaded: Path, target: Path) -> None:
+    """Renames a complete download to `target`. Processes sharing the cache (the shards of
+    a local batch run) may download the same version at once: the first rename wins, and
+    the others keep its copy rather than delete a folder another may be loading from."""
+    try:
+        downloaded.rename(target)
+    except OSError:
+        if (target / _COMPLETE_MARKER).exists():
+            return
+        shutil.rmtree(target, ignore_errors=True)  # what a download cut short left
+        downloaded.rename(target)
+
+
 def _first_line(error: Exception) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -177,8 +190,7 @@ def _download(artifact_uri: str, target: Path) -> Path:
         if not (downloaded / "MLmodel").is_file():
             raise ModelLoadError(f"{artifact_uri} is not an MLflow model (it has no MLmodel file)")
         (downloaded / _COMPLETE_MARKER).touch()
-        shutil.rmtree(target, ignore_errors=True)
-        downloaded.rename(target)
+        _move_into_place(downloaded, target)
     except MlflowException as error:
         raise ModelLoadError(f"{artifact_uri} could not be downloaded: {error.message.splitlines()[0]}") from None
     finally:

@@ -7,7 +7,6 @@ id column (or the row's number in its file) beside the model's predictions.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 
 import numpy as np
@@ -19,7 +18,7 @@ from modelplane.serving.batch.readers import read_chunks
 from modelplane.serving.batch.runs import Run, RunMarkers
 from modelplane.serving.errors import BatchError
 from modelplane.serving.settings import BatchSettings
-from modelplane.serving.startup import start
+from modelplane.serving.startup import start, stop
 
 log = logging.getLogger("modelplane.batch")
 ROW_COLUMN = "row"
@@ -34,8 +33,7 @@ def main(overrides: dict) -> int:
     try:
         rows = score_files(model.pyfunc, settings)
     except BatchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return stop(str(error))
     log.info("done: %d rows scored by shard %d of %d", rows, settings.shard_index, settings.shard_count)
     return 0
 
