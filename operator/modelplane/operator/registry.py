@@ -95,7 +95,7 @@ class Registries:
                                  f"{', '.join(self.allowed_hosts)} (the operator's registries.allowed)")
 
 
-_WELL_FORMED = re.compile(r"https?://[^/?#@\s]+(/[^?#@\s]*)?")
+_WELL_FORMED = re.compile(r"(?i:https?)://[^/?#@\s]+(/[^?#@\s]*)?")
 
 
 def _host_and_port(uri: str) -> tuple[str, int | None]:

@@ -70,7 +70,7 @@ REGISTRY_RULES = (
     Rule(
         # No user name or password (credentials belong in secretRef), no query or fragment
         # (they would change which path of the server is asked).
-        cel=r"!has(self.uri) || self.uri.matches('^https?://[^/?#@\\s]+(/[^?#@\\s]*)?$')",
+        cel=r"!has(self.uri) || self.uri.matches('^(?i:https?)://[^/?#@\\s]+(/[^?#@\\s]*)?$')",
         message="spec.model.registry.uri must be an http:// or https:// address with no user name, password, "
                 "query or fragment, e.g. http://mlflow.mlflow.svc:5000 (credentials go in secretRef)",
         field=".uri",
