@@ -33,6 +33,13 @@ def _rendered(cluster: ControlPlane, *values: str) -> dict[str, dict]:
     return {f"{doc['kind']}/{doc['metadata']['name']}": doc for doc in documents if doc}
 
 
+def test_the_operator_has_a_readiness_probe_and_every_probe_a_timeout(cluster: ControlPlane):
+    container = _rendered(cluster)["Deployment/mp-modelplane"]["spec"]["template"]["spec"]["containers"][0]
+
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert all(container[probe]["timeoutSeconds"] > 1 for probe in ("readinessProbe", "livenessProbe"))
+
+
 def test_the_webhook_endpoint_is_exposed_only_with_a_signing_secret(cluster: ControlPlane):
     assert "Service/mp-modelplane-webhook" not in _rendered(cluster)
 

@@ -236,3 +236,16 @@ def test_the_pickle_policy_is_said_outright_so_a_registry_secret_cannot_turn_it_
     assert _env(with_secret[0])["MODELPLANE_ALLOW_PICKLE"] == "false"
     assert [var for var in _container(asked_for[0])["env"] if var["name"] == "MODELPLANE_ALLOW_PICKLE"] == [
         {"name": "MODELPLANE_ALLOW_PICKLE", "value": "true"}]
+
+
+@pytest.mark.parametrize("mode", ["online", "streaming"])
+def test_every_probe_waits_as_long_as_its_period(mode: str):
+    streaming = {"source": "kafka://k:9092/in", "sink": "kafka://k:9092/out"}
+    (workload,) = [child for child in render(_deployment(mode=mode, streaming=streaming), MODEL, SETTINGS)
+                   if child["kind"] == "Deployment"]
+    container = _container(workload)
+
+    probes = [container[kind] for kind in ("startupProbe", "readinessProbe", "livenessProbe")]
+
+    assert [probe["timeoutSeconds"] for probe in probes] == [probe["periodSeconds"] for probe in probes]
+    assert all(probe["timeoutSeconds"] > 1 for probe in probes)

@@ -107,9 +107,15 @@ def pod_template(
 
 def http_probes(port_name: str) -> dict:
     """A startup probe that allows ten minutes for the model download and load, so the
-    liveness probe never kills a slow load; readiness follows the loaded model."""
+    liveness probe never kills a slow load; readiness follows the loaded model.
+
+    Each probe waits for its answer as long as its period, not Kubernetes' default of one
+    second: a server busy taking in large requests answers late, and a probe that gave up
+    after a second would take a loaded pod out of its Service, or restart it. A probe
+    then fails only when no answer came before the next one was due."""
     def probe(path: str, period: int, failures: int) -> dict:
-        return {"httpGet": {"path": path, "port": port_name}, "periodSeconds": period, "failureThreshold": failures}
+        return {"httpGet": {"path": path, "port": port_name}, "periodSeconds": period, "timeoutSeconds": period,
+                "failureThreshold": failures}
 
     return {
         "startupProbe": probe("/readyz", 2, 300),
