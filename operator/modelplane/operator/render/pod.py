@@ -69,8 +69,11 @@ def pod_template(
     }
     if lifecycle:
         container["lifecycle"] = lifecycle
-    if spec.resources:
-        container["resources"] = spec.resources
+    # The ModelDeployment's own resources replace the operator's default whole: a
+    # default merged into them could hold a request above a limit they set.
+    resources = spec.resources if spec.resources is not None else settings.resources
+    if resources:
+        container["resources"] = resources
     secret = spec.model.registry.secret_ref
     if secret:
         container["envFrom"] = [{"secretRef": {"name": secret.name}}]
