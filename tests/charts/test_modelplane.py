@@ -13,6 +13,7 @@ import yaml
 from tests.conftest import REPO, Registry, show_logs_on_failure
 from tests.operator.process import Operator
 from tests.operator.resources import apply, children, manifest, ready
+from tests.scanner import scan, unexpected
 from tests.testbed.cluster import ControlPlane
 from tests.waiting import eventually
 
@@ -38,6 +39,31 @@ def _rendered(cluster: ControlPlane, *values: str, json_values: dict[str, object
 def _operator_env(rendered: dict[str, dict]) -> dict[str, dict]:
     container = rendered["Deployment/mp-modelplane"]["spec"]["template"]["spec"]["containers"][0]
     return {variable["name"]: variable for variable in container["env"]}
+
+
+# Checks of the scanner that do not apply to the chart, besides those of every scan.
+CHART_NOT_APPLICABLE = {
+    "CKV_K8S_38": "Service Account Tokens only where necessary: the operator is a client of the API server, "
+                  "which it reaches with its ServiceAccount's token",
+}
+WITHOUT_POLICIES = "CKV2_K8S_6"  # "Minimize the admission of pods which lack an associated NetworkPolicy"
+EVERY_OPTION = ("networkPolicy.enabled=true", "webhook.secretName=mlflow-webhook", "watchNamespaces={ml-prod}",
+                "registries.credentialsSecret=mlflow-credentials", "policy.enabled=true")
+
+
+def test_the_chart_with_every_option_on_passes_the_scanner(cluster: ControlPlane, tmp_path: Path):
+    rendered = _rendered(cluster, *EVERY_OPTION)
+    assert "NetworkPolicy/mp-modelplane" in rendered
+
+    findings = scan(list(rendered.values()), tmp_path)
+
+    assert unexpected(findings, CHART_NOT_APPLICABLE) == []
+
+
+def test_the_chart_by_default_passes_the_scanner_but_for_network_policies(cluster: ControlPlane, tmp_path: Path):
+    findings = scan(list(_rendered(cluster).values()), tmp_path)
+
+    assert unexpected(findings, {**CHART_NOT_APPLICABLE, WITHOUT_POLICIES: "off by default (networkPolicy)"}) == []
 
 
 def test_the_operator_has_a_readiness_probe_and_every_probe_a_timeout(cluster: ControlPlane):
