@@ -84,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     render = commands.add_parser(
         "render",
         help="print the Kubernetes objects the operator makes of a ModelDeployment manifest",
+        description="Prints the Kubernetes objects the operator makes of a ModelDeployment manifest, with the "
+                    "operator's settings taken from the same variables it reads (MODELPLANE_WORKLOAD_RESOURCES, "
+                    "MODELPLANE_NETWORK_POLICY: the chart's workloads.resources and networkPolicy, as JSON).",
     )
     render.add_argument("-f", "--file", type=Path, required=True, help="ModelDeployment manifest (YAML)")
     render.add_argument(

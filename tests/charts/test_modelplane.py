@@ -13,6 +13,7 @@ import yaml
 from tests.conftest import REPO, Registry, show_logs_on_failure
 from tests.operator.process import Operator
 from tests.operator.resources import apply, children, manifest, ready
+from tests.scanner import scan, unexpected
 from tests.testbed.cluster import ControlPlane
 from tests.waiting import eventually
 
@@ -27,10 +28,73 @@ def test_the_chart_lints_clean(cluster: ControlPlane):
     assert "0 chart(s) failed" in result.stdout
 
 
-def _rendered(cluster: ControlPlane, *values: str) -> dict[str, dict]:
+def _rendered(cluster: ControlPlane, *values: str, json_values: dict[str, object] | None = None) -> dict[str, dict]:
     sets = [arg for value in values for arg in ("--set", value)]
-    documents = yaml.safe_load_all(cluster.helm("template", "mp", str(CHART), *sets).stdout)
+    sets += [arg for key, value in (json_values or {}).items() for arg in ("--set-json", f"{key}={json.dumps(value)}")]
+    # In a namespace, as `helm install -n` renders it (the default one is not for workloads).
+    documents = yaml.safe_load_all(cluster.helm("template", "mp", str(CHART), "-n", "modelplane-system", *sets).stdout)
     return {f"{doc['kind']}/{doc['metadata']['name']}": doc for doc in documents if doc}
+
+
+def _operator_env(rendered: dict[str, dict]) -> dict[str, dict]:
+    container = rendered["Deployment/mp-modelplane"]["spec"]["template"]["spec"]["containers"][0]
+    return {variable["name"]: variable for variable in container["env"]}
+
+
+# Checks of the scanner that do not apply to the chart, besides those of every scan.
+CHART_NOT_APPLICABLE = {
+    "CKV_K8S_38": "Service Account Tokens only where necessary: the operator is a client of the API server, "
+                  "which it reaches with its ServiceAccount's token",
+}
+WITHOUT_POLICIES = "CKV2_K8S_6"  # "Minimize the admission of pods which lack an associated NetworkPolicy"
+EVERY_OPTION = ("networkPolicy.enabled=true", "webhook.secretName=mlflow-webhook", "watchNamespaces={ml-prod}",
+                "registries.credentialsSecret=mlflow-credentials", "policy.enabled=true")
+
+
+def test_the_chart_with_every_option_on_passes_the_scanner(cluster: ControlPlane, tmp_path: Path):
+    rendered = _rendered(cluster, *EVERY_OPTION)
+    assert "NetworkPolicy/mp-modelplane" in rendered
+
+    findings = scan(list(rendered.values()), tmp_path)
+
+    assert unexpected(findings, CHART_NOT_APPLICABLE) == []
+
+
+def test_the_chart_by_default_passes_the_scanner_but_for_network_policies(cluster: ControlPlane, tmp_path: Path):
+    findings = scan(list(_rendered(cluster).values()), tmp_path)
+
+    assert unexpected(findings, {**CHART_NOT_APPLICABLE, WITHOUT_POLICIES: "off by default (networkPolicy)"}) == []
+
+
+def test_the_operator_has_a_readiness_probe_and_every_probe_a_timeout(cluster: ControlPlane):
+    container = _rendered(cluster)["Deployment/mp-modelplane"]["spec"]["template"]["spec"]["containers"][0]
+
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert all(container[probe]["timeoutSeconds"] > 1 for probe in ("readinessProbe", "livenessProbe"))
+
+
+def test_the_charts_workload_defaults_are_the_operators_own(cluster: ControlPlane):
+    from modelplane.operator.render.common import DEFAULT_RESOURCES, KUBE_DNS, OWN_NAMESPACE
+
+    assert "MODELPLANE_NETWORK_POLICY" not in _operator_env(_rendered(cluster))
+    env = _operator_env(_rendered(cluster, "networkPolicy.enabled=true"))
+
+    assert json.loads(env["MODELPLANE_WORKLOAD_RESOURCES"]["value"]) == DEFAULT_RESOURCES
+    assert json.loads(env["MODELPLANE_NETWORK_POLICY"]["value"]) == {
+        "ingressFrom": list(OWN_NAMESPACE), "dns": list(KUBE_DNS), "registryEgress": [], "brokerEgress": []}
+
+
+def test_the_operators_policy_lets_in_only_webhook_calls(cluster: ControlPlane):
+    closed = _rendered(cluster, "networkPolicy.enabled=true")["NetworkPolicy/mp-modelplane"]["spec"]
+    assert (closed["policyTypes"], closed["ingress"]) == (["Ingress"], [])
+
+    gateway = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway"}}}
+    rendered = _rendered(cluster, "networkPolicy.enabled=true", "webhook.secretName=mlflow-webhook",
+                         json_values={"networkPolicy.webhookFrom": [gateway]})
+    policy = rendered["NetworkPolicy/mp-modelplane"]["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= (
+        rendered["Deployment/mp-modelplane"]["spec"]["template"]["metadata"]["labels"].items())
+    assert policy["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8090}], "from": [gateway]}]
 
 
 def test_the_webhook_endpoint_is_exposed_only_with_a_signing_secret(cluster: ControlPlane):

@@ -14,13 +14,15 @@ WEBHOOK_SECRET = "testbed-webhook-secret"
 class Operator:
     def __init__(self, kubeconfig: Path, registry_uri: str, log_dir: Path,
                  scope: tuple[str, ...] = ("--all-namespaces",), name: str = "modelplane-operator",
-                 serving_image: str = SERVING_IMAGE):
+                 serving_image: str = SERVING_IMAGE, settings: dict[str, str] | None = None):
+        """`settings`: more of the operator's variables, as the chart's values set them."""
         self.env = {
             "KUBECONFIG": str(kubeconfig),
             "MLFLOW_TRACKING_URI": registry_uri,
             "MODELPLANE_SERVING_IMAGE": serving_image,
             "MODELPLANE_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "MODELPLANE_WEBHOOK_LISTEN": f"127.0.0.1:{free_port()}",
+            **(settings or {}),
         }
         self.argv = [str(Path(sys.executable).parent / "modelplane"), "operator", *scope]
         self.log_dir = log_dir

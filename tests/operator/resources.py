@@ -8,7 +8,7 @@ import yaml
 
 from tests.testbed.cluster import ControlPlane
 
-CHILD_KINDS = "deployments,services,horizontalpodautoscalers,cronjobs,jobs"
+CHILD_KINDS = "deployments,services,horizontalpodautoscalers,cronjobs,jobs,networkpolicies"
 
 
 def manifest(name: str, **spec) -> dict:

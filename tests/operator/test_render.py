@@ -3,6 +3,7 @@ API server accepts under the "restricted" Pod Security Standard."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,8 @@ import pytest
 import yaml
 
 from modelplane.operator.manifest import ModelDeployment, load_manifests, parse_manifest
-from modelplane.operator.render import RenderSettings, ResolvedModel, render
-from modelplane.operator.render.common import MODEL_VERSION_LABEL, TEMPLATE_HASH_ANNOTATION
+from modelplane.operator.render import NetworkPolicySettings, RenderSettings, ResolvedModel, render
+from modelplane.operator.render.common import DEFAULT_RESOURCES, MODEL_VERSION_LABEL, TEMPLATE_HASH_ANNOTATION
 from modelplane.operator.render.online import split_replicas
 from tests.conftest import REPO
 from tests.testbed.cluster import ControlPlane
@@ -236,3 +237,78 @@ def test_the_pickle_policy_is_said_outright_so_a_registry_secret_cannot_turn_it_
     assert _env(with_secret[0])["MODELPLANE_ALLOW_PICKLE"] == "false"
     assert [var for var in _container(asked_for[0])["env"] if var["name"] == "MODELPLANE_ALLOW_PICKLE"] == [
         {"name": "MODELPLANE_ALLOW_PICKLE", "value": "true"}]
+
+
+POLICY = NetworkPolicySettings(
+    ingress_from=({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway"}}},),
+    registry_egress=({"to": [{"ipBlock": {"cidr": "10.1.0.0/16"}}], "ports": [{"protocol": "TCP", "port": 5000}]},),
+    broker_egress=({"to": [{"ipBlock": {"cidr": "10.2.0.0/16"}}], "ports": [{"protocol": "TCP", "port": 9092}]},),
+)
+WITH_POLICY = dataclasses.replace(SETTINGS, network_policy=POLICY)
+
+
+def _pod_labels(workload: dict) -> dict:
+    return workload["spec"]["template"]["metadata"]["labels"]
+
+
+def test_a_network_policy_comes_first_and_selects_the_online_pods_and_their_canary():
+    deployment = _deployment(online={"port": 8000}, rollout={"strategy": "Canary"})
+
+    children = render(deployment, MODEL, WITH_POLICY, ResolvedModel(name="iris", version="8"))
+
+    assert _kinds(children) == ["NetworkPolicy/iris", "Deployment/iris", "Deployment/iris-canary", "Service/iris"]
+    policy, stable, canary, _ = children
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert selector.items() <= _pod_labels(stable).items() and selector.items() <= _pod_labels(canary).items()
+    assert policy["spec"]["ingress"] == [{"from": list(POLICY.ingress_from),
+                                          "ports": [{"protocol": "TCP", "port": 8000}]}]
+    dns, registry = policy["spec"]["egress"]
+    assert dns["to"] == list(POLICY.dns) and {port["port"] for port in dns["ports"]} == {53}
+    assert registry == POLICY.registry_egress[0]
+
+
+def test_streaming_consumers_may_reach_the_brokers_and_be_scraped_on_their_metrics_port():
+    streaming = {"source": "kafka://k:9092/in", "sink": "kafka://k:9092/out"}
+
+    policy, consumers = render(_deployment(mode="streaming", streaming=streaming), MODEL, WITH_POLICY)
+
+    assert _kinds([policy, consumers]) == ["NetworkPolicy/iris-stream", "Deployment/iris-stream"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= _pod_labels(consumers).items()
+    assert policy["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 9090}]
+    assert policy["spec"]["egress"][1:] == [*POLICY.registry_egress, *POLICY.broker_egress]
+
+
+def test_batch_gets_no_network_policy():
+    (cronjob,) = render(_deployment(mode="batch", batch={"schedule": "@daily", "input": "/in", "output": "/out"}),
+                        MODEL, WITH_POLICY)
+    assert cronjob["kind"] == "CronJob"
+
+
+def test_an_empty_list_of_allowed_sources_is_refused_as_it_would_allow_every_source():
+    with pytest.raises(ValueError, match="ingressFrom is empty"):
+        NetworkPolicySettings(ingress_from=())
+
+
+@pytest.mark.parametrize("mode", ["online", "streaming"])
+def test_every_probe_waits_as_long_as_its_period(mode: str):
+    streaming = {"source": "kafka://k:9092/in", "sink": "kafka://k:9092/out"}
+    (workload,) = [child for child in render(_deployment(mode=mode, streaming=streaming), MODEL, SETTINGS)
+                   if child["kind"] == "Deployment"]
+    container = _container(workload)
+
+    probes = [container[kind] for kind in ("startupProbe", "readinessProbe", "livenessProbe")]
+
+    assert [probe["timeoutSeconds"] for probe in probes] == [probe["periodSeconds"] for probe in probes]
+    assert all(probe["timeoutSeconds"] > 1 for probe in probes)
+
+
+def test_containers_get_the_default_resources_unless_the_spec_sets_its_own():
+    batch = {"input": "/in", "output": "/out"}
+
+    assert _container(render(_deployment(), MODEL, SETTINGS)[0])["resources"] == DEFAULT_RESOURCES
+    assert _container(render(_deployment(mode="batch", batch=batch), MODEL, SETTINGS)[0])["resources"] == DEFAULT_RESOURCES
+    own = {"requests": {"memory": "8Gi"}}
+    assert _container(render(_deployment(resources=own), MODEL, SETTINGS)[0])["resources"] == own
+    assert "resources" not in _container(render(_deployment(resources={}), MODEL, SETTINGS)[0])
+    none = dataclasses.replace(SETTINGS, resources={})
+    assert "resources" not in _container(render(_deployment(), MODEL, none)[0])

@@ -36,6 +36,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Made only with networkPolicy.enabled, but listed and pruned whatever the setting: a
+# policy made before it was turned off is removed.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Used only where KEDA is installed: streaming consumers scaled on lag.
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects"]

@@ -17,13 +17,17 @@ FIELD_MANAGER = "modelplane"
 SPEC_HASH_ANNOTATION = "modelplane.io/spec-hash"
 # The kinds whose status is a ModelDeployment's readiness.
 WORKLOAD_KINDS = ("Deployment", "Job", "CronJob")
-# Every kind a ModelDeployment may own, in any mode; pruning looks at all of them.
+# Kinds that guard a workload's pods, applied with the workloads and before them.
+GUARD_KINDS = ("NetworkPolicy",)
+# Every kind a ModelDeployment may own, in any mode; pruning looks at all of them (a
+# NetworkPolicy too where the settings make none now: they may have made one before).
 CHILD_KINDS = (
     ("apps/v1", "Deployment"),
     ("v1", "Service"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("batch/v1", "CronJob"),
     ("batch/v1", "Job"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
 )
 # Kinds of add-ons a cluster may not have; looked at only where the operator found them.
 SCALED_OBJECT = ("keda.sh/v1alpha1", "ScaledObject")

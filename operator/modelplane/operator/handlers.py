@@ -231,8 +231,10 @@ async def child_changed(body: kopf.Body, type: str | None, namespace: str, label
 
 @kopf.on.event("", "v1", "services", labels=CHILDREN)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=CHILDREN)
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=CHILDREN)
 async def companion_changed(body: kopf.Body, type: str | None, namespace: str, labels: kopf.Labels, **_) -> None:
-    """A Service or autoscaler says nothing of readiness; only its deletion matters."""
+    """A Service, autoscaler or NetworkPolicy says nothing of readiness; only its
+    deletion matters."""
     if type == "DELETED" and (child := _owned_child(body)) is not None:
         _queue_child_work(child, namespace, labels, reconcile.child_deleted)
 

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import kopf
 
 from modelplane.operator import handlers  # noqa: F401 - importing registers the handlers
+from modelplane.operator.settings import OperatorSettings, SettingsError
 
 
 def main(namespaces: list[str], all_namespaces: bool, liveness: str | None) -> int:
+    try:
+        OperatorSettings.from_environment()  # read again by the handlers; a bad one stops here
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     kopf.configure(log_prefix=True)  # INFO, each line naming its object as [namespace/name]
     # kopf logs every watch event its handlers took as a success: under a burst, thousands
     # of lines that say nothing, written by the thread that must keep reading the watches.

@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from enum import Enum
 
 from modelplane.operator import cache, rollout
-from modelplane.operator.apply import WORKLOAD_KINDS, ChildConflict, apply_children, child_reference, prune_children
+from modelplane.operator.apply import (
+    GUARD_KINDS, WORKLOAD_KINDS, ChildConflict, apply_children, child_reference, prune_children,
+)
 from modelplane.operator.events import PostEvent
 from modelplane.operator.kube import ForbiddenError, NotFoundError, resource
 from modelplane.operator.manifest import ModelDeployment, parse_manifest
@@ -84,15 +86,16 @@ def apply_pass(body: dict, settings: OperatorSettings, post_event: PostEvent, oc
     planned = rollout.plan(upcoming, reference.name, canary_strategy)
     model, canary = planned
     children = render(deployment, model, settings.render, canary)
-    workloads = [child for child in children if child["kind"] in WORKLOAD_KINDS]
+    # A workload's guards (its NetworkPolicy) before it, so that none of its pods runs unguarded.
+    first = [child for kinds in (GUARD_KINDS, WORKLOAD_KINDS) for child in children if child["kind"] in kinds]
     compare = occasion is not Occasion.CREATED
     try:
-        written = apply_children(workloads, compare=compare)
+        written = apply_children(first, compare=compare)
     except ChildConflict as conflict:
         _report_conflict(namespace, name, conflict, deployment.generation, post_event)
         raise
     # What the second half needs, and no more: it may wait in a queue behind many others.
-    companions = [child for child in children if child["kind"] not in WORKLOAD_KINDS]
+    companions = [child for child in children if child not in first]
     kept = [child_reference(child) for child in children]
     workload, *canaries = (child for child in kept if child["kind"] in WORKLOAD_KINDS)
     generation, mode, uid = deployment.generation, deployment.spec.mode.value, deployment.uid

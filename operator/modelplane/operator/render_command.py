@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -9,14 +10,20 @@ import yaml
 
 from modelplane.operator.manifest import ManifestError, load_manifests
 from modelplane.operator.registry import Registries, RegistryError, resolve
-from modelplane.operator.render import RenderSettings, ResolvedModel, render
-from modelplane.operator.settings import OperatorSettings
+from modelplane.operator.render import ResolvedModel, render
+from modelplane.operator.settings import OperatorSettings, SettingsError
 
 
 def main(path: Path, serving_image: str | None, registry_uri: str | None, version: str | None) -> int:
-    defaults = OperatorSettings.from_environment().render
-    settings = RenderSettings(serving_image=serving_image or defaults.serving_image,
-                              registry_uri=registry_uri or defaults.registry_uri)
+    # The operator's own settings, from the same variables, so that what this prints is
+    # what an operator configured alike applies.
+    try:
+        defaults = OperatorSettings.from_environment().render
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    settings = dataclasses.replace(defaults, serving_image=serving_image or defaults.serving_image,
+                                   registry_uri=registry_uri or defaults.registry_uri)
     documents = []
     try:
         for deployment in load_manifests(path):

@@ -319,7 +319,8 @@ class ModelDeploymentSpec(_Spec):
     """Serving image; defaults to the operator's serving image."""
 
     resources: dict | None = Field(default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
-    """Compute resources of the serving container (requests and limits), as in a Pod."""
+    """Compute resources of the serving container (requests and limits), as in a Pod. They
+    replace the operator's default resources whole; {} for none."""
 
     env: list[dict] | None = Field(default=None, json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}})
     """Extra environment variables of the serving container, as in a Pod."""

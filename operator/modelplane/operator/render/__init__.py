@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from modelplane.operator.manifest import ModelDeployment
 from modelplane.operator.render import batch, online, streaming
-from modelplane.operator.render.common import RenderSettings, ResolvedModel, child_labels, owner_reference
+from modelplane.operator.render.common import (
+    NetworkPolicySettings, RenderSettings, ResolvedModel, child_labels, owner_reference,
+)
 from modelplane.operator.spec import Mode
 
-__all__ = ["RenderSettings", "ResolvedModel", "render"]
+__all__ = ["NetworkPolicySettings", "RenderSettings", "ResolvedModel", "render"]
 
 _RENDERERS = {Mode.batch: batch.render, Mode.streaming: streaming.render}
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from modelplane.operator.manifest import ModelDeployment
 from modelplane.operator.spec import API_VERSION, KIND
@@ -30,6 +31,48 @@ class ResolvedModel:
         return f"models:/{self.name}/{self.version}"
 
 
+# What a serving container gets when its ModelDeployment sets no `spec.resources`: a
+# shared cluster schedules and evicts by requests, and a container without limits can
+# take a node's memory. The requests fit a small model at rest (iris holds 166-179 MiB)
+# with room for requests in flight; the limits let a model of a few hundred MB load.
+# One CPU is what one server worker uses (`--workers auto` counts the limit).
+DEFAULT_RESOURCES = {
+    "requests": {"cpu": "250m", "memory": "512Mi"},
+    "limits": {"cpu": "1", "memory": "2Gi"},
+}
+# Cluster DNS as most clusters run it (kube-dns, or CoreDNS under that label).
+KUBE_DNS = ({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+             "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}},)
+# The workload's own namespace: a pod selector without a namespace selector.
+OWN_NAMESPACE = ({"podSelector": {}},)
+
+
+@dataclass(frozen=True)
+class NetworkPolicySettings:
+    """Whom an online or streaming workload's pods may talk to, as NetworkPolicy peers
+    and egress rules. A NetworkPolicy cannot name a Service, only pods (by namespace and
+    labels) or address blocks, so the registry and the brokers are described that way."""
+
+    ingress_from: tuple[dict, ...] = OWN_NAMESPACE
+    """Peers that may reach the serving port (online) or the metrics port (streaming)."""
+
+    registry_egress: tuple[dict, ...] = ()
+    """Egress rules (`to` and `ports`) to the registry and its artifact store, where
+    every pod downloads its model from."""
+
+    broker_egress: tuple[dict, ...] = ()
+    """Egress rules to the brokers streaming consumers read from and write to."""
+
+    dns: tuple[dict, ...] = KUBE_DNS
+    """Peers serving DNS, reached on port 53 over UDP and TCP."""
+
+    def __post_init__(self) -> None:
+        # An ingress rule with no peers is NetworkPolicy's way of saying "from anywhere".
+        if not self.ingress_from:
+            raise ValueError("ingressFrom is empty, which a NetworkPolicy reads as every source: name the peers "
+                             "that may connect, e.g. [{podSelector: {}}] for the workload's own namespace")
+
+
 @dataclass(frozen=True)
 class RenderSettings:
     """The operator's defaults for what a ModelDeployment leaves unset."""
@@ -38,6 +81,12 @@ class RenderSettings:
     registry_uri: str | None = None
     scaled_objects: bool = False
     """KEDA is installed: streaming consumers may scale on lag with a ScaledObject."""
+    resources: dict = field(default_factory=lambda: copy.deepcopy(DEFAULT_RESOURCES))
+    """The serving container's resources when `spec.resources` is unset; empty: none."""
+    network_policy: NetworkPolicySettings | None = None
+    """With it, each online and streaming workload gets a NetworkPolicy. Off by default:
+    a policy denies whatever it does not list, so it needs the cluster's registry and
+    brokers described first."""
 
 
 def child_labels(deployment: ModelDeployment) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from modelplane.operator.manifest import ModelDeployment
+from modelplane.operator.render import network_policy
 from modelplane.operator.render.common import MODEL_VERSION_LABEL, RenderSettings, ResolvedModel, selector_labels
 from modelplane.operator.render.pod import env_var, http_probes, model_env, pod_template
 from modelplane.operator.spec import Online
@@ -53,7 +54,12 @@ def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSe
     stable_replicas, canary_replicas = split_replicas(total, deployment.spec.rollout.canary.weight)
     # Replicas are left out under an autoscaler, which owns the stable count.
     replicas = None if online.autoscaling else (stable_replicas if canary else online.replicas)
-    children = [_deployment(deployment, deployment.name, model, settings, replicas, {})]
+    children = []
+    if settings.network_policy:
+        # First, so that a pod never runs before the policy that guards it.
+        children.append(network_policy.render(deployment.name, selector_labels(deployment, ROLE), online.port,
+                                              settings.network_policy))
+    children.append(_deployment(deployment, deployment.name, model, settings, replicas, {}))
     if canary is not None:
         children.append(_deployment(deployment, canary_name(deployment), canary, settings, canary_replicas,
                                     {TRACK_LABEL: CANARY}))

@@ -69,8 +69,11 @@ def pod_template(
     }
     if lifecycle:
         container["lifecycle"] = lifecycle
-    if spec.resources:
-        container["resources"] = spec.resources
+    # The ModelDeployment's own resources replace the operator's default whole: a
+    # default merged into them could hold a request above a limit they set.
+    resources = spec.resources if spec.resources is not None else settings.resources
+    if resources:
+        container["resources"] = resources
     secret = spec.model.registry.secret_ref
     if secret:
         container["envFrom"] = [{"secretRef": {"name": secret.name}}]
@@ -107,9 +110,15 @@ def pod_template(
 
 def http_probes(port_name: str) -> dict:
     """A startup probe that allows ten minutes for the model download and load, so the
-    liveness probe never kills a slow load; readiness follows the loaded model."""
+    liveness probe never kills a slow load; readiness follows the loaded model.
+
+    Each probe waits for its answer as long as its period, not Kubernetes' default of one
+    second: a server busy taking in large requests answers late, and a probe that gave up
+    after a second would take a loaded pod out of its Service, or restart it. A probe
+    then fails only when no answer came before the next one was due."""
     def probe(path: str, period: int, failures: int) -> dict:
-        return {"httpGet": {"path": path, "port": port_name}, "periodSeconds": period, "failureThreshold": failures}
+        return {"httpGet": {"path": path, "port": port_name}, "periodSeconds": period, "timeoutSeconds": period,
+                "failureThreshold": failures}
 
     return {
         "startupProbe": probe("/readyz", 2, 300),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 from modelplane.operator.manifest import ModelDeployment
+from modelplane.operator.render import network_policy
 from modelplane.operator.render.common import MODEL_VERSION_LABEL, RenderSettings, ResolvedModel, selector_labels
 from modelplane.operator.render.pod import env_var, http_probes, model_env, pod_template
 
@@ -51,7 +52,12 @@ def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSe
             "template": template,
         },
     }
-    return [consumers, _scaled_object(deployment)] if scaled else [consumers]
+    children = [consumers, _scaled_object(deployment)] if scaled else [consumers]
+    if settings.network_policy:
+        # First, so that a pod never runs before the policy that guards it.
+        children.insert(0, network_policy.render(workload_name(deployment), selector_labels(deployment, ROLE),
+                                                 METRICS_PORT, settings.network_policy, brokers=True))
+    return children
 
 
 def workload_name(deployment: ModelDeployment) -> str:
