@@ -51,6 +51,17 @@ def test_online_pods_pass_their_probes_and_answer_as_the_model_does_in_process(
         print(f"\nserving image {node_images.serving.size_mb:.0f} MB; its pods: container start to Ready "
               f"{max(map(seconds_to_ready, pods)):.1f} s, resident memory at rest {resident:.0f} MiB")
 
+    # A body this large is decoded in a helper process, which must start under the
+    # restricted policy and a read-only root file system as well.
+    many = [rows.to_dict("records")[index % len(rows)] for index in range(15_000)]
+    large = requests.post(f"http://{pods[0]['status']['podIP']}:{PORT}/invocations",
+                          json={"dataframe_records": many}, timeout=120)
+    assert large.status_code == 200, large.text
+    assert large.json()["predictions"] == [list(in_process)[index % len(rows)] for index in range(15_000)]
+    metrics = requests.get(f"http://{pods[0]['status']['podIP']}:{PORT}/metrics", timeout=10).text
+    assert any(line.startswith("modelplane_bodies_decoded_aside_total{") and line.endswith(" 1.0")
+               for line in metrics.splitlines()), "the large body was not decoded in the helper process"
+
 
 def test_a_model_refused_at_load_is_reported_with_why(
     node_operator: Operator, node: Node, registry: Registry, cluster: ControlPlane, restricted_namespace: str,

@@ -15,6 +15,9 @@ from tests.serving.server import run_to_exit, start_server
 pytestmark = pytest.mark.registry
 
 
+IRIS_COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+
+
 def _split(frame) -> dict:
     return {"dataframe_split": {"columns": list(frame.columns), "data": frame.to_numpy().tolist()}}
 
@@ -51,6 +54,22 @@ def test_every_input_format_predicts_what_the_model_predicts_in_process(server, 
     (json.dumps({"dataframe_records": [{"sepal width (cm)": 3.0}]}).encode(), "application/json", 400, "sepal length (cm)"),
     (b"<xml/>", "application/xml", 415, "application/json or text/csv"),
     (b"x" * 300_000, "application/json", 413, "limit is 200000"),
+    (b'{"inputs": ' + b"[" * 5000 + b"]" * 5000 + b"}", "application/json", 400, "nests arrays or objects too deeply"),
+    (json.dumps({"dataframe_split": {"columns": 5, "data": [[5.1, 3.5, 1.4, 0.2]]}}).encode(), "application/json",
+     400, "columns must be a list of column names"),
+    (json.dumps({"dataframe_split": {"columns": IRIS_COLUMNS, "data": [[5.1, 3.5, 1.4, 0.2]]}}).replace(
+        "5.1", "9" * 5000).encode(), "application/json", 400, "not valid JSON"),
+    (json.dumps({"dataframe_split": {"columns": IRIS_COLUMNS, "data": []}}).encode(), "application/json", 400,
+     "holds no rows"),
+    (json.dumps({"dataframe_records": []}).encode(), "application/json", 400, "holds no rows"),
+    (b"sepal length (cm),sepal width (cm),petal length (cm),petal width (cm)\n", "text/csv", 400, "holds no rows"),
+    # Valid JSON for Python clients, which the model refuses: the client's to fix, so not a 500.
+    (json.dumps({"dataframe_split": {"columns": IRIS_COLUMNS, "data": [[float("nan"), 3.5, 1.4, 0.2]]}}).encode(),
+     "application/json", 422, "the model cannot score this input"),
+    (json.dumps({"dataframe_split": {"columns": IRIS_COLUMNS, "data": [[float("inf"), 3.5, 1.4, 0.2]]}}).encode(),
+     "application/json", 422, "the model cannot score this input"),
+    (json.dumps({"dataframe_records": [dict.fromkeys(IRIS_COLUMNS, 1.0)], "params": 5}).encode(),
+     "application/json", 400, "params must be a JSON object"),
 ])
 def test_bad_input_gets_a_clear_4xx_and_the_server_stays_up(server, iris_features, reference, body, content_type, status, words):
     response = requests.post(server + "/invocations", data=body, headers={"Content-Type": content_type}, timeout=10)

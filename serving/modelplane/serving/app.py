@@ -13,10 +13,12 @@ from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from modelplane.serving.batching import AdaptiveBatcher, batchable
-from modelplane.serving.errors import ModelFailed, ModelNotFound, ServingError
+from modelplane.serving.errors import ModelNotFound, ServingError, model_failure
 from modelplane.serving.metrics import MeasuredRequests, Metrics
 from modelplane.serving.model import LoadedModel
+from modelplane.serving.offload import Offload
 from modelplane.serving.protocols import mlflow_scoring, open_inference
+from modelplane.serving.protocols.columns import Columns
 from modelplane.serving.scoring_routes import ScoringRoutes, error_body
 from modelplane.serving.settings import ServeSettings
 
@@ -27,25 +29,30 @@ def create_app(model: LoadedModel, settings: ServeSettings) -> ScoringRoutes:
                               on_batch=metrics.batch_size.observe)
     scoring = mlflow_scoring.Decoder(model.input_schema)
     inference = open_inference.Decoder(model.input_schema)
+    offload = Offload(on_offload=metrics.bodies_decoded_aside.inc)
 
     async def predict(data, params):
         if params is None and batchable(data):
             return await batcher.predict(data)
         # Params apply to a whole predict call, and input without rows cannot join
         # others: such a request is scored on its own.
+        if isinstance(data, Columns):
+            data = Columns.join([data])
         try:
             return await batcher.alone(lambda: model.pyfunc.predict(data, params=params))
         except Exception as error:  # noqa: BLE001 - the model's own failure, with its message
-            raise ModelFailed(f"the model failed to predict: {error}") from None
+            raise model_failure(error) from None
 
     async def invocations(read_body, content_type: str, _: dict) -> bytes:
         with batcher.arriving():
-            data, params = scoring.decode(await read_body(), content_type)
+            body = await read_body()
+            data, params = await offload.run(body, scoring.decode, body, content_type)
         return mlflow_scoring.encode(await predict(data, params))
 
     async def infer(read_body, _: str, __: dict) -> bytes:
         with batcher.arriving():
-            data, params, request_id = inference.decode(await read_body())
+            body = await read_body()
+            data, params, request_id = await offload.run(body, inference.decode, body)
         return open_inference.encode(await predict(data, params), model.name, model.version, request_id)
 
     def served(name: str, model_version: str | None = None) -> None:
@@ -58,6 +65,7 @@ def create_app(model: LoadedModel, settings: ServeSettings) -> ScoringRoutes:
     async def lifespan(_: FastAPI):
         batcher.start()
         yield
+        offload.close()
         await batcher.stop()
 
     app = FastAPI(title="Modelplane serving", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from modelplane.serving.errors import ModelFailed
+from modelplane.serving.errors import model_failure
 from modelplane.serving.protocols.columns import Columns
 
 Batchable = Columns | pd.DataFrame | np.ndarray
@@ -114,7 +114,7 @@ class AdaptiveBatcher:
             results = [predictions] if len(batch) == 1 else _split(predictions, [rows(part) for part in parts])
         except Exception as error:  # noqa: BLE001 - the model's own failure, reported per request
             if len(batch) == 1:
-                _settle(batch[0].future, exception=ModelFailed(f"the model failed to predict: {error}"))
+                _settle(batch[0].future, exception=model_failure(error))
                 return
             # Score each alone, so only the requests that fail by themselves fail.
             for pending in batch:

@@ -27,6 +27,19 @@ class UnsupportedMediaType(ServingError):
     status_code = 415
 
 
+class InputRejected(ServingError):
+    """Well-formed input the model refused (NaN where it takes none, say): the model's
+    message, answered as the client's to fix."""
+
+    status_code = 422
+
+
+class ClientGone(ServingError):
+    """The client closed the connection, or was too slow, before the whole body arrived."""
+
+    status_code = 408
+
+
 class ModelNotReady(ServingError):
     status_code = 503
 
@@ -35,6 +48,17 @@ class ModelFailed(ServingError):
     """The model raised while predicting: its message, never a traceback."""
 
     status_code = 500
+
+
+def model_failure(error: Exception) -> ServingError:
+    """What a predict call's exception means for the request scored alone: a value or type
+    the model refuses is the input's fault (MLflow's server answers 400 to both); anything
+    else is the model's."""
+    if getattr(error, "error_code", None) in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST"):  # MLflow's checks of params
+        return InvalidInput(getattr(error, "message", str(error)))
+    if isinstance(error, (ValueError, TypeError)):
+        return InputRejected(f"the model cannot score this input: {error}")
+    return ModelFailed(f"the model failed to predict: {error}")
 
 
 class ModelLoadError(Exception):

@@ -22,6 +22,9 @@ class Metrics:
                                     ["model", "version"], buckets=BATCH_BUCKETS, registry=self.registry).labels(**labels)
         self.in_flight = Gauge("modelplane_requests_in_flight", "Requests being served now",
                                ["model", "version"], registry=self.registry).labels(**labels)
+        self.bodies_decoded_aside = Counter(
+            "modelplane_bodies_decoded_aside", "Large request bodies decoded in the helper process, off the event loop",
+            ["model", "version"], registry=self.registry).labels(**labels)
         self.labels = labels
         self._children: dict[tuple[str, int], tuple] = {}
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from modelplane.serving.errors import PayloadTooLarge, ServingError
+from modelplane.serving.errors import ClientGone, PayloadTooLarge, ServingError
 from modelplane.serving.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Callable[[], Awaitable[bytes]], str, dict], Awaitable[bytes]]
 INVOCATIONS = "/invocations"
 V2_INFER = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer$")
-_ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE",
-                500: "INTERNAL_ERROR", 503: "NOT_READY"}
+_ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 408: "REQUEST_TIMEOUT", 413: "PAYLOAD_TOO_LARGE",
+                415: "UNSUPPORTED_MEDIA_TYPE", 422: "INVALID_PARAMETER_VALUE", 500: "INTERNAL_ERROR", 503: "NOT_READY"}
 
 
 def error_body(path: str, error: ServingError) -> bytes:
@@ -86,7 +86,7 @@ class ScoringRoutes:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise ServingError("the client went away")
+                raise ClientGone("the connection closed before the whole body arrived")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:

@@ -19,6 +19,7 @@ def main(overrides: dict) -> int:
     import uvicorn
 
     from modelplane.serving.app import create_app
+    from modelplane.serving.http_protocol import ReadDeadlines
 
     started = start(ServeSettings, overrides)
     if isinstance(started, int):
@@ -29,7 +30,8 @@ def main(overrides: dict) -> int:
     gc.freeze()
     workers = worker_count(settings.workers)
     serving = dict(host=settings.host, port=settings.port, access_log=False, log_level="info",
-                   timeout_graceful_shutdown=30)
+                   timeout_graceful_shutdown=30, http="modelplane.serving.http_protocol:ReadDeadlines")
+    ReadDeadlines.configure(settings.header_timeout_seconds, settings.body_timeout_seconds)
     if workers == 1:
         uvicorn.run(create_app(model, settings), **serving)
         return 0
@@ -43,9 +45,11 @@ def main(overrides: dict) -> int:
 def worker_app():
     """The app of one worker process, configured by the environment its parent set."""
     from modelplane.serving.app import create_app
+    from modelplane.serving.http_protocol import ReadDeadlines
     from modelplane.serving.model import load
 
     settings = ServeSettings()
+    ReadDeadlines.configure(settings.header_timeout_seconds, settings.body_timeout_seconds)
     app = create_app(load(settings.model, settings.model_cache, settings.allow_pickle), settings)
     gc.freeze()
     return app

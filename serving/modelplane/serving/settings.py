@@ -52,6 +52,13 @@ class ServeSettings(ModelSettings):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
     """Largest request body accepted; a larger one gets 413."""
 
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    """Longest a connection may take to send a request's headers; then it is closed."""
+
+    body_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """Longest a request's body may take to arrive after its headers; then the connection
+    is closed."""
+
 
 class DataFormat(str, Enum):
     parquet = "parquet"

@@ -50,6 +50,23 @@ def test_a_value_of_the_wrong_type_is_refused_naming_column_and_row(credit: str,
     assert words in response.json()["message"]
 
 
+@pytest.mark.parametrize("params", [{}, {"threshold": 0.5}])
+def test_params_do_not_skip_the_check(credit: str, params: dict):
+    response = requests.post(credit + "/invocations", json={"dataframe_records": [{**APPLICANT, "age": 41.5}],
+                                                            "params": params}, timeout=10)
+
+    assert response.status_code == 400, response.text
+    assert "column 'age' expects an integer (long); row 0 is 41.5" in response.json()["message"]
+
+
+def test_a_well_typed_request_with_params_is_scored(credit: str):
+    response = requests.post(credit + "/invocations", json={"dataframe_records": [APPLICANT], "params": {}},
+                             timeout=10)
+
+    assert response.status_code == 200, response.text
+    assert isinstance(response.json()["predictions"][0], bool)
+
+
 def test_csv_is_checked_the_same_way(credit: str):
     good = requests.post(credit + "/invocations", data="age,income,employed\n41,52000.0,True\n",
                          headers={"Content-Type": "text/csv"}, timeout=10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -73,15 +74,35 @@ def test_v2_and_mlflow_requests_share_batches_and_each_gets_its_own_answer(serve
     (lambda body: body["inputs"][0].pop("shape"), 400, "lacks shape"),
     (lambda body: body["inputs"][0].update(name="colour"), 400, "column 'colour' is not an input"),
     (lambda body: body["inputs"].pop(), 400, "petal width (cm)"),
+    (lambda body: body["inputs"][0].update(name=5), 400, "inputs[0].name must be a non-empty string"),
+    (lambda body: body["inputs"][0].update(name=["sepal length (cm)"]), 400, "inputs[0].name must be"),
+    (lambda body: body["inputs"].append(dict(body["inputs"][0])), 400, "input 'sepal length (cm)' is given twice"),
+    (lambda body: body["inputs"][0].update(shape=[2, 1], data=[[5.1, 4.9], []]), 400, "nested unevenly"),
+    (lambda body: [tensor.update(shape=[0], data=[]) for tensor in body["inputs"]], 400, "holds no data"),
+    (lambda body: body["inputs"][0].update(data=[10 ** 400, 4.9]), 400, "cannot be read as double"),
+    (lambda body: body.update(id={"request": 1}), 400, "id must be a string"),
+    (lambda body: body.update(parameters=[1]), 400, "parameters must be a JSON object"),
+    (lambda body: body["inputs"][0].update(data=[float("nan"), 4.9]), 422, "the model cannot score this input"),
 ])
 def test_bad_tensors_get_a_clear_400(server, registry: Registry, iris_features, change, status, words):
     body = _columns(iris_features.iloc[:2])
     change(body)
 
-    response = requests.post(f"{server}/v2/models/{registry.models.iris}/infer", json=body, timeout=10)
+    # NaN written as Python's json writes it, which requests' own encoder refuses to.
+    response = requests.post(f"{server}/v2/models/{registry.models.iris}/infer", data=json.dumps(body),
+                             headers={"Content-Type": "application/json"}, timeout=10)
 
     assert response.status_code == status, response.text
     assert words in response.json()["error"]
+
+
+def test_v2_parameters_describe_the_request_and_do_not_fail_it(server, registry: Registry, iris_features, reference):
+    body = {"parameters": {"content_type": "pd", "headers": {"x": "y"}}, **_columns(iris_features.iloc[:3])}
+
+    response = requests.post(f"{server}/v2/models/{registry.models.iris}/infer", json=body, timeout=10)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"][0]["data"] == reference[:3]
 
 
 def test_another_model_name_or_version_is_404(server: str, registry: Registry):

@@ -104,6 +104,10 @@ class ColumnSchema:
         names, data = split.get("columns"), split["data"]
         if names is None:
             names = [column.name for column in self.columns]
+        if not isinstance(names, list) or not all(type(name) is str for name in names):
+            raise InvalidInput("dataframe_split columns must be a list of column names (strings)")
+        if len(set(names)) != len(names):
+            raise InvalidInput("dataframe_split columns must name each column once")
         self._check_names(names)
         width = len(names)
         for row, values in enumerate(data):
@@ -128,6 +132,8 @@ class ColumnSchema:
                                f"{', '.join(repr(column.name) for column in self.columns)}")
 
     def _build(self, values: dict[str, list], rows: int) -> Columns:
+        if rows == 0:
+            raise InvalidInput("the request holds no rows; send at least one")
         return Columns({column.name: _array(column, values[column.name]) for column in self.columns}, rows)
 
 

@@ -18,7 +18,9 @@ def loads(body: bytes):
     try:
         # NaN and Infinity are not JSON, but Python's json and pandas clients write them.
         return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except RecursionError:
+        raise InvalidInput("the body is not valid JSON: it nests arrays or objects too deeply") from None
+    except ValueError as error:  # also integers of more digits than Python converts
         raise InvalidInput(f"the body is not valid JSON: {error}") from None
 
 

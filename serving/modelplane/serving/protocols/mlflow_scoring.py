@@ -32,10 +32,12 @@ class Decoder:
         if mime == "application/json":
             payload = _json_object(body)
             params = payload.get("params")
-            if self.columns is not None and params is None:
-                return self._columns(payload), None
+            if params is not None and not isinstance(params, dict):
+                raise InvalidInput("params must be a JSON object of parameter names and values")
+            if self.columns is not None:
+                return self._columns(payload), params or None
             return self._mlflow(lambda parsing: parsing.infer_and_parse_data(
-                {key: payload[key] for key in FORMATS if key in payload}, self.schema)), params
+                {key: payload[key] for key in FORMATS if key in payload}, self.schema)), params or None
         if mime == "text/csv":
             if self.columns is not None:
                 frame = self._mlflow(lambda parsing: parsing.parse_csv_input(StringIO(_text(body)), None),
@@ -64,7 +66,21 @@ class Decoder:
                 validate_schema(data, self.schema)
         except MlflowException as error:
             raise InvalidInput(error.message) from None
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, RecursionError) as error:
+            # MLflow's parsers let some malformed input through to pandas or numpy.
+            raise InvalidInput(f"the body cannot be read as the model's input: {error}") from None
+        if _empty(data):
+            raise InvalidInput("the request holds no rows; send at least one")
         return data
+
+
+def _empty(data) -> bool:
+    if isinstance(data, dict):
+        return not data or any(_empty(value) for value in data.values())
+    try:
+        return len(data) == 0
+    except TypeError:  # a scalar, or a 0-d array
+        return False
 
 
 def _text(body: bytes) -> str:

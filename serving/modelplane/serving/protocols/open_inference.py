@@ -41,11 +41,16 @@ class Decoder:
         tensors = {}
         for position, tensor in enumerate(request["inputs"]):
             name, values, shape = _tensor(tensor, position)
+            if name in tensors:
+                raise InvalidInput(f"inputs[{position}]: input {name!r} is given twice; name each input once")
             tensors[name] = (values, shape, tensor["datatype"])
-        parameters = request.get("parameters") or None
+        parameters = request.get("parameters")
         if parameters is not None and not isinstance(parameters, dict):
             raise InvalidInput("parameters must be a JSON object")
-        return self._model_input(tensors), parameters, request.get("id")
+        request_id = request.get("id")
+        if request_id is not None and type(request_id) is not str:
+            raise InvalidInput("id must be a string")
+        return self._model_input(tensors), _model_params(parameters), request_id
 
     def _model_input(self, tensors: dict):
         if self.columns is not None:
@@ -72,31 +77,65 @@ class Decoder:
 def _tensor(tensor, position: int) -> tuple[str, list, list[int]]:
     if not isinstance(tensor, dict):
         raise InvalidInput(f"inputs[{position}] must be an object with name, shape, datatype and data")
-    name = tensor.get("name")
     missing = [key for key in ("name", "shape", "datatype", "data") if key not in tensor]
     if missing:
-        raise InvalidInput(f"inputs[{position}] ({name or 'unnamed'}) lacks {', '.join(missing)}")
-    shape, datatype = tensor["shape"], tensor["datatype"]
-    if not isinstance(shape, list) or not all(type(size) is int and size >= 0 for size in shape):
-        raise InvalidInput(f"input {name!r}: shape must be a list of non-negative integers")
-    if datatype not in DTYPES:
-        raise InvalidInput(f"input {name!r}: datatype {datatype!r} is not one of {', '.join(DTYPES)}")
-    values = _flatten(tensor["data"])
-    if len(values) != math.prod(shape):
-        raise InvalidInput(f"input {name!r}: shape {shape} holds {math.prod(shape)} elements, "
-                           f"but data has {len(values)}")
+        raise InvalidInput(f"inputs[{position}] lacks {', '.join(missing)}")
+    name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
+    if type(name) is not str or not name:
+        raise InvalidInput(f"inputs[{position}].name must be a non-empty string")
+    if not isinstance(shape, list) or not all(type(size) is int and size >= 0 for size in shape) \
+            or len(shape) > _MAX_DIMENSIONS:
+        raise InvalidInput(f"input {name!r}: shape must be a list of at most {_MAX_DIMENSIONS} "
+                           "non-negative integers")
+    if type(datatype) is not str or datatype not in DTYPES:
+        raise InvalidInput(f"input {name!r}: datatype {repr(datatype)[:40]} is not one of {', '.join(DTYPES)}")
+    elements = math.prod(shape)
+    if elements == 0:
+        raise InvalidInput(f"input {name!r}: shape {shape} holds no data; send at least one element")
+    values = _flatten(name, tensor["data"], shape)
+    if len(values) != elements:
+        raise InvalidInput(f"input {name!r}: shape {shape} holds {elements} elements, but data has {len(values)}")
     return name, values, shape
 
 
-def _flatten(data) -> list:
+# numpy's own limit on dimensions (64 from numpy 2) is above what any model takes.
+_MAX_DIMENSIONS = 32
+
+
+def _flatten(name: str, data, shape: list[int]) -> list:
+    """The elements of `data`, given flat (row-major) or nested exactly as `shape` says."""
     if not isinstance(data, list):
         return [data]
     if not data or not isinstance(data[0], list):
         return data
-    flat = []
-    for item in data:
-        flat.extend(_flatten(item))
+    flat: list = []
+
+    def walk(items, depth: int) -> None:
+        if depth == len(shape) or not isinstance(items, list) or len(items) != shape[depth]:
+            raise InvalidInput(f"input {name!r}: data is nested unevenly or not as shape {shape} says; send it "
+                               "nested exactly as the shape, or flat")
+        if depth == len(shape) - 1:
+            if any(isinstance(item, list) for item in items):
+                walk(None, depth)  # nested deeper than the shape
+            flat.extend(items)
+            return
+        for item in items:
+            walk(item, depth + 1)
+
+    walk(data, 0)
     return flat
+
+
+def _model_params(parameters: dict | None) -> dict | None:
+    """The request parameters the model is given: V2's own ones (content_type, headers)
+    describe the request, not the model's params, so they are left out."""
+    if not parameters:
+        return None
+    params = {key: value for key, value in parameters.items() if key not in _PROTOCOL_PARAMETERS}
+    return params or None
+
+
+_PROTOCOL_PARAMETERS = {"content_type", "headers"}
 
 
 def _array(name: str, values: list, shape: list[int], datatype: str, binary: bool) -> np.ndarray:
