@@ -1,8 +1,9 @@
-"""Large bodies are decoded in a helper process: the server keeps answering probes while
-it parses them, and the helper never outlives the server."""
+"""Bodies are decoded in a helper process: the event loop runs while a body is decoded,
+a body that takes too long is cut off, and the helper never outlives the server."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -14,7 +15,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from modelplane.serving.errors import InvalidInput
+from modelplane.serving.offload import Offload
 from tests.conftest import show_logs_on_failure
+from tests.serving import offload_work
 from tests.serving.server import start_server
 from tests.waiting import eventually
 
@@ -68,7 +72,67 @@ def _running(pid: int) -> bool:
         return False
 
 
-def test_probes_are_answered_while_four_16_mib_bodies_are_decoded(roomy_server, iris_features):
+def test_the_event_loop_runs_while_the_helper_decodes(tmp_path: Path):
+    started, allowed = tmp_path / "started", tmp_path / "allowed"
+
+    async def scenario() -> tuple[int, int]:
+        offload = Offload()
+        try:
+            decoding = asyncio.ensure_future(offload.run(True, offload_work.pid_once_allowed, str(started),
+                                                         str(allowed)))
+            turns = 0
+            while not started.exists():  # the loop keeps turning while the helper starts and works
+                await asyncio.sleep(0.01)
+                assert not decoding.done(), decoding
+            while turns < 10:
+                await asyncio.sleep(0)
+                turns += 1
+            assert not decoding.done(), "the work ended before it was allowed to"
+            allowed.touch()
+            return await decoding, turns
+        finally:
+            offload.close()
+
+    helper, turns = asyncio.run(scenario())
+
+    assert helper != os.getpid() and turns == 10
+
+
+def test_a_body_that_takes_too_long_is_cut_off_and_the_next_gets_a_new_helper():
+    async def scenario():
+        offload = Offload(decode_seconds=2)
+        try:
+            first = await offload.run(True, offload_work.pid)
+            with pytest.raises(InvalidInput, match="longer than 2 s to decode") as refused:
+                await offload.run(True, offload_work.forever)
+            return first, refused.value.status_code, await offload.run(True, offload_work.pid)
+        finally:
+            offload.close()
+
+    first, status, second = asyncio.run(scenario())
+
+    assert status == 400
+    assert not _running(first), "the helper decoding too long was not stopped"
+    assert second != first
+
+
+def test_a_helper_that_died_between_bodies_is_replaced_for_the_next():
+    async def scenario():
+        offload = Offload()
+        try:
+            first = await offload.run(True, offload_work.pid)
+            os.kill(first, signal.SIGKILL)
+            eventually(lambda: not _running(first), timeout=30, what="the helper to die")
+            return first, await offload.run(True, offload_work.pid)
+        finally:
+            offload.close()
+
+    first, second = asyncio.run(scenario())
+
+    assert second != first and second != os.getpid()
+
+
+def test_probes_are_answered_while_four_16_mib_bodies_are_decoded_aside(roomy_server, iris_features):
     _, url = roomy_server
     body, rows = _large_body(iris_features)
     address = urlsplit(url)

@@ -27,13 +27,6 @@ class UnsupportedMediaType(ServingError):
     status_code = 415
 
 
-class InputRejected(ServingError):
-    """Well-formed input the model refused (NaN where it takes none, say): the model's
-    message, answered as the client's to fix."""
-
-    status_code = 422
-
-
 class ClientGone(ServingError):
     """The client closed the connection, or was too slow, before the whole body arrived."""
 
@@ -50,12 +43,19 @@ class ModelFailed(ServingError):
     status_code = 500
 
 
-def model_failure(error: Exception) -> ServingError:
-    """What a predict call's exception means for the request scored alone: a value or type
-    the model refuses is the input's fault (MLflow's server answers 400 to both); anything
-    else is the model's."""
-    if getattr(error, "error_code", None) in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST"):  # MLflow's checks of params
-        return InvalidInput(getattr(error, "message", str(error)))
+class InputRejected(ModelFailed):
+    """Well-formed input the model refused (NaN where it takes none, say): the model's
+    message, answered as the client's to fix."""
+
+    status_code = 422
+
+
+def model_failure(error: Exception) -> ModelFailed:
+    """What a predict call's exception means for the request scored alone. A value, type
+    or param the model or MLflow's checks refuse is the input's fault, a 422 (MLflow's own
+    server answers 400 to any failure of predict); anything else is the model's, a 500."""
+    if getattr(error, "error_code", None) in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST"):  # an MlflowException
+        return InputRejected(getattr(error, "message", str(error)))
     if isinstance(error, (ValueError, TypeError)):
         return InputRejected(f"the model cannot score this input: {error}")
     return ModelFailed(f"the model failed to predict: {error}")

@@ -1,11 +1,12 @@
-"""Uvicorn's HTTP/1.1 protocol with deadlines for reading a request.
+"""Uvicorn's HTTP/1.1 protocol with deadlines and a size limit for reading a request.
 
 Uvicorn closes a keep-alive connection that stays idle between requests, but waits for
 ever on a connection that never sends its first request, sends half its headers, or
-trickles its body: each holds a socket and a file descriptor, and enough of them starve
-the server. Here a request's headers must arrive within one deadline of the connection
-opening (or of its first byte, on a kept-alive connection) and its body within another of
-the headers; a connection that misses either is closed.
+trickles its body, and takes headers of any size: each holds a socket, a file
+descriptor and memory, and enough of them starve the server. Here a request's headers
+must arrive within one deadline of the connection opening, or of the first byte after
+the previous request, and its body within another of the headers; a connection that
+misses either is closed. Headers past a size limit get a 431.
 """
 
 from __future__ import annotations
@@ -14,8 +15,18 @@ import asyncio
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-_TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-              b"content-length: 41\r\nconnection: close\r\n\r\nthe request's headers did not all arrive\n")
+# Request line and headers together; browsers and proxies stop well below this.
+MAX_HEADER_BYTES = 64 * 1024
+
+
+def _closing(status: bytes, message: bytes) -> bytes:
+    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: "
+            + str(len(message)).encode() + b"\r\nconnection: close\r\n\r\n" + message)
+
+
+_TIMED_OUT = _closing(b"408 Request Timeout", b"the request's headers did not all arrive in time\n")
+_TOO_LARGE = _closing(b"431 Request Header Fields Too Large",
+                      f"the request line and headers are over {MAX_HEADER_BYTES} bytes\n".encode())
 
 
 class ReadDeadlines(HttpToolsProtocol):
@@ -28,6 +39,8 @@ class ReadDeadlines(HttpToolsProtocol):
         cls.header_seconds, cls.body_seconds = header_seconds, body_seconds
 
     _deadline: asyncio.TimerHandle | None = None
+    _reading_headers = True  # from a request's first byte (or the connection's start) to its headers' end
+    _header_bytes = 0
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -37,18 +50,28 @@ class ReadDeadlines(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        if self._deadline is None:  # the next request on a kept-alive connection
+    def data_received(self, data: bytes) -> None:
+        # Any byte after a request (a new request, or the blank lines a parser skips)
+        # starts the clock for the next one's headers.
+        if self._deadline is None:
             self._arm(self.header_seconds, self._headers_late)
+        if self._reading_headers:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        # The parser holds a header until it ends, so the limit is checked on what has
+        # arrived: at most one read past it is ever held.
+        if self._reading_headers and self._header_bytes > MAX_HEADER_BYTES:
+            self._close_with(_TOO_LARGE)
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
+        self._reading_headers = False
         self._arm(self.body_seconds, self._body_late)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._disarm()
+        self._reading_headers, self._header_bytes = True, 0
 
     def _arm(self, seconds: float, late) -> None:
         self._disarm()
@@ -61,13 +84,22 @@ class ReadDeadlines(HttpToolsProtocol):
 
     def _headers_late(self) -> None:
         self._deadline = None
-        if not self.transport.is_closing():
-            self.transport.write(_TIMED_OUT)
-            self.transport.close()
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined request waits for the answer before it: its clock restarts.
+            self._arm(self.header_seconds, self._headers_late)
+            return
+        # A connection opened ahead of use and never used is closed without a word; one
+        # whose headers stopped half-way is told why.
+        self._close_with(_TIMED_OUT if self._header_bytes else b"")
 
     def _body_late(self) -> None:
         # The app is reading the body: closing the connection ends its read with a
         # disconnect, and it stops there.
         self._deadline = None
+        self._close_with(b"")
+
+    def _close_with(self, answer: bytes) -> None:
         if not self.transport.is_closing():
+            if answer:
+                self.transport.write(answer)
             self.transport.close()

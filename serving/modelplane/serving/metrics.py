@@ -23,7 +23,7 @@ class Metrics:
         self.in_flight = Gauge("modelplane_requests_in_flight", "Requests being served now",
                                ["model", "version"], registry=self.registry).labels(**labels)
         self.bodies_decoded_aside = Counter(
-            "modelplane_bodies_decoded_aside", "Large request bodies decoded in the helper process, off the event loop",
+            "modelplane_bodies_decoded_aside", "Request bodies decoded in the helper process, off the event loop",
             ["model", "version"], registry=self.registry).labels(**labels)
         self.labels = labels
         self._children: dict[tuple[str, int], tuple] = {}

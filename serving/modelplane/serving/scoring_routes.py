@@ -8,6 +8,7 @@ the same errors, limits and metrics as any other route.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -31,9 +32,12 @@ _ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 408: "REQUEST_TIMEOUT", 41
 
 def error_body(path: str, error: ServingError) -> bytes:
     """An error in the shape of the route's protocol: V2's {"error"}, else MLflow's."""
-    if path.startswith("/v2"):
-        return orjson.dumps({"error": error.message})
-    return orjson.dumps({"error_code": _ERROR_CODES.get(error.status_code, "ERROR"), "message": error.message})
+    body = {"error": error.message} if path.startswith("/v2") else {
+        "error_code": _ERROR_CODES.get(error.status_code, "ERROR"), "message": error.message}
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # a message quoting text orjson will not write (a model's, say): escaped instead
+        return json.dumps(body, ensure_ascii=True).encode()
 
 
 class ScoringRoutes:

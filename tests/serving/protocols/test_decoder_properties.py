@@ -14,6 +14,7 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 
 from modelplane.serving.errors import ServingError
 from modelplane.serving.protocols import mlflow_scoring, open_inference
+from modelplane.serving.scoring_routes import error_body
 
 COLUMNS = Schema([ColSpec("double", "length"), ColSpec("long", "count"), ColSpec("string", "label"),
                   ColSpec("boolean", "flag", required=False), ColSpec("binary", "blob", required=False)])
@@ -60,6 +61,9 @@ def _decodes_or_refuses(decode, *arguments) -> None:
     except ServingError as error:
         assert 400 <= error.status_code < 500, f"{error.status_code}: {error.message}"
         assert error.message and "Traceback" not in error.message
+        # The refusal must reach the client too, in either protocol's shape.
+        for path in ("/invocations", "/v2/models/m/infer"):
+            assert json.loads(error_body(path, error))
 
 
 @pytest.mark.parametrize("schema", SCHEMAS.values(), ids=SCHEMAS.keys())
@@ -71,6 +75,8 @@ def _decodes_or_refuses(decode, *arguments) -> None:
 @example(payload={"dataframe_split": {"columns": NAMES, "data": []}})
 @example(payload={"dataframe_records": [{"length": 10 ** 400, "count": 1, "label": "a"}]})
 @example(payload={"dataframe_records": [{"length": 1.0, "count": 1, "label": "a"}], "params": "x"})
+@example(payload={"dataframe_records": [{"length": 1.0, "count": 1, "label": "\ud800"}]})
+@example(payload={"dataframe_records": [{"\udc00": 1.0}]})
 def test_mlflow_scoring_requests_decode_or_are_refused_as_4xx(schema, payload):
     _decodes_or_refuses(mlflow_scoring.Decoder(schema).decode, _body(payload), "application/json")
 
@@ -99,6 +105,8 @@ def test_mlflow_scoring_any_bytes_as_json_or_csv_decode_or_refuse_as_4xx(schema,
 @example(payload={"inputs": [{"name": "length", "shape": [1], "datatype": ["FP64"], "data": [1.0]}]})
 @example(payload={"inputs": [{"name": "length", "shape": [2, 2], "datatype": "FP64", "data": [[1.0, 2.0, 3.0], [4.0]]}]})
 @example(payload={"inputs": [{"name": "length", "shape": [0], "datatype": "FP64", "data": []}]})
+@example(payload={"inputs": [{"name": "length", "shape": [1], "datatype": "UINT8", "data": [None]}]})
+@example(payload={"id": "\ud800", "inputs": [{"name": "length", "shape": [1], "datatype": "FP64", "data": [1.0]}]})
 def test_open_inference_requests_decode_or_are_refused_as_4xx(schema, payload):
     _decodes_or_refuses(open_inference.Decoder(schema).decode, _body(payload))
 
@@ -112,3 +120,13 @@ def test_deeply_nested_json_is_refused_as_4xx(depth):
         assert refused.value.status_code == 400
         with pytest.raises(ServingError, match="too deeply"):
             open_inference.Decoder(schema).decode(nested)
+
+
+def test_a_value_nested_nearly_as_deep_as_json_may_go_is_refused_as_4xx():
+    deep = b"[" * 1015 + b"]" * 1015  # orjson reads 1024 levels, the request's own included
+    for schema in SCHEMAS.values():
+        _decodes_or_refuses(mlflow_scoring.Decoder(schema).decode,
+                            b'{"dataframe_records": [{"length": ' + deep + b', "count": 1, "label": "a"}]}',
+                            "application/json")
+        _decodes_or_refuses(open_inference.Decoder(schema).decode,
+                            b'{"inputs": [{"name": "length", "shape": [1], "datatype": "FP64", "data": [' + deep + b"]}]}")

@@ -84,7 +84,7 @@ def test_v2_and_mlflow_requests_share_batches_and_each_gets_its_own_answer(serve
     (lambda body: body.update(parameters=[1]), 400, "parameters must be a JSON object"),
     (lambda body: body["inputs"][0].update(data=[float("nan"), 4.9]), 422, "the model cannot score this input"),
 ])
-def test_bad_tensors_get_a_clear_400(server, registry: Registry, iris_features, change, status, words):
+def test_bad_tensors_get_a_clear_4xx(server, registry: Registry, iris_features, change, status, words):
     body = _columns(iris_features.iloc[:2])
     change(body)
 

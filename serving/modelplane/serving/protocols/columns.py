@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from modelplane.serving.errors import InvalidInput
+from modelplane.serving.protocols import json_codec
 
 
 def _is_number(value) -> bool:
@@ -94,7 +94,7 @@ class ColumnSchema:
         if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
             raise InvalidInput("records must be a list of JSON objects, one per row")
         for record in records:
-            self._check_names(record)
+            self.check_names(record)
         return self._build({column.name: [record.get(column.name) for record in records]
                             for column in self.columns}, len(records))
 
@@ -108,7 +108,7 @@ class ColumnSchema:
             raise InvalidInput("dataframe_split columns must be a list of column names (strings)")
         if len(set(names)) != len(names):
             raise InvalidInput("dataframe_split columns must name each column once")
-        self._check_names(names)
+        self.check_names(names)
         width = len(names)
         for row, values in enumerate(data):
             if not isinstance(values, list) or len(values) != width:
@@ -118,14 +118,14 @@ class ColumnSchema:
                             if column.name in position else [None] * len(data) for column in self.columns}, len(data))
 
     def from_columns(self, mapping: dict) -> Columns:
-        self._check_names(mapping)
+        self.check_names(mapping)
         lengths = {len(values) for values in mapping.values() if isinstance(values, list)}
         if len(lengths) != 1 or not all(isinstance(values, list) for values in mapping.values()):
             raise InvalidInput("each column must be a list of values, all of the same length")
         rows = lengths.pop()
         return self._build({column.name: mapping.get(column.name, [None] * rows) for column in self.columns}, rows)
 
-    def _check_names(self, names) -> None:
+    def check_names(self, names) -> None:
         unknown = [name for name in names if name not in self._names]
         if unknown:
             raise InvalidInput(f"column {unknown[0]!r} is not an input of the model; it takes "
@@ -154,7 +154,7 @@ def _array(column: _Column, values: list) -> np.ndarray:
             nulls = True
         elif not accepts(value):
             raise InvalidInput(f"column {column.name!r} expects {expected} ({column.type}); row {row} is "
-                               f"{json.dumps(value, default=str)[:60]}")
+                               f"{json_codec.shown(value)}")
     if column.type == "binary":
         values = [_base64(column, row, value) for row, value in enumerate(values)]
     if nulls and column.type in ("long", "integer", "boolean"):

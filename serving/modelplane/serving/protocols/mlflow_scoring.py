@@ -10,6 +10,7 @@ its own, before it joins a batch, so one bad request is refused alone.
 
 from __future__ import annotations
 
+import csv
 from io import StringIO
 
 import numpy as np
@@ -26,9 +27,14 @@ class Decoder:
         self.schema = schema
         self.columns = ColumnSchema.of(schema)
 
+    def reads_itself(self, content_type: str) -> bool:
+        """Whether a request is decoded by the checked-columns code here, at a cost linear
+        in its size, rather than by MLflow's and pandas' parsers, whose cost can grow faster."""
+        return self.columns is not None and _mime(content_type) == "application/json"
+
     def decode(self, body: bytes, content_type: str) -> tuple[object, dict | None]:
         """The model input (Columns, a DataFrame, an array or a dict) and params of one request."""
-        mime = (content_type or "application/json").split(";")[0].strip().lower()
+        mime = _mime(content_type)
         if mime == "application/json":
             payload = _json_object(body)
             params = payload.get("params")
@@ -40,8 +46,17 @@ class Decoder:
                 {key: payload[key] for key in FORMATS if key in payload}, self.schema)), params or None
         if mime == "text/csv":
             if self.columns is not None:
-                frame = self._mlflow(lambda parsing: parsing.parse_csv_input(StringIO(_text(body)), None),
-                                     validate=False)
+                text = _text(body)
+                # The header first, with the csv module: pandas takes time quadratic in a
+                # header that repeats a name, renaming each repeat.
+                try:
+                    header = next(csv.reader(StringIO(text)), [])
+                except csv.Error as error:
+                    raise InvalidInput(f"the CSV header cannot be read: {error}") from None
+                if len(set(header)) != len(header):
+                    raise InvalidInput("the CSV header must name each column once")
+                self.columns.check_names(header)
+                frame = self._mlflow(lambda parsing: parsing.parse_csv_input(StringIO(text), None), validate=False)
                 return self.columns.from_columns({name: frame[name].tolist() for name in frame.columns}), None
             return self._mlflow(lambda parsing: parsing.parse_csv_input(StringIO(_text(body)), self.schema)), None
         raise UnsupportedMediaType(f"content type {mime!r} is not served: send application/json or text/csv")
@@ -72,6 +87,15 @@ class Decoder:
         if _empty(data):
             raise InvalidInput("the request holds no rows; send at least one")
         return data
+
+
+def load_parsers() -> None:
+    """Imports MLflow's parsers, so the first request they read does not wait for them."""
+    import mlflow.pyfunc.scoring_server  # noqa: F401
+
+
+def _mime(content_type: str) -> str:
+    return (content_type or "application/json").split(";")[0].strip().lower()
 
 
 def _empty(data) -> bool:

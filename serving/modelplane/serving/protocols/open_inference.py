@@ -9,7 +9,6 @@ base64 for binary columns, as JSON cannot carry raw bytes.
 from __future__ import annotations
 
 import base64
-import json
 import math
 
 import numpy as np
@@ -32,6 +31,11 @@ class Decoder:
     def __init__(self, schema):
         self.schema = schema
         self.columns = ColumnSchema.of(schema)
+
+    def reads_itself(self) -> bool:
+        """Whether requests are decoded by the checked-columns code, at a cost linear in
+        their size (tensors of other models pass through numpy, pandas and MLflow)."""
+        return self.columns is not None
 
     def decode(self, body: bytes) -> tuple[object, dict | None, str | None]:
         """(model input, parameters, request id) of one inference request."""
@@ -138,14 +142,17 @@ def _model_params(parameters: dict | None) -> dict | None:
 _PROTOCOL_PARAMETERS = {"content_type", "headers"}
 
 
+_ALL_RIGHT = object()
+
+
 def _array(name: str, values: list, shape: list[int], datatype: str, binary: bool) -> np.ndarray:
     if datatype == "BYTES":
         return np.array([_bytes(name, value, binary) for value in values], dtype=object).reshape(shape)
     kind = np.dtype(DTYPES[datatype]).kind
-    wanted = {"b": (bool,), "f": (int, float)}.get(kind, (int,))
-    wrong = next((value for value in values if type(value) not in wanted), None)
-    if wrong is not None or (kind == "f" and any(type(value) is bool for value in values)):
-        raise InvalidInput(f"input {name!r}: {datatype} data cannot hold {json.dumps(wrong)}")
+    wanted = {"b": (bool,), "f": (int, float)}.get(kind, (int,))  # exact types: a bool is not a number here
+    wrong = next((value for value in values if type(value) not in wanted), _ALL_RIGHT)
+    if wrong is not _ALL_RIGHT:
+        raise InvalidInput(f"input {name!r}: {datatype} data cannot hold {json_codec.shown(wrong)}")
     try:
         return np.array(values, dtype=DTYPES[datatype]).reshape(shape)
     except (ValueError, OverflowError) as error:
