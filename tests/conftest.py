@@ -112,7 +112,7 @@ def kafka_broker(request: pytest.FixtureRequest, testbed_dir: Path) -> Broker:
 def crd(cluster: ControlPlane) -> ControlPlane:
     """The cluster with the checked-in ModelDeployment CRD applied and established."""
     cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modelplane.io", "--timeout=30s")
+    cluster.wait_established("modeldeployments.modelplane.io")
     return cluster
 
 

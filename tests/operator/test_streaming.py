@@ -24,7 +24,7 @@ SCALED_OBJECTS = "scaledobjects.keda.sh"
 def operator(request: pytest.FixtureRequest, crd: ControlPlane, registry: Registry, testbed_dir: Path) -> Operator:
     """The operator, started once KEDA's CRD is installed (it looks when it starts)."""
     crd.kubectl("apply", "--server-side", "-f", str(binaries.keda_scaled_object_crd()))
-    crd.kubectl("wait", "--for=condition=Established", f"crd/{SCALED_OBJECTS}", "--timeout=30s")
+    crd.wait_established(SCALED_OBJECTS)
     running = Operator(crd.kubeconfig, registry.tracking_uri, testbed_dir / "logs").start()
     show_logs_on_failure(request.config, [running.component])
     yield running

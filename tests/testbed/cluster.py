@@ -12,6 +12,7 @@ import json
 import secrets
 import ssl
 import subprocess
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,16 @@ class ControlPlane:
         """Runs the test bed's own kubectl; a failure raises with kubectl's error text."""
         argv = [str(binaries.binary("kubectl")), "--kubeconfig", str(kubeconfig or self.kubeconfig), *args]
         return _run(argv, input, check, timeout)
+
+    def wait_established(self, crd: str, timeout: float = 30) -> None:
+        """Waits until the API server serves a CRD. `kubectl wait` fails at once, not waits,
+        when it reads the CRD before the API server has given it any condition."""
+        deadline = time.monotonic() + timeout
+        while self.kubectl("get", f"crd/{crd}", "-o",
+                           "jsonpath={.status.conditions[?(@.type=='Established')].status}").stdout != "True":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"CRD {crd} was not Established within {timeout:.0f} s")
+            time.sleep(0.1)
 
     def helm(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
         """Runs the test bed's own helm as the admin."""

@@ -53,7 +53,7 @@ def _widget(name: str, namespace: str, low: int, high: int) -> dict:
 
 def test_a_cel_rule_refuses_a_bad_object(cluster: ControlPlane, namespace: str):
     cluster.apply(WIDGET_CRD)
-    cluster.kubectl("wait", "--for=condition=Established", "crd/widgets.testbed.modelplane.io", "--timeout=30s")
+    cluster.wait_established("widgets.testbed.modelplane.io")
     cluster.apply(_widget("fine", namespace, 1, 3))
 
     refused = cluster.apply(_widget("broken", namespace, 5, 3), check=False)
