@@ -13,6 +13,7 @@ from tests.conftest import Registry
 from tests.node.conftest import NodeImages
 from tests.node.workloads import PORT, answers, pods_of, seconds_to_ready, service_url
 from tests.operator.process import Operator
+from tests.serving.server import metric
 from tests.operator.resources import apply, condition, manifest, ready, status_of
 from tests.testbed.cluster import ControlPlane, is_ready
 from tests.testbed.node import Node
@@ -58,9 +59,8 @@ def test_online_pods_pass_their_probes_and_answer_as_the_model_does_in_process(
                           json={"dataframe_records": many}, timeout=120)
     assert large.status_code == 200, large.text
     assert large.json()["predictions"] == [list(in_process)[index % len(rows)] for index in range(15_000)]
-    metrics = requests.get(f"http://{pods[0]['status']['podIP']}:{PORT}/metrics", timeout=10).text
-    assert any(line.startswith("modelplane_bodies_decoded_aside_total{") and line.endswith(" 1.0")
-               for line in metrics.splitlines()), "the large body was not decoded in the helper process"
+    assert metric(f"http://{pods[0]['status']['podIP']}:{PORT}", "modelplane_bodies_decoded_aside_total") == 1, \
+        "the large body was not decoded in the helper process"
 
 
 def test_a_model_refused_at_load_is_reported_with_why(

@@ -27,3 +27,12 @@ def run_to_exit(env: dict[str, str], *args: str, timeout: float = 120) -> subpro
 
     return subprocess.run([MODELPLANE, *args], env={**os.environ, **env}, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples, from a server's /metrics, whose labels include `labels`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == name and labels.items() <= sample.labels.items())

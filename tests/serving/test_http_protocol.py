@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import socket
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests.conftest import show_logs_on_failure
-from tests.serving.server import start_server
+from tests.serving.server import metric, start_server
 
 pytestmark = pytest.mark.registry
 
@@ -42,9 +41,7 @@ def _read_until_closed(connection: socket.socket) -> bytes:
 
 
 def _count(url: str, route: str, code: str) -> float:
-    metrics = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-               if line.startswith("modelplane_requests_total{") and f'route="{route}"' in line and f'code="{code}"' in line)
+    return metric(url, "modelplane_requests_total", route=route, code=code)
 
 
 def test_a_connection_opened_and_never_used_is_closed(impatient_server: str):

@@ -19,7 +19,7 @@ from modelplane.serving.errors import InvalidInput
 from modelplane.serving.offload import Offload
 from tests.conftest import show_logs_on_failure
 from tests.serving import offload_work
-from tests.serving.server import start_server
+from tests.serving.server import metric, start_server
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.registry
@@ -48,9 +48,7 @@ def _large_body(iris_features) -> tuple[bytes, int]:
 
 
 def _decoded_aside(url: str) -> float:
-    metrics = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-               if line.startswith("modelplane_bodies_decoded_aside_total{"))
+    return metric(url, "modelplane_bodies_decoded_aside_total")
 
 
 def _children(pid: int) -> list[int]:
@@ -78,7 +76,7 @@ def test_the_event_loop_runs_while_the_helper_decodes(tmp_path: Path):
     async def scenario() -> tuple[int, int]:
         offload = Offload()
         try:
-            decoding = asyncio.ensure_future(offload.run(True, offload_work.pid_once_allowed, str(started),
+            decoding = asyncio.ensure_future(offload.in_helper(offload_work.pid_once_allowed, str(started),
                                                          str(allowed)))
             turns = 0
             while not started.exists():  # the loop keeps turning while the helper starts and works
@@ -102,10 +100,10 @@ def test_a_body_that_takes_too_long_is_cut_off_and_the_next_gets_a_new_helper():
     async def scenario():
         offload = Offload(decode_seconds=2)
         try:
-            first = await offload.run(True, offload_work.pid)
+            first = await offload.in_helper(offload_work.pid)
             with pytest.raises(InvalidInput, match="longer than 2 s to decode") as refused:
-                await offload.run(True, offload_work.forever)
-            return first, refused.value.status_code, await offload.run(True, offload_work.pid)
+                await offload.in_helper(offload_work.forever)
+            return first, refused.value.status_code, await offload.in_helper(offload_work.pid)
         finally:
             offload.close()
 
@@ -120,10 +118,10 @@ def test_a_helper_that_died_between_bodies_is_replaced_for_the_next():
     async def scenario():
         offload = Offload()
         try:
-            first = await offload.run(True, offload_work.pid)
+            first = await offload.in_helper(offload_work.pid)
             os.kill(first, signal.SIGKILL)
             eventually(lambda: not _running(first), timeout=30, what="the helper to die")
-            return first, await offload.run(True, offload_work.pid)
+            return first, await offload.in_helper(offload_work.pid)
         finally:
             offload.close()
 

@@ -16,7 +16,7 @@ from modelplane.serving.batching import AdaptiveBatcher, batchable
 from modelplane.serving.errors import ModelNotFound, ServingError, model_failure
 from modelplane.serving.metrics import MeasuredRequests, Metrics
 from modelplane.serving.model import LoadedModel
-from modelplane.serving.offload import LARGE_BODY_BYTES, Offload
+from modelplane.serving.offload import Offload
 from modelplane.serving.protocols import mlflow_scoring, open_inference
 from modelplane.serving.protocols.columns import Columns
 from modelplane.serving.scoring_routes import ScoringRoutes, error_body
@@ -46,15 +46,14 @@ def create_app(model: LoadedModel, settings: ServeSettings) -> ScoringRoutes:
     async def invocations(read_body, content_type: str, _: dict) -> bytes:
         with batcher.arriving():
             body = await read_body()
-            aside = len(body) >= LARGE_BODY_BYTES or not scoring.reads_itself(content_type)
-            data, params = await offload.run(aside, scoring.decode, body, content_type)
+            data, params = await offload.decode(scoring.reads_itself(content_type), scoring.decode, body,
+                                                content_type)
         return mlflow_scoring.encode(await predict(data, params))
 
     async def infer(read_body, _: str, __: dict) -> bytes:
         with batcher.arriving():
             body = await read_body()
-            aside = len(body) >= LARGE_BODY_BYTES or not inference.reads_itself()
-            data, params, request_id = await offload.run(aside, inference.decode, body)
+            data, params, request_id = await offload.decode(inference.reads_itself(), inference.decode, body)
         return open_inference.encode(await predict(data, params), model.name, model.version, request_id)
 
     def served(name: str, model_version: str | None = None) -> None:
@@ -69,7 +68,7 @@ def create_app(model: LoadedModel, settings: ServeSettings) -> ScoringRoutes:
         if not scoring.reads_itself("application/json"):
             # Every request goes to the helper: started before the server listens, so
             # the first one does not wait for it.
-            await offload.start(mlflow_scoring.load_parsers)
+            await offload.in_helper(mlflow_scoring.load_parsers)
         yield
         offload.close()
         await batcher.stop()

@@ -40,19 +40,17 @@ class Offload:
         self._decode_seconds = decode_seconds
         self._turn = asyncio.Lock()
 
-    async def run(self, aside: bool, work: Callable[..., T], *arguments) -> T:
-        """`work(*arguments)`, in the helper process when `aside`, else in place. `work` and
-        its arguments must pickle: a module-level function or an object's method."""
-        if not aside:
-            return work(*arguments)
+    async def decode(self, linear: bool, decode: Callable[..., T], body: bytes, *arguments) -> T:
+        """`decode(body, *arguments)`: in place when its cost is `linear` in the body's size
+        and the body is small, else in the helper process."""
+        if linear and len(body) < LARGE_BODY_BYTES:
+            return decode(body, *arguments)
         self._on_offload()
-        return await self._in_helper(work, *arguments)
+        return await self.in_helper(decode, body, *arguments)
 
-    async def start(self, warm_up: Callable[[], None]) -> None:
-        """Starts the helper and runs `warm_up` in it (imports its bodies will need)."""
-        await self._in_helper(warm_up)
-
-    async def _in_helper(self, work: Callable[..., T], *arguments) -> T:
+    async def in_helper(self, work: Callable[..., T], *arguments) -> T:
+        """`work(*arguments)` in the helper process, started if it is not running. `work`
+        and its arguments must pickle: a module-level function or an object's method."""
         # One body at a time, so the deadline counts this body's decoding, not its wait
         # for others, and stopping the helper stops this body alone.
         async with self._turn:

@@ -115,12 +115,12 @@ def _flatten(name: str, data, shape: list[int]) -> list:
     flat: list = []
 
     def walk(items, depth: int) -> None:
-        if depth == len(shape) or not isinstance(items, list) or len(items) != shape[depth]:
+        innermost = depth == len(shape) - 1
+        if depth == len(shape) or not isinstance(items, list) or len(items) != shape[depth] \
+                or (innermost and any(isinstance(item, list) for item in items)):
             raise InvalidInput(f"input {name!r}: data is nested unevenly or not as shape {shape} says; send it "
                                "nested exactly as the shape, or flat")
-        if depth == len(shape) - 1:
-            if any(isinstance(item, list) for item in items):
-                walk(None, depth)  # nested deeper than the shape
+        if innermost:
             flat.extend(items)
             return
         for item in items:
