@@ -42,7 +42,8 @@ def _list_call(kind: str):
         return client.AppsV1Api().list_namespaced_deployment
     custom = client.CustomObjectsApi()
     return lambda namespace, **kw: custom.list_namespaced_custom_object(
-        "modelplane.io", "v1alpha1", namespace, "modeldeployments", **kw)
+        "modelplane.io", "v1alpha1", namespace, "modeldeployments", **kw
+    )
 
 
 def _always(obj) -> bool:
@@ -61,8 +62,9 @@ def _record_first_seen(kubeconfig: str, kind: str, namespace: str, predicate, re
     while not stop.is_set():
         stream = watch.Watch()
         # Plain JSON: made into typed objects, thousands of events kept it seconds behind.
-        for event in stream.stream(list_call, namespace, resource_version=version, timeout_seconds=2,
-                                   deserialize=False):
+        for event in stream.stream(
+            list_call, namespace, resource_version=version, timeout_seconds=2, deserialize=False
+        ):
             obj = event["object"]
             name, version = obj["metadata"]["name"], obj["metadata"]["resourceVersion"]
             if name not in seen and predicate(obj):
@@ -81,8 +83,11 @@ class FirstSeen:
         context = multiprocessing.get_context("spawn")
         ready, self._stop = context.Event(), context.Event()
         self._count, self._results = context.Value("i", 0), context.Queue()
-        self._process = context.Process(target=_record_first_seen, daemon=True, args=(
-            str(kubeconfig), kind, namespace, predicate, ready, self._stop, self._count, self._results))
+        self._process = context.Process(
+            target=_record_first_seen,
+            daemon=True,
+            args=(str(kubeconfig), kind, namespace, predicate, ready, self._stop, self._count, self._results),
+        )
         self._process.start()
         if not ready.wait(60):
             raise RuntimeError(f"the watch of {kind} in {namespace} did not start")
@@ -117,8 +122,10 @@ def _create_all(create, count: int) -> dict[str, float]:
 
 
 def _pod_template(name: str) -> dict:
-    return {"metadata": {"labels": {"app": name}},
-            "spec": {"containers": [{"name": "model", "image": "example.invalid/serving:bench"}]}}
+    return {
+        "metadata": {"labels": {"app": name}},
+        "spec": {"containers": [{"name": "model", "image": "example.invalid/serving:bench"}]},
+    }
 
 
 def anchor(apps: client.AppsV1Api, kubeconfig: Path, count: int) -> float:
@@ -126,10 +133,16 @@ def anchor(apps: client.AppsV1Api, kubeconfig: Path, count: int) -> float:
     client.CoreV1Api().create_namespace({"metadata": {"name": namespace}})
     watcher = FirstSeen(kubeconfig, "Deployment", namespace, _available)
     started = time.monotonic()
-    _create_all(lambda name: apps.create_namespaced_deployment(namespace, {
-        "metadata": {"name": name},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": _pod_template(name)},
-    }), count)
+    _create_all(
+        lambda name: apps.create_namespaced_deployment(
+            namespace,
+            {
+                "metadata": {"name": name},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": _pod_template(name)},
+            },
+        ),
+        count,
+    )
     watcher.wait_for(count, timeout=600)
     available = watcher.stop()
     return max(available.values()) - started if len(available) == count else float("inf")
@@ -141,11 +154,21 @@ def operator_run(custom: client.CustomObjectsApi, kubeconfig: Path, count: int, 
     deployment_watcher = FirstSeen(kubeconfig, "Deployment", namespace)
     ready_watcher = FirstSeen(kubeconfig, "ModelDeployment", namespace, is_ready)
     started = time.monotonic()
-    created = _create_all(lambda name: custom.create_namespaced_custom_object(
-        "modelplane.io", "v1alpha1", namespace, "modeldeployments", {
-            "apiVersion": "modelplane.io/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name},
-            "spec": {"mode": "online", "model": {"name": "iris", "alias": "champion"}},
-        }), count)
+    created = _create_all(
+        lambda name: custom.create_namespaced_custom_object(
+            "modelplane.io",
+            "v1alpha1",
+            namespace,
+            "modeldeployments",
+            {
+                "apiVersion": "modelplane.io/v1alpha1",
+                "kind": "ModelDeployment",
+                "metadata": {"name": name},
+                "spec": {"mode": "online", "model": {"name": "iris", "alias": "champion"}},
+            },
+        ),
+        count,
+    )
     ready_watcher.wait_for(count, timeout=600)
     ready, deployments = ready_watcher.stop(), deployment_watcher.stop()
     lags = [deployments[name] - created[name] for name in created if name in deployments]
@@ -187,10 +210,14 @@ def main() -> None:
                 operator.stop()
 
         print(f"{count} plain Deployments available (anchor): {anchor_s:.1f} s")
-        print(f"{count} ModelDeployments Ready: {result['all_ready_s']:.1f} s ({result['ready']} Ready), "
-              f"ratio to anchor {result['all_ready_s'] / anchor_s:.2f} (goal: <= 60 s)")
-        print(f"create -> Deployment: p50 {result['to_deployment_p50_s']:.2f} s, p99 {result['to_deployment_p99_s']:.2f} s "
-              f"(goal: p50 <= 1 s)")
+        print(
+            f"{count} ModelDeployments Ready: {result['all_ready_s']:.1f} s ({result['ready']} Ready), "
+            f"ratio to anchor {result['all_ready_s'] / anchor_s:.2f} (goal: <= 60 s)"
+        )
+        print(
+            f"create -> Deployment: p50 {result['to_deployment_p50_s']:.2f} s, p99 {result['to_deployment_p99_s']:.2f} s "
+            f"(goal: p50 <= 1 s)"
+        )
         print(f"operator peak RSS: {result['operator_rss_mb']:.0f} MB (goal: <= 150 MB)")
         print(f"logs: {root}/*/logs")
     finally:

@@ -40,7 +40,7 @@ def main() -> int:
         folder = Path(temporary)
         model_path, _ = save_model(folder)
         features, _ = iris_features()
-        rows = pd.concat([features] * (args.rows // len(features) + 1), ignore_index=True).iloc[:args.rows]
+        rows = pd.concat([features] * (args.rows // len(features) + 1), ignore_index=True).iloc[: args.rows]
         source = folder / "in" / f"rows.{args.format}"
         source.parent.mkdir()
         rows.to_parquet(source) if args.format == "parquet" else rows.to_csv(source, index=False)
@@ -63,9 +63,20 @@ def main() -> int:
         runtime = time.perf_counter() - started
 
         started = time.perf_counter()
-        subprocess.run([str(Path(sys.executable).parent / "modelplane"), "batch", "--model", str(model_path),
-                        "--input", str(source.parent), "--output", str(folder / "cli")], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "modelplane"),
+                "batch",
+                "--model",
+                str(model_path),
+                "--input",
+                str(source.parent),
+                "--output",
+                str(folder / "cli"),
+            ],
+            check=True,
+            capture_output=True,
+        )
         end_to_end = time.perf_counter() - started
 
     print(f"{'raw read + predict + write (anchor)':40} {args.rows / raw:12,.0f} rows/s  {raw:6.2f} s")

@@ -62,8 +62,12 @@ def peer_python(peer: str) -> Path:
 
     python = ENVS / peer / "bin" / "python"
     stamp = ENVS / peer / ".bench-installed"
-    wanted = [*PEER_PACKAGES[peer], f"scikit-learn=={sklearn.__version__}", f"skops=={skops.__version__}",
-              "mlflow-skinny"]
+    wanted = [
+        *PEER_PACKAGES[peer],
+        f"scikit-learn=={sklearn.__version__}",
+        f"skops=={skops.__version__}",
+        "mlflow-skinny",
+    ]
     if not stamp.exists() or stamp.read_text() != " ".join(wanted):
         print(f"installing {peer} into {ENVS / peer} ...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(ENVS / peer)], check=True)
@@ -84,8 +88,9 @@ def save_model(folder: Path) -> tuple[Path, int]:
     features, labels = iris_features()
     model = LogisticRegression(max_iter=500).fit(features, labels)
     path = folder / "iris"
-    mlflow.sklearn.save_model(model, str(path), serialization_format="skops",
-                              signature=infer_signature(features, model.predict(features)))
+    mlflow.sklearn.save_model(
+        model, str(path), serialization_format="skops", signature=infer_signature(features, model.predict(features))
+    )
     return path, int(model.predict(pd.DataFrame([ROW]))[0])
 
 
@@ -95,31 +100,114 @@ def servers(model: Path, folder: Path, port: int, workers: int) -> list[Server]:
     bin_dir = Path(sys.executable).parent
     mlserver = folder / "mlserver"
     (mlserver / "iris").mkdir(parents=True)
-    (mlserver / "settings.json").write_text(json.dumps({
-        "host": "127.0.0.1", "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
-        "parallel_workers": 0 if workers == 1 else workers}))
-    (mlserver / "iris" / "model-settings.json").write_text(json.dumps({
-        "name": "iris", "implementation": "mlserver_mlflow.MLflowRuntime", "parameters": {"uri": str(model)},
-        "max_batch_size": 32, "max_batch_time": 0.005}))
+    (mlserver / "settings.json").write_text(
+        json.dumps(
+            {
+                "host": "127.0.0.1",
+                "http_port": port,
+                "grpc_port": free_port(),
+                "metrics_port": free_port(),
+                "parallel_workers": 0 if workers == 1 else workers,
+            }
+        )
+    )
+    (mlserver / "iris" / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": "iris",
+                "implementation": "mlserver_mlflow.MLflowRuntime",
+                "parameters": {"uri": str(model)},
+                "max_batch_size": 32,
+                "max_batch_time": 0.005,
+            }
+        )
+    )
     return [
-        Server("modelplane (MLflow protocol)", [str(bin_dir / "modelplane"), "serve", "--model", str(model),
-               "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-               "/readyz", "/invocations", split, lambda answer: answer["predictions"][0]),
-        Server("modelplane (V2)", [str(bin_dir / "modelplane"), "serve", "--model", str(model),
-               "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-               "/readyz", "/v2/models/iris/infer", {"inputs": v2_columns},
-               lambda answer: answer["outputs"][0]["data"][0]),
-        Server("mlflow models serve", [str(bin_dir / "mlflow"), "models", "serve", "-m", str(model), "--env-manager",
-               "local", "-h", "127.0.0.1", "-p", str(port), "-w", str(workers)],
-               "/ping", "/invocations", split, lambda answer: answer["predictions"][0]),
-        Server("MLServer 1.7 (adaptive batching)", [str(peer_python("mlserver").parent / "mlserver"), "start",
-               str(mlserver)], "/v2/health/ready", "/v2/models/iris/infer",
-               {"parameters": {"content_type": "pd"}, "inputs": v2_columns},
-               lambda answer: answer["outputs"][0]["data"][0]),
-        Server("KServe 0.21 model server", [str(peer_python("kserve")), str(Path(__file__).parent / "peers" /
-               "kserve_iris.py"), "--model-dir", str(model), "--port", str(port), "--workers", str(workers)],
-               "/v2/health/ready", "/v1/models/iris:predict", {"instances": [list(ROW.values())]},
-               lambda answer: answer["predictions"][0]),
+        Server(
+            "modelplane (MLflow protocol)",
+            [
+                str(bin_dir / "modelplane"),
+                "serve",
+                "--model",
+                str(model),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            "/readyz",
+            "/invocations",
+            split,
+            lambda answer: answer["predictions"][0],
+        ),
+        Server(
+            "modelplane (V2)",
+            [
+                str(bin_dir / "modelplane"),
+                "serve",
+                "--model",
+                str(model),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            "/readyz",
+            "/v2/models/iris/infer",
+            {"inputs": v2_columns},
+            lambda answer: answer["outputs"][0]["data"][0],
+        ),
+        Server(
+            "mlflow models serve",
+            [
+                str(bin_dir / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                str(model),
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-w",
+                str(workers),
+            ],
+            "/ping",
+            "/invocations",
+            split,
+            lambda answer: answer["predictions"][0],
+        ),
+        Server(
+            "MLServer 1.7 (adaptive batching)",
+            [str(peer_python("mlserver").parent / "mlserver"), "start", str(mlserver)],
+            "/v2/health/ready",
+            "/v2/models/iris/infer",
+            {"parameters": {"content_type": "pd"}, "inputs": v2_columns},
+            lambda answer: answer["outputs"][0]["data"][0],
+        ),
+        Server(
+            "KServe 0.21 model server",
+            [
+                str(peer_python("kserve")),
+                str(Path(__file__).parent / "peers" / "kserve_iris.py"),
+                "--model-dir",
+                str(model),
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            "/v2/health/ready",
+            "/v1/models/iris:predict",
+            {"instances": [list(ROW.values())]},
+            lambda answer: answer["predictions"][0],
+        ),
     ]
 
 
@@ -129,8 +217,9 @@ def measure(server: Server, expected: int, port: int, seconds: int, connections:
     path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
     process = Component(re.sub(r"\W+", "-", server.name).strip("-"), server.argv, logs, env={"PATH": path}).start()
     try:
-        process.wait_until(lambda: urllib.request.urlopen(url + server.ready_path, timeout=2).status == 200,
-                           timeout=180)
+        process.wait_until(
+            lambda: urllib.request.urlopen(url + server.ready_path, timeout=2).status == 200, timeout=180
+        )
         # Some servers say ready before every worker process has its model: wait until a
         # round of requests is answered in full.
         process.wait_until(lambda: all(_predict(url, server) is not None for _ in range(16)), timeout=180)
@@ -138,23 +227,31 @@ def measure(server: Server, expected: int, port: int, seconds: int, connections:
         if answer != expected:
             raise SystemExit(f"{server.name} answered {answer}, not {expected}")
         script = logs / "post.lua"
-        script.write_text(f"wrk.method = 'POST'\nwrk.body = {json.dumps(json.dumps(server.body))}\n"
-                          "wrk.headers['Content-Type'] = 'application/json'\n")
+        script.write_text(
+            f"wrk.method = 'POST'\nwrk.body = {json.dumps(json.dumps(server.body))}\n"
+            "wrk.headers['Content-Type'] = 'application/json'\n"
+        )
         wrk = ["wrk", "-t1", f"-c{connections}", "--latency", "-s", str(script), url + server.path]
         subprocess.run([*wrk[:1], "-d3s", *wrk[1:]], check=True, capture_output=True)  # warm-up
-        report = subprocess.run([*wrk[:1], f"-d{seconds}s", *wrk[1:]], check=True, capture_output=True,
-                                text=True).stdout
+        report = subprocess.run(
+            [*wrk[:1], f"-d{seconds}s", *wrk[1:]], check=True, capture_output=True, text=True
+        ).stdout
     finally:
         process.stop()
-    return Result(server.name, float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1)),
-                  _latency(report, "50%"), _latency(report, "99%"),
-                  int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", report)) else 0)
+    return Result(
+        server.name,
+        float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1)),
+        _latency(report, "50%"),
+        _latency(report, "99%"),
+        int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", report)) else 0,
+    )
 
 
 def _predict(url: str, server: Server):
     """The server's answer to the benchmark's request, or None when it refused it."""
-    request = urllib.request.Request(url + server.path, data=json.dumps(server.body).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url + server.path, data=json.dumps(server.body).encode(), headers={"Content-Type": "application/json"}
+    )
     try:
         return server.answer(json.load(urllib.request.urlopen(request, timeout=10)))
     except urllib.error.HTTPError:
@@ -187,12 +284,16 @@ def main() -> int:
     print(f"\n{args.connections} connections, {args.workers} worker(s), one row per request, {args.seconds} s each")
     print(f"{'server':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for result in results:
-        print(f"{result.name:34} {result.requests_per_second:9.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} "
-              f"{result.errors:7d}")
+        print(
+            f"{result.name:34} {result.requests_per_second:9.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} "
+            f"{result.errors:7d}"
+        )
     ours = max((r for r in results if r.name.startswith("modelplane")), key=lambda r: r.requests_per_second)
     peer = max((r for r in results if not r.name.startswith("modelplane")), key=lambda r: r.requests_per_second)
-    print(f"\nbest Modelplane / best peer ({peer.name}): req/s x{ours.requests_per_second / peer.requests_per_second:.2f} "
-          f"(goal >= 2), p99 {ours.p99_ms:.1f} ms vs {peer.p99_ms:.1f} ms (goal <= 10 ms)")
+    print(
+        f"\nbest Modelplane / best peer ({peer.name}): req/s x{ours.requests_per_second / peer.requests_per_second:.2f} "
+        f"(goal >= 2), p99 {ours.p99_ms:.1f} ms vs {peer.p99_ms:.1f} ms (goal <= 10 ms)"
+    )
     return 0
 
 

@@ -50,19 +50,35 @@ def _measure(plane: ControlPlane, node: Node, selector: str, count: int) -> tupl
 
 def _anchor(base: images.Image, replicas: int, node: Node) -> dict:
     """The base image serving plain HTTP with the serving pods' probes."""
-    container = {"name": "http", "image": base.name, "command": ["python3", "-m", "http.server", str(PORT)],
-                 "ports": [{"name": "http", "containerPort": PORT}], **http_probes("http")}
+    container = {
+        "name": "http",
+        "image": base.name,
+        "command": ["python3", "-m", "http.server", str(PORT)],
+        "ports": [{"name": "http", "containerPort": PORT}],
+        **http_probes("http"),
+    }
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         container[probe]["httpGet"]["path"] = "/"
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "anchor", "namespace": NAMESPACE},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"bench": "anchor"}},
-                     "template": {"metadata": {"labels": {"bench": "anchor"}},
-                                  "spec": {"containers": [container], **node.placement}}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "anchor", "namespace": NAMESPACE},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"bench": "anchor"}},
+            "template": {
+                "metadata": {"labels": {"bench": "anchor"}},
+                "spec": {"containers": [container], **node.placement},
+            },
+        },
+    }
 
 
 def _summary(what: str, seconds: list[float], resident: float) -> str:
-    return (f"{what}: container start → Ready median {statistics.median(seconds):.1f} s, "
-            f"max {max(seconds):.1f} s; resident memory at rest {resident:.0f} MiB")
+    return (
+        f"{what}: container start → Ready median {statistics.median(seconds):.1f} s, "
+        f"max {max(seconds):.1f} s; resident memory at rest {resident:.0f} MiB"
+    )
 
 
 def main() -> None:
@@ -83,8 +99,9 @@ def main() -> None:
             register_test_models(tracking_uri)
             node = start_node(plane, root / "node", root / "logs", built)
             stops.append(node.stop)
-            pod_registry, pod_tracking_uri = start_registry(root / "registry", root / "logs", host=node.gateway,
-                                                            name="mlflow-for-pods")
+            pod_registry, pod_tracking_uri = start_registry(
+                root / "registry", root / "logs", host=node.gateway, name="mlflow-for-pods"
+            )
             stops.append(pod_registry.stop)
 
             plane.apply(_anchor(base, args.replicas, node))
@@ -95,10 +112,26 @@ def main() -> None:
             stops.append(operator.stop)
             plane.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
             plane.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modelplane.io")
-            plane.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump({
-                "apiVersion": "modelplane.io/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "iris"},
-                "spec": {"mode": "online", "model": {"name": "iris", "alias": "champion"},
-                         "online": {"replicas": args.replicas, "port": PORT}, **node.placement}}))
+            plane.kubectl(
+                "apply",
+                "-n",
+                NAMESPACE,
+                "-f",
+                "-",
+                input=yaml.safe_dump(
+                    {
+                        "apiVersion": "modelplane.io/v1alpha1",
+                        "kind": "ModelDeployment",
+                        "metadata": {"name": "iris"},
+                        "spec": {
+                            "mode": "online",
+                            "model": {"name": "iris", "alias": "champion"},
+                            "online": {"replicas": args.replicas, "port": PORT},
+                            **node.placement,
+                        },
+                    }
+                ),
+            )
             seconds, resident = _measure(plane, node, "modelplane.io/deployment=iris", args.replicas)
         finally:
             for stop in reversed(stops):
@@ -106,8 +139,10 @@ def main() -> None:
     print(f"serving image {serving.size_mb:.0f} MB (goal ≤ 700 MB); its base {base.size_mb:.0f} MB")
     print(_summary(f"anchor, the base image's HTTP server ×{args.replicas}", anchor_seconds, anchor_resident))
     print(_summary(f"iris served by the serving image ×{args.replicas}", seconds, resident))
-    print(f"ratio to the anchor: Ready {statistics.median(seconds) / statistics.median(anchor_seconds):.1f}×, "
-          f"memory {resident / anchor_resident:.1f}× (goal: Ready ≤ 10 s)")
+    print(
+        f"ratio to the anchor: Ready {statistics.median(seconds) / statistics.median(anchor_seconds):.1f}×, "
+        f"memory {resident / anchor_resident:.1f}× (goal: Ready ≤ 10 s)"
+    )
 
 
 if __name__ == "__main__":

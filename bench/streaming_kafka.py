@@ -74,18 +74,23 @@ def main() -> int:
         finally:
             broker.component.stop()
 
-    for label, seconds in (("raw Kafka consume + produce (anchor)", raw_kafka),
-                           ("raw decode + predict (anchor)", raw_predict),
-                           ("modelplane stream, whole process", stream)):
+    for label, seconds in (
+        ("raw Kafka consume + produce (anchor)", raw_kafka),
+        ("raw decode + predict (anchor)", raw_predict),
+        ("modelplane stream, whole process", stream),
+    ):
         print(f"{label:40} {args.events / seconds:12,.0f} events/s  {seconds:6.2f} s")
-    print(f"\nmodelplane / raw Kafka: {raw_kafka / stream:.2f}; modelplane / raw predict: {raw_predict / stream:.2f}; "
-          f"goal >= 50,000 events/s: {'met' if args.events / stream >= 50_000 else 'not met'}")
+    print(
+        f"\nmodelplane / raw Kafka: {raw_kafka / stream:.2f}; modelplane / raw predict: {raw_predict / stream:.2f}; "
+        f"goal >= 50,000 events/s: {'met' if args.events / stream >= 50_000 else 'not met'}"
+    )
     return 0
 
 
 def _raw_kafka(Consumer, Producer, TopicPartition, servers: str, events: int, batch: int) -> float:
-    consumer = Consumer({"bootstrap.servers": servers, "group.id": "raw", "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {"bootstrap.servers": servers, "group.id": "raw", "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    )
     producer = Producer({"bootstrap.servers": servers, "enable.idempotence": True, "acks": "all", "linger.ms": 5})
     consumer.subscribe(["in"])
     seen, started = 0, None
@@ -113,7 +118,7 @@ def _raw_predict(model_path: Path, values: list[bytes], batch: int) -> float:
     pyfunc = mlflow.pyfunc.load_model(str(model_path))
     started = time.perf_counter()
     for start in range(0, len(values), batch):
-        records = [orjson.loads(value) for value in values[start:start + batch]]
+        records = [orjson.loads(value) for value in values[start : start + batch]]
         pyfunc.predict(pd.DataFrame([{k: v for k, v in r.items() if k != "id"} for r in records]))
     return time.perf_counter() - started
 
@@ -121,13 +126,21 @@ def _raw_predict(model_path: Path, values: list[bytes], batch: int) -> float:
 def _modelplane_stream(model_path: Path, servers: str, folder: Path, port: int, events: int, batch: int) -> float:
     from confluent_kafka import Consumer, TopicPartition
 
-    env = {**os.environ, "MODELPLANE_MODEL": str(model_path), "MODELPLANE_SOURCE": f"kafka://{servers}/in",
-           "MODELPLANE_SINK": f"kafka://{servers}/out", "MODELPLANE_CONSUMER_GROUP": "modelplane",
-           "MODELPLANE_BATCH_SIZE": str(batch), "MODELPLANE_METRICS_HOST": "127.0.0.1",
-           "MODELPLANE_METRICS_PORT": str(port), "MODELPLANE_MODEL_CACHE": str(folder / "cache")}
+    env = {
+        **os.environ,
+        "MODELPLANE_MODEL": str(model_path),
+        "MODELPLANE_SOURCE": f"kafka://{servers}/in",
+        "MODELPLANE_SINK": f"kafka://{servers}/out",
+        "MODELPLANE_CONSUMER_GROUP": "modelplane",
+        "MODELPLANE_BATCH_SIZE": str(batch),
+        "MODELPLANE_METRICS_HOST": "127.0.0.1",
+        "MODELPLANE_METRICS_PORT": str(port),
+        "MODELPLANE_MODEL_CACHE": str(folder / "cache"),
+    }
     with (folder / "stream.log").open("wb") as log:
-        process = subprocess.Popen([str(Path(sys.executable).parent / "modelplane"), "stream"], env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "modelplane"), "stream"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     watcher = Consumer({"bootstrap.servers": servers, "group.id": "watcher"})
     try:
         while not _ready(port):

@@ -145,7 +145,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     if report.failed:
         for component in item.config.stash.get(_COMPONENTS, []):
-            report.sections.append((f"{component.name} log tail ({component.log_path})", log_tail(component.log_path, 15)))
+            report.sections.append(
+                (f"{component.name} log tail ({component.log_path})", log_tail(component.log_path, 15))
+            )
     return report
 
 

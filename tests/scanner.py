@@ -19,13 +19,13 @@ CHECKOV = REPO / ".venv-scan" / "bin" / "checkov"
 # check fails the tests that scan.
 NOT_APPLICABLE = {
     "CKV_K8S_43": "Image should use digest: images are named by the release they carry (the chart's appVersion, "
-                  "the operator's serving image, spec.image); which registry and digests a cluster trusts is its "
-                  "admission's to enforce, with the image named as the platform team chooses",
+    "the operator's serving image, spec.image); which registry and digests a cluster trusts is its "
+    "admission's to enforce, with the image named as the platform team chooses",
     "CKV_K8S_15": "Image Pull Policy should be Always: release tags are not moved, so IfNotPresent (Kubernetes' "
-                  "default for them) lets a node restart a pod without the image registry",
+    "default for them) lets a node restart a pod without the image registry",
     "CKV_K8S_35": "Prefer secrets as files over environment variables: MLflow's clients take registry credentials "
-                  "only from their variables (MLFLOW_TRACKING_TOKEN, _USERNAME, _PASSWORD), which pods and the "
-                  "operator read from Secrets (envFrom, secretKeyRef); none is written into a manifest",
+    "only from their variables (MLFLOW_TRACKING_TOKEN, _USERNAME, _PASSWORD), which pods and the "
+    "operator read from Secrets (envFrom, secretKeyRef); none is written into a manifest",
 }
 
 
@@ -48,15 +48,32 @@ def scan(documents: list[dict], folder: Path) -> list[Finding]:
     (folder / "scanned.yaml").write_text(yaml.safe_dump_all(documents, sort_keys=False))
     # --skip-download: nothing is fetched from the scanner vendor's service (its guidelines),
     # which CI cannot reach and the checks do not need.
-    result = subprocess.run([str(CHECKOV), "--directory", str(folder), "--framework", "kubernetes", "--quiet",
-                             "--skip-download", "--output", "json"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            str(CHECKOV),
+            "--directory",
+            str(folder),
+            "--framework",
+            "kubernetes",
+            "--quiet",
+            "--skip-download",
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if result.returncode not in (0, 1):
         raise AssertionError(f"checkov failed to run (exit code {result.returncode}): {result.stderr[-2000:]}")
     reports = json.loads(result.stdout)
     reports = reports if isinstance(reports, list) else [reports]
     assert sum(report.get("summary", {}).get("resource_count", 0) for report in reports), "checkov scanned nothing"
-    return [Finding(failed["check_id"], failed["check_name"], failed["resource"])
-            for report in reports for failed in report.get("results", {}).get("failed_checks", [])]
+    return [
+        Finding(failed["check_id"], failed["check_name"], failed["resource"])
+        for report in reports
+        for failed in report.get("results", {}).get("failed_checks", [])
+    ]
 
 
 def unexpected(findings: list[Finding], also_not_applicable: dict[str, str] | None = None) -> list[str]:

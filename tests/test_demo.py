@@ -11,8 +11,13 @@ from pathlib import Path
 def test_the_demo_serves_a_prediction_from_a_local_registry(tmp_path: Path):
     modelplane = Path(sys.executable).parent / "modelplane"
 
-    result = subprocess.run([str(modelplane), "demo", "--home", str(tmp_path / "home")], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [str(modelplane), "demo", "--home", str(tmp_path / "home")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
     assert result.returncode == 0, result.stderr[-2000:]
     assert "registered iris version 1 as @champion" in result.stdout

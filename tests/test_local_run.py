@@ -23,21 +23,41 @@ EXAMPLES = REPO / "examples"
 
 
 def _run(registry: Registry, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([MODELPLANE, "run", "--registry", registry.tracking_uri, *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [MODELPLANE, "run", "--registry", registry.tracking_uri, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_the_online_example_serves_until_interrupted(registry: Registry, tmp_path: Path):
     port = free_port()
     # Started with SIGINT ignored, as a shell without job control starts a background command.
-    run = subprocess.Popen([MODELPLANE, "run", "-f", str(EXAMPLES / "iris-online.yaml"), "--registry",
-                            registry.tracking_uri, "--port", str(port)], cwd=tmp_path, text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    run = subprocess.Popen(
+        [
+            MODELPLANE,
+            "run",
+            "-f",
+            str(EXAMPLES / "iris-online.yaml"),
+            "--registry",
+            registry.tracking_uri,
+            "--port",
+            str(port),
+        ],
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     try:
         announced = run.stdout.readline()
-        assert f"serving models:/{registry.models.iris}/{registry.models.champion_version} at " \
-               f"http://127.0.0.1:{port}" in announced
+        assert (
+            f"serving models:/{registry.models.iris}/{registry.models.champion_version} at "
+            f"http://127.0.0.1:{port}" in announced
+        )
         metadata = requests.get(f"http://127.0.0.1:{port}/v2/models/{registry.models.iris}", timeout=5).json()
         assert metadata["versions"] == [registry.models.champion_version]
     finally:
@@ -60,7 +80,8 @@ def test_the_batch_example_runs_each_shard_once(registry: Registry, tmp_path: Pa
     for day, rows in (("monday", features.iloc[:80]), ("tuesday", features.iloc[80:])):
         (tmp_path / "incoming").mkdir(exist_ok=True)
         rows.assign(sample_id=[f"{day}-{n}" for n in range(len(rows))]).to_csv(
-            tmp_path / "incoming" / f"{day}.csv", index=False)
+            tmp_path / "incoming" / f"{day}.csv", index=False
+        )
 
     result = _run(registry, "-f", str(tmp_path / "manifest.yaml"), cwd=tmp_path)
 
@@ -80,14 +101,28 @@ def test_the_streaming_example_consumes_until_interrupted(registry: Registry, ka
     streams.create("in", "out", "dead")
     manifest = yaml.safe_load((EXAMPLES / "iris-streaming.yaml").read_text())
     # The example's broker is a cluster Service; here it is the test bed's Kafka.
-    manifest["spec"]["streaming"].update(source=streams.url("in"), sink=streams.url("out"),
-                                         deadLetter=streams.url("dead"))
+    manifest["spec"]["streaming"].update(
+        source=streams.url("in"), sink=streams.url("out"), deadLetter=streams.url("dead")
+    )
     (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(manifest))
     features, _ = iris_features()
     streams.produce("in", [(str(n), row.to_json().encode()) for n, (_, row) in enumerate(features.head(20).iterrows())])
-    run = subprocess.Popen([MODELPLANE, "run", "-f", str(tmp_path / "manifest.yaml"), "--registry",
-                            registry.tracking_uri, "--port", str(free_port())], cwd=tmp_path, text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(
+        [
+            MODELPLANE,
+            "run",
+            "-f",
+            str(tmp_path / "manifest.yaml"),
+            "--registry",
+            registry.tracking_uri,
+            "--port",
+            str(free_port()),
+        ],
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         assert "iris-events: consuming kafka://" in run.stdout.readline()
         eventually(lambda: len(streams.read("out")) == 20, timeout=120, what="20 predictions")
@@ -98,11 +133,14 @@ def test_the_streaming_example_consumes_until_interrupted(registry: Registry, ka
     assert "iris-events: stopped" in remaining
 
 
-@pytest.mark.parametrize(("change", "words"), [
-    (lambda spec: spec.update(mode="batch"), "spec.batch is required when spec.mode is batch"),
-    (lambda spec: spec["model"].update(alias="no-such-alias"), "spec.model.alias"),
-    (lambda spec: spec["model"].update(version="1"), "exactly one of"),
-])
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda spec: spec.update(mode="batch"), "spec.batch is required when spec.mode is batch"),
+        (lambda spec: spec["model"].update(alias="no-such-alias"), "spec.model.alias"),
+        (lambda spec: spec["model"].update(version="1"), "exactly one of"),
+    ],
+)
 def test_a_bad_manifest_stops_with_one_line_naming_the_field(registry: Registry, tmp_path: Path, change, words):
     manifest = yaml.safe_load((EXAMPLES / "iris-online.yaml").read_text())
     change(manifest["spec"])
@@ -124,10 +162,13 @@ def _batch_manifest_running_code(tmp_path: Path) -> Path:
     hooks.mkdir()
     (hooks / "hook.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').write('ran')\nclass Hook(Warning): ...\n")
     manifest = yaml.safe_load((EXAMPLES / "iris-batch.yaml").read_text())
-    manifest["spec"]["batch"].update(input=str(tmp_path / "incoming" / "*.csv"), output=str(tmp_path / "scored"),
-                                     parallelism=1)
-    manifest["spec"]["env"] = [{"name": "PYTHONPATH", "value": str(hooks)},
-                               {"name": "PYTHONWARNINGS", "value": "ignore::hook.Hook"}]
+    manifest["spec"]["batch"].update(
+        input=str(tmp_path / "incoming" / "*.csv"), output=str(tmp_path / "scored"), parallelism=1
+    )
+    manifest["spec"]["env"] = [
+        {"name": "PYTHONPATH", "value": str(hooks)},
+        {"name": "PYTHONWARNINGS", "value": "ignore::hook.Hook"},
+    ]
     (tmp_path / "incoming").mkdir()
     features, _ = iris_features()
     features.head(10).assign(sample_id=range(10)).to_csv(tmp_path / "incoming" / "day.csv", index=False)

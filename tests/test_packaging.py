@@ -22,7 +22,9 @@ def _modules_loaded_by(statement: str) -> set[str]:
 def test_the_standard_library_operator_module_is_not_shadowed_at_the_repository_root():
     result = subprocess.run(
         [sys.executable, "-c", "import operator; operator.itemgetter; print(operator.__file__)"],
-        capture_output=True, text=True, cwd=REPO,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stderr
     assert not Path(result.stdout.strip()).is_relative_to(REPO)
@@ -32,8 +34,10 @@ def test_the_standard_library_operator_module_is_not_shadowed_at_the_repository_
     ("package", "forbidden"),
     [
         ("modelplane.cli", {"mlflow", "sklearn", "fastapi", "kopf", "kubernetes"}),
-        ("modelplane.operator.handlers", {"fastapi", "uvicorn", "sklearn", "pandas", "mlflow", "celpy",
-                                          "modelplane.serving"}),
+        (
+            "modelplane.operator.handlers",
+            {"fastapi", "uvicorn", "sklearn", "pandas", "mlflow", "celpy", "modelplane.serving"},
+        ),
         ("modelplane.serving.app", {"kopf", "kubernetes", "modelplane.operator"}),
     ],
 )

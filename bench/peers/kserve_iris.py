@@ -26,4 +26,5 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     kserve.ModelServer(http_port=args.port, workers=args.workers, enable_grpc=False).start(
-        [Iris("iris", args.model_dir)])
+        [Iris("iris", args.model_dir)]
+    )

@@ -32,8 +32,8 @@ def register_iris_model(experiment_id: str, estimator, name: str = DEMO_MODEL, a
     """Trains `estimator` on iris, registers it with its signature and an input example,
     points `alias` at the new version, and returns that version."""
     import mlflow
-    import skops
     import sklearn
+    import skops
     from mlflow.models import infer_signature
 
     features, labels = iris_features()
@@ -97,7 +97,7 @@ def main(home: str) -> int:
         print(f"serving {workload.model_uri} at {url}, as the ModelDeployment in examples/iris-online.yaml")
         body = {"dataframe_split": {"columns": list(sample.columns), "data": sample.to_numpy().tolist()}}
         predictions = _post_json(f"{url}/invocations", body)["predictions"]
-    for (index, row), predicted in zip(sample.iterrows(), predictions):
+    for (index, row), predicted in zip(sample.iterrows(), predictions, strict=False):
         measurements = ", ".join(f"{name} {value}" for name, value in row.items())
         print(f"POST /invocations {measurements} -> species {predicted} (labelled {labels[index]})")
     print("stopped the server. Next, run a manifest yourself (Ctrl-C stops it):")

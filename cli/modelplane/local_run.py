@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,22 +93,37 @@ def local_workload(deployment, registry: str | None, port: int | None, drop_unsa
         if port is not None:
             env["MODELPLANE_METRICS_PORT"] = str(port)
     batch = deployment.spec.batch
-    return LocalWorkload(deployment.name, mode, model.uri, container["args"], env,
-                         shards=batch.parallelism if batch else 1, schedule=batch.schedule if batch else None)
+    return LocalWorkload(
+        deployment.name,
+        mode,
+        model.uri,
+        container["args"],
+        env,
+        shards=batch.parallelism if batch else 1,
+        schedule=batch.schedule if batch else None,
+    )
 
 
 def _unsafe_env(deployment, drop: bool) -> list[str]:
     """The manifest's variables that would run code in this session: refused, or, with
     `drop`, named in a warning and left out."""
-    unsafe = [(index, item.get("name")) for index, item in enumerate(deployment.spec.env or [])
-              if isinstance(item.get("name"), str)
-              and (item["name"].upper().startswith(_UNSAFE_ENV_PREFIXES) or item["name"].upper() in _UNSAFE_ENV)]
+    unsafe = [
+        (index, item.get("name"))
+        for index, item in enumerate(deployment.spec.env or [])
+        if isinstance(item.get("name"), str)
+        and (item["name"].upper().startswith(_UNSAFE_ENV_PREFIXES) or item["name"].upper() in _UNSAFE_ENV)
+    ]
     for index, name in unsafe:
         if not drop:
-            raise RunError(f"spec.env[{index}] ({name}) would make programs on this machine run code the manifest "
-                           "chooses: remove it, or run with --drop-unsafe-env to leave it out")
-        print(f"warning: left out spec.env[{index}] ({name}), which would make programs on this machine run code "
-              "the manifest chooses", file=sys.stderr)
+            raise RunError(
+                f"spec.env[{index}] ({name}) would make programs on this machine run code the manifest "
+                "chooses: remove it, or run with --drop-unsafe-env to leave it out"
+            )
+        print(
+            f"warning: left out spec.env[{index}] ({name}), which would make programs on this machine run code "
+            "the manifest chooses",
+            file=sys.stderr,
+        )
     return [name for _, name in unsafe]
 
 
@@ -118,8 +133,10 @@ def _registry_uri(deployment, registry: str | None) -> str:
         return uri
     if LOCAL_REGISTRY.exists():
         return f"sqlite:///{LOCAL_REGISTRY.resolve()}"
-    raise RunError("no registry: set spec.model.registry.uri, --registry or MLFLOW_TRACKING_URI "
-                   "(or run `modelplane demo` first for a local one)")
+    raise RunError(
+        "no registry: set spec.model.registry.uri, --registry or MLFLOW_TRACKING_URI "
+        "(or run `modelplane demo` first for a local one)"
+    )
 
 
 def _resolve(reference, registry_uri: str):
@@ -148,8 +165,9 @@ def _command(workload: LocalWorkload) -> list[str]:
 @contextmanager
 def serving(workload: LocalWorkload, ready_timeout: float = 180, quiet: bool = False):
     """Runs an online workload until the block ends; yields its URL once ready."""
-    server = subprocess.Popen(_command(workload), env={**os.environ, **workload.env},
-                              stderr=subprocess.DEVNULL if quiet else None)
+    server = subprocess.Popen(
+        _command(workload), env={**os.environ, **workload.env}, stderr=subprocess.DEVNULL if quiet else None
+    )
     url = f"http://127.0.0.1:{workload.env.get('MODELPLANE_PORT', '8080')}"
     try:
         deadline = time.monotonic() + ready_timeout
@@ -168,10 +186,8 @@ def _run_online(workload: LocalWorkload) -> int:
     with serving(workload) as url:
         print(f"{workload.name}: serving {workload.model_uri} at {url} (Ctrl-C stops)", flush=True)
         print(f"  try: curl -s {url}/v2/models/{workload.model_uri.split('/')[1]}", flush=True)
-        try:
+        with suppress(KeyboardInterrupt):
             _wait_for_interrupt()
-        except KeyboardInterrupt:
-            pass
     print(f"{workload.name}: stopped", flush=True)
     return 0
 
@@ -179,9 +195,12 @@ def _run_online(workload: LocalWorkload) -> int:
 def _run_streaming(workload: LocalWorkload) -> int:
     """One consumer in the foreground; Ctrl-C drains it as SIGTERM drains a pod."""
     consumer = subprocess.Popen(_command(workload), env={**os.environ, **workload.env})
-    print(f"{workload.name}: consuming {workload.env['MODELPLANE_SOURCE']} with {workload.model_uri}, writing to "
-          f"{workload.env['MODELPLANE_SINK']}; metrics at "
-          f"http://127.0.0.1:{workload.env['MODELPLANE_METRICS_PORT']}/metrics (Ctrl-C stops)", flush=True)
+    print(
+        f"{workload.name}: consuming {workload.env['MODELPLANE_SOURCE']} with {workload.model_uri}, writing to "
+        f"{workload.env['MODELPLANE_SINK']}; metrics at "
+        f"http://127.0.0.1:{workload.env['MODELPLANE_METRICS_PORT']}/metrics (Ctrl-C stops)",
+        flush=True,
+    )
     try:
         _interrupt_on_signals()
         code = consumer.wait()
@@ -204,8 +223,7 @@ def _run_batch(workload: LocalWorkload, follow: bool) -> int:
         _interrupt_on_signals()
         while True:
             due = schedule.get_next(float)
-            print(f"{workload.name}: next run at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(due))}",
-                  flush=True)
+            print(f"{workload.name}: next run at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(due))}", flush=True)
             time.sleep(max(0.0, due - time.time()))
             _batch_once(workload)
     except KeyboardInterrupt:
@@ -215,8 +233,10 @@ def _run_batch(workload: LocalWorkload, follow: bool) -> int:
 
 def _batch_once(workload: LocalWorkload) -> int:
     """One run: a process per shard, as an Indexed Job runs a pod per completion index."""
-    shards = [subprocess.Popen(_command(workload), env={**os.environ, **workload.env, "JOB_COMPLETION_INDEX": str(i)})
-              for i in range(workload.shards)]
+    shards = [
+        subprocess.Popen(_command(workload), env={**os.environ, **workload.env, "JOB_COMPLETION_INDEX": str(i)})
+        for i in range(workload.shards)
+    ]
     try:
         codes = [shard.wait() for shard in shards]
     except KeyboardInterrupt:
@@ -227,8 +247,9 @@ def _batch_once(workload: LocalWorkload) -> int:
     if failed:
         print(f"{workload.name}: shard(s) {', '.join(map(str, failed))} of {workload.shards} failed", file=sys.stderr)
         return 1
-    print(f"{workload.name}: {workload.shards} shard(s) done; output in {workload.env['MODELPLANE_OUTPUT']}",
-          flush=True)
+    print(
+        f"{workload.name}: {workload.shards} shard(s) done; output in {workload.env['MODELPLANE_OUTPUT']}", flush=True
+    )
     return 0
 
 

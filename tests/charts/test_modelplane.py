@@ -44,11 +44,16 @@ def _operator_env(rendered: dict[str, dict]) -> dict[str, dict]:
 # Checks of the scanner that do not apply to the chart, besides those of every scan.
 CHART_NOT_APPLICABLE = {
     "CKV_K8S_38": "Service Account Tokens only where necessary: the operator is a client of the API server, "
-                  "which it reaches with its ServiceAccount's token",
+    "which it reaches with its ServiceAccount's token",
 }
 WITHOUT_POLICIES = "CKV2_K8S_6"  # "Minimize the admission of pods which lack an associated NetworkPolicy"
-EVERY_OPTION = ("networkPolicy.enabled=true", "webhook.secretName=mlflow-webhook", "watchNamespaces={ml-prod}",
-                "registries.credentialsSecret=mlflow-credentials", "policy.enabled=true")
+EVERY_OPTION = (
+    "networkPolicy.enabled=true",
+    "webhook.secretName=mlflow-webhook",
+    "watchNamespaces={ml-prod}",
+    "registries.credentialsSecret=mlflow-credentials",
+    "policy.enabled=true",
+)
 
 
 def test_the_chart_with_every_option_on_passes_the_scanner(cluster: ControlPlane, tmp_path: Path):
@@ -81,7 +86,11 @@ def test_the_charts_workload_defaults_are_the_operators_own(cluster: ControlPlan
 
     assert json.loads(env["MODELPLANE_WORKLOAD_RESOURCES"]["value"]) == DEFAULT_RESOURCES
     assert json.loads(env["MODELPLANE_NETWORK_POLICY"]["value"]) == {
-        "ingressFrom": list(OWN_NAMESPACE), "dns": list(KUBE_DNS), "registryEgress": [], "brokerEgress": []}
+        "ingressFrom": list(OWN_NAMESPACE),
+        "dns": list(KUBE_DNS),
+        "registryEgress": [],
+        "brokerEgress": [],
+    }
 
 
 def test_the_operators_policy_lets_in_only_webhook_calls(cluster: ControlPlane):
@@ -89,11 +98,16 @@ def test_the_operators_policy_lets_in_only_webhook_calls(cluster: ControlPlane):
     assert (closed["policyTypes"], closed["ingress"]) == (["Ingress"], [])
 
     gateway = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway"}}}
-    rendered = _rendered(cluster, "networkPolicy.enabled=true", "webhook.secretName=mlflow-webhook",
-                         json_values={"networkPolicy.webhookFrom": [gateway]})
+    rendered = _rendered(
+        cluster,
+        "networkPolicy.enabled=true",
+        "webhook.secretName=mlflow-webhook",
+        json_values={"networkPolicy.webhookFrom": [gateway]},
+    )
     policy = rendered["NetworkPolicy/mp-modelplane"]["spec"]
     assert policy["podSelector"]["matchLabels"].items() <= (
-        rendered["Deployment/mp-modelplane"]["spec"]["template"]["metadata"]["labels"].items())
+        rendered["Deployment/mp-modelplane"]["spec"]["template"]["metadata"]["labels"].items()
+    )
     assert policy["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8090}], "from": [gateway]}]
 
 
@@ -129,7 +143,11 @@ def _run_a_deployment_through_its_life(cluster: ControlPlane, namespace: str, ku
 
 @pytest.mark.registry
 def test_the_operator_runs_on_the_cluster_wide_rbac_alone(
-    request: pytest.FixtureRequest, crd: ControlPlane, registry: Registry, namespace: str, testbed_dir: Path,
+    request: pytest.FixtureRequest,
+    crd: ControlPlane,
+    registry: Registry,
+    namespace: str,
+    testbed_dir: Path,
 ):
     crd.helm("install", "wide", str(CHART), "-n", namespace, "--set", "crds.install=false")
     workloads = _workload_namespace(crd, namespace)
@@ -147,14 +165,32 @@ def test_the_operator_runs_on_the_cluster_wide_rbac_alone(
 
 @pytest.mark.registry
 def test_a_namespaced_install_grants_nothing_outside_its_namespaces(
-    request: pytest.FixtureRequest, crd: ControlPlane, registry: Registry, namespace: str, testbed_dir: Path,
+    request: pytest.FixtureRequest,
+    crd: ControlPlane,
+    registry: Registry,
+    namespace: str,
+    testbed_dir: Path,
 ):
     workloads = _workload_namespace(crd, namespace)
-    crd.helm("install", "narrow", str(CHART), "-n", namespace, "--set", "crds.install=false",
-             "--set", f"watchNamespaces={{{workloads}}}")
+    crd.helm(
+        "install",
+        "narrow",
+        str(CHART),
+        "-n",
+        namespace,
+        "--set",
+        "crds.install=false",
+        "--set",
+        f"watchNamespaces={{{workloads}}}",
+    )
     as_chart = crd.service_account_kubeconfig(namespace, "narrow-modelplane")
-    operator = Operator(as_chart, registry.tracking_uri, testbed_dir / "logs",
-                        scope=("--namespace", workloads), name="operator-namespaced").start()
+    operator = Operator(
+        as_chart,
+        registry.tracking_uri,
+        testbed_dir / "logs",
+        scope=("--namespace", workloads),
+        name="operator-namespaced",
+    ).start()
     show_logs_on_failure(request.config, [operator.component])
     try:
         _run_a_deployment_through_its_life(crd, workloads, as_chart)
@@ -200,7 +236,17 @@ def test_upgrade_upgrades_the_crd_and_uninstall_keeps_it(crd: ControlPlane, name
     crd.helm("uninstall", "lifecycle", "-n", namespace)
 
     assert crd.kubectl("get", CRD, check=False).returncode == 0, "the CRD must survive helm uninstall"
-    leftovers = json.loads(crd.kubectl("get", "deployments,serviceaccounts", "-n", namespace,
-                                       "-l", "app.kubernetes.io/instance=lifecycle", "-o", "json").stdout)["items"]
+    leftovers = json.loads(
+        crd.kubectl(
+            "get",
+            "deployments,serviceaccounts",
+            "-n",
+            namespace,
+            "-l",
+            "app.kubernetes.io/instance=lifecycle",
+            "-o",
+            "json",
+        ).stdout
+    )["items"]
     assert leftovers == []
     assert crd.kubectl("get", "clusterrole", "lifecycle-modelplane", check=False).returncode != 0

@@ -37,8 +37,12 @@ def node_images(request: pytest.FixtureRequest) -> NodeImages:
 @pytest.fixture(scope="session")
 def node(request: pytest.FixtureRequest, cluster: ControlPlane, node_images: NodeImages, testbed_dir: Path) -> Node:
     since = time.monotonic()
-    started = start_node(cluster, testbed_dir / "node", testbed_dir / "logs",
-                         [node_images.pause, node_images.serving, node_images.operator])
+    started = start_node(
+        cluster,
+        testbed_dir / "node",
+        testbed_dir / "logs",
+        [node_images.pause, node_images.serving, node_images.operator],
+    )
     record_started(request.config, "real node (containerd + kubelet) with images loaded", started.components, since)
     yield started
     stop_and_check(started.components, started.stop)
@@ -48,8 +52,9 @@ def node(request: pytest.FixtureRequest, cluster: ControlPlane, node_images: Nod
 def pod_registry(request: pytest.FixtureRequest, registry: Registry, node: Node, testbed_dir: Path) -> str:
     """The test registry as pods reach it: a second server on the same store, listening
     on the bridge's gateway."""
-    server, tracking_uri = start_registry(testbed_dir / "registry", testbed_dir / "logs", host=node.gateway,
-                                          name="mlflow-for-pods")
+    server, tracking_uri = start_registry(
+        testbed_dir / "registry", testbed_dir / "logs", host=node.gateway, name="mlflow-for-pods"
+    )
     show_logs_on_failure(request.config, [server])
     yield tracking_uri
     stop_and_check([server])
@@ -68,9 +73,26 @@ def file_server(request: pytest.FixtureRequest, node: Node, testbed_dir: Path) -
     root, port = testbed_dir / "files", free_port()
     root.mkdir(parents=True, exist_ok=True)
     user, password = "modelplane", "testbed-files"
-    server = Component("ftp", [sys.executable, "-m", "pyftpdlib", "--interface", node.gateway, "--port", str(port),
-                               "--write", "--directory", str(root), "--username", user, "--password", password],
-                       testbed_dir / "logs").start()
+    server = Component(
+        "ftp",
+        [
+            sys.executable,
+            "-m",
+            "pyftpdlib",
+            "--interface",
+            node.gateway,
+            "--port",
+            str(port),
+            "--write",
+            "--directory",
+            str(root),
+            "--username",
+            user,
+            "--password",
+            password,
+        ],
+        testbed_dir / "logs",
+    ).start()
     server.wait_until(lambda: listening(port, node.gateway), timeout=30, what="listening")
     show_logs_on_failure(request.config, [server])
     yield FileServer(f"ftp://{user}:{password}@{node.gateway}:{port}", root)
@@ -88,10 +110,13 @@ def pod_kafka(request: pytest.FixtureRequest, node: Node, testbed_dir: Path) -> 
 
 
 @pytest.fixture(scope="module")
-def node_operator(request: pytest.FixtureRequest, crd: ControlPlane, pod_registry: str, node_images: NodeImages,
-                  testbed_dir: Path) -> Operator:
+def node_operator(
+    request: pytest.FixtureRequest, crd: ControlPlane, pod_registry: str, node_images: NodeImages, testbed_dir: Path
+) -> Operator:
     """The operator, rendering the serving image built here and the registry pods reach."""
-    running = Operator(crd.kubeconfig, pod_registry, testbed_dir / "logs", serving_image=node_images.serving.name).start()
+    running = Operator(
+        crd.kubeconfig, pod_registry, testbed_dir / "logs", serving_image=node_images.serving.name
+    ).start()
     show_logs_on_failure(request.config, [running.component])
     yield running
     running.stop()

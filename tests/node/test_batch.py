@@ -18,7 +18,11 @@ pytestmark = pytest.mark.node
 
 
 def test_a_batch_job_scores_a_served_file_and_writes_the_predictions_back(
-    node_operator: Operator, node: Node, registry: Registry, cluster: ControlPlane, restricted_namespace: str,
+    node_operator: Operator,
+    node: Node,
+    registry: Registry,
+    cluster: ControlPlane,
+    restricted_namespace: str,
     file_server: FileServer,
 ):
     import mlflow.pyfunc
@@ -31,8 +35,12 @@ def test_a_batch_job_scores_a_served_file_and_writes_the_predictions_back(
     incoming = file_server.root / namespace / "incoming"
     incoming.mkdir(parents=True)
     flowers.to_csv(incoming / "flowers.csv", index=False)
-    batch = {"input": f"{file_server.url}/{namespace}/incoming/flowers.csv",
-             "output": f"{file_server.url}/{namespace}/scored", "format": "csv", "idColumn": "flower"}
+    batch = {
+        "input": f"{file_server.url}/{namespace}/incoming/flowers.csv",
+        "output": f"{file_server.url}/{namespace}/scored",
+        "format": "csv",
+        "idColumn": "flower",
+    }
 
     apply(cluster, namespace, manifest(name, mode="batch", batch=batch, **node.placement))
     eventually(lambda: ready(cluster, namespace, name), timeout=240, what="the Job complete")
@@ -41,6 +49,8 @@ def test_a_batch_job_scores_a_served_file_and_writes_the_predictions_back(
     assert (scored_folder / "_SUCCESS").exists()
     scored = pd.concat([pd.read_csv(path) for path in sorted(scored_folder.glob("*.csv"))], ignore_index=True)
     expected = mlflow.pyfunc.load_model(f"models:/{registry.models.iris}@champion").predict(features)
-    assert scored.sort_values("flower").prediction.tolist() == \
-        flowers.assign(expected=expected).sort_values("flower").expected.tolist()
+    assert (
+        scored.sort_values("flower").prediction.tolist()
+        == flowers.assign(expected=expected).sort_values("flower").expected.tolist()
+    )
     assert len(scored) == len(features)

@@ -11,8 +11,12 @@ pytestmark = pytest.mark.node
 
 
 def test_the_serving_image_carries_every_model_flavour_it_names(node_images: NodeImages):
-    imported = images.run_in(node_images.serving, "python", "-c",
-                             "import lightgbm, pandas, pyarrow.dataset, pyarrow.parquet, sklearn, skops, xgboost")
+    imported = images.run_in(
+        node_images.serving,
+        "python",
+        "-c",
+        "import lightgbm, pandas, pyarrow.dataset, pyarrow.parquet, sklearn, skops, xgboost",
+    )
 
     assert imported.returncode == 0, imported.stderr
 

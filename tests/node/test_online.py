@@ -13,8 +13,8 @@ from tests.conftest import Registry
 from tests.node.conftest import NodeImages
 from tests.node.workloads import PORT, answers, pods_of, seconds_to_ready, service_url
 from tests.operator.process import Operator
-from tests.serving.server import metric
 from tests.operator.resources import apply, condition, manifest, ready, status_of
+from tests.serving.server import metric
 from tests.testbed.cluster import ControlPlane, is_ready
 from tests.testbed.node import Node
 from tests.waiting import eventually
@@ -23,8 +23,13 @@ pytestmark = pytest.mark.node
 
 
 def test_online_pods_pass_their_probes_and_answer_as_the_model_does_in_process(
-    node_operator: Operator, node: Node, node_images: NodeImages, registry: Registry, cluster: ControlPlane,
-    restricted_namespace: str, capsys,
+    node_operator: Operator,
+    node: Node,
+    node_images: NodeImages,
+    registry: Registry,
+    cluster: ControlPlane,
+    restricted_namespace: str,
+    capsys,
 ):
     import mlflow.pyfunc
 
@@ -40,43 +45,62 @@ def test_online_pods_pass_their_probes_and_answer_as_the_model_does_in_process(
     assert len(pods) == 2
     features, _ = iris_features()
     rows = features.iloc[:10]
-    in_process = mlflow.pyfunc.load_model(f"models:/{registry.models.iris}/{registry.models.champion_version}").predict(rows)
+    in_process = mlflow.pyfunc.load_model(f"models:/{registry.models.iris}/{registry.models.champion_version}").predict(
+        rows
+    )
     for pod in pods:
-        answer = requests.post(f"http://{pod['status']['podIP']}:{PORT}/invocations",
-                               json={"dataframe_records": rows.to_dict("records")}, timeout=10)
+        answer = requests.post(
+            f"http://{pod['status']['podIP']}:{PORT}/invocations",
+            json={"dataframe_records": rows.to_dict("records")},
+            timeout=10,
+        )
         assert answer.status_code == 200, answer.text
         assert answer.json() == {"predictions": list(in_process)}
     assert status["modelVersion"] == registry.models.champion_version
     resident = max(node.pod_memory_bytes(pod["metadata"]["uid"]) for pod in pods) / 2**20
     with capsys.disabled():
-        print(f"\nserving image {node_images.serving.size_mb:.0f} MB; its pods: container start to Ready "
-              f"{max(map(seconds_to_ready, pods)):.1f} s, resident memory at rest {resident:.0f} MiB")
+        print(
+            f"\nserving image {node_images.serving.size_mb:.0f} MB; its pods: container start to Ready "
+            f"{max(map(seconds_to_ready, pods)):.1f} s, resident memory at rest {resident:.0f} MiB"
+        )
 
     # A body this large is decoded in a helper process, which must start under the
     # restricted policy and a read-only root file system as well.
     many = [rows.to_dict("records")[index % len(rows)] for index in range(15_000)]
-    large = requests.post(f"http://{pods[0]['status']['podIP']}:{PORT}/invocations",
-                          json={"dataframe_records": many}, timeout=120)
+    large = requests.post(
+        f"http://{pods[0]['status']['podIP']}:{PORT}/invocations", json={"dataframe_records": many}, timeout=120
+    )
     assert large.status_code == 200, large.text
     assert large.json()["predictions"] == [list(in_process)[index % len(rows)] for index in range(15_000)]
-    assert metric(f"http://{pods[0]['status']['podIP']}:{PORT}", "modelplane_bodies_decoded_aside_total") == 1, \
+    assert metric(f"http://{pods[0]['status']['podIP']}:{PORT}", "modelplane_bodies_decoded_aside_total") == 1, (
         "the large body was not decoded in the helper process"
+    )
 
 
 def test_a_model_refused_at_load_is_reported_with_why(
-    node_operator: Operator, node: Node, registry: Registry, cluster: ControlPlane, restricted_namespace: str,
+    node_operator: Operator,
+    node: Node,
+    registry: Registry,
+    cluster: ControlPlane,
+    restricted_namespace: str,
 ):
     namespace, name = restricted_namespace, "pickled"
     pickled = {"name": registry.models.custom, "version": registry.models.custom_version}
     apply(cluster, namespace, manifest(name, model=pickled, online={"port": PORT}, **node.placement))
 
-    refused = eventually(lambda: (found := condition(status_of(cluster, namespace, name), "Ready"))
-                         .get("reason") == "ContainerFailed" and found, timeout=240,
-                         what="Ready=False with the container's reason")
+    refused = eventually(
+        lambda: (
+            (found := condition(status_of(cluster, namespace, name), "Ready")).get("reason") == "ContainerFailed"
+            and found
+        ),
+        timeout=240,
+        what="Ready=False with the container's reason",
+    )
 
     assert refused["status"] == "False"
-    assert refused["message"].startswith(f"models:/{registry.models.custom}/{registry.models.custom_version} "
-                                         "is not served without --allow-pickle")
+    assert refused["message"].startswith(
+        f"models:/{registry.models.custom}/{registry.models.custom_version} is not served without --allow-pickle"
+    )
 
 
 class RequestLoop(threading.Thread):
@@ -96,7 +120,7 @@ class RequestLoop(threading.Thread):
 
     def longest_silence(self) -> float:
         """The longest time between two answers, in seconds."""
-        return max(later - earlier for earlier, later in zip(self.answered_at, self.answered_at[1:]))
+        return max(later - earlier for earlier, later in zip(self.answered_at, self.answered_at[1:], strict=False))
 
     def run(self) -> None:
         deadline = time.monotonic() + self.limit
@@ -145,13 +169,18 @@ def _register_two_versions(registry: Registry, name: str) -> None:
 
 
 def test_a_moved_alias_replaces_the_pods_with_no_failed_request(
-    node_operator: Operator, node: Node, registry: Registry, cluster: ControlPlane, restricted_namespace: str,
+    node_operator: Operator,
+    node: Node,
+    registry: Registry,
+    cluster: ControlPlane,
+    restricted_namespace: str,
 ):
     namespace, name = restricted_namespace, "iris"
     model = f"promoted-{namespace}"
     _register_two_versions(registry, model)
-    service = _behind_service(cluster, namespace, name, node, model={"name": model, "alias": "champion"},
-                              rollout={"pollIntervalSeconds": 5})
+    service = _behind_service(
+        cluster, namespace, name, node, model={"name": model, "alias": "champion"}, rollout={"pollIntervalSeconds": 5}
+    )
 
     loop = _predictions_loop(service)
     loop.start()
@@ -159,8 +188,11 @@ def test_a_moved_alias_replaces_the_pods_with_no_failed_request(
         import mlflow
 
         mlflow.MlflowClient(registry.tracking_uri).set_registered_model_alias(model, "champion", "2")
-        eventually(lambda: ready(cluster, namespace, name) and _versions_serving(cluster, namespace, name) == {"2"},
-                   timeout=300, what="every pod serving version 2")
+        eventually(
+            lambda: ready(cluster, namespace, name) and _versions_serving(cluster, namespace, name) == {"2"},
+            timeout=300,
+            what="every pod serving version 2",
+        )
         time.sleep(3)  # requests on through the Service once the old pods are gone
     finally:
         loop.stop()
@@ -176,7 +208,10 @@ def _versions_serving(cluster: ControlPlane, namespace: str, name: str) -> set[s
 
 
 def test_a_killed_pod_is_replaced_and_the_service_keeps_answering(
-    node_operator: Operator, node: Node, cluster: ControlPlane, restricted_namespace: str,
+    node_operator: Operator,
+    node: Node,
+    cluster: ControlPlane,
+    restricted_namespace: str,
 ):
     namespace, name = restricted_namespace, "iris"
     service = _behind_service(cluster, namespace, name, node)
@@ -200,7 +235,10 @@ def _replaced(cluster: ControlPlane, namespace: str, name: str, victim: str) -> 
 
 
 def test_a_container_killed_through_containerd_restarts_and_the_service_keeps_answering(
-    node_operator: Operator, node: Node, cluster: ControlPlane, restricted_namespace: str,
+    node_operator: Operator,
+    node: Node,
+    cluster: ControlPlane,
+    restricted_namespace: str,
 ):
     namespace, name = restricted_namespace, "iris"
     service = _behind_service(cluster, namespace, name, node)
@@ -213,16 +251,20 @@ def test_a_container_killed_through_containerd_restarts_and_the_service_keeps_an
         time.sleep(1)
         # As the kernel's OOM killer or a crash would: no SIGTERM, no drain.
         node.ctr("tasks", "kill", "--signal", "SIGKILL", container_id)
-        eventually(lambda: _restarted(cluster, namespace, name, victim["metadata"]["name"]), timeout=180,
-                   what="the killed container restarted and Ready")
+        eventually(
+            lambda: _restarted(cluster, namespace, name, victim["metadata"]["name"]),
+            timeout=180,
+            what="the killed container restarted and Ready",
+        )
         time.sleep(2)
     finally:
         loop.stop()
 
     # Requests the dead container had in hand, or that reached it before its endpoint
     # left the Service, fail; the other pod answers throughout.
-    assert loop.longest_silence() < 3, (f"no answer for {loop.longest_silence():.1f} s; "
-                                        f"{len(loop.failures)} failed: {loop.failures[:3]}")
+    assert loop.longest_silence() < 3, (
+        f"no answer for {loop.longest_silence():.1f} s; {len(loop.failures)} failed: {loop.failures[:3]}"
+    )
     assert loop.answered > 20
 
 

@@ -20,7 +20,11 @@ pytestmark = pytest.mark.node
 
 
 def test_a_streaming_pod_scores_every_event_and_dead_letters_the_poison(
-    node_operator: Operator, node: Node, registry: Registry, cluster: ControlPlane, restricted_namespace: str,
+    node_operator: Operator,
+    node: Node,
+    registry: Registry,
+    cluster: ControlPlane,
+    restricted_namespace: str,
     pod_kafka: Broker,
 ):
     import mlflow.pyfunc
@@ -31,15 +35,28 @@ def test_a_streaming_pod_scores_every_event_and_dead_letters_the_poison(
     streams = StreamClient(pod_kafka, namespace)
     streams.create("in", "out", "dead")
     rows, _ = iris_features()
-    streams.produce("in", [(f"key-{index}", json.dumps({"id": index, **row}).encode())
-                           for index, row in enumerate(rows.to_dict("records"))] + [("poison", b"{not json")])
-    streaming = {"source": streams.url("in"), "sink": streams.url("out"), "deadLetter": streams.url("dead"),
-                 "consumerGroup": f"{namespace}-scoring"}
+    streams.produce(
+        "in",
+        [
+            (f"key-{index}", json.dumps({"id": index, **row}).encode())
+            for index, row in enumerate(rows.to_dict("records"))
+        ]
+        + [("poison", b"{not json")],
+    )
+    streaming = {
+        "source": streams.url("in"),
+        "sink": streams.url("out"),
+        "deadLetter": streams.url("dead"),
+        "consumerGroup": f"{namespace}-scoring",
+    }
 
     apply(cluster, namespace, manifest(name, mode="streaming", streaming=streaming, **node.placement))
     eventually(lambda: ready(cluster, namespace, name), timeout=240, what="the consumer Ready")
-    outputs = eventually(lambda: (found := streams.read("out")) and len(found) >= len(rows) and found, timeout=120,
-                         what=f"{len(rows)} predictions")
+    outputs = eventually(
+        lambda: (found := streams.read("out")) and len(found) >= len(rows) and found,
+        timeout=120,
+        what=f"{len(rows)} predictions",
+    )
 
     expected = mlflow.pyfunc.load_model(f"models:/{registry.models.iris}@champion").predict(rows)
     scored = {value["id"]: (key, value["prediction"]) for key, value, _ in outputs}

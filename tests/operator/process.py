@@ -12,9 +12,16 @@ WEBHOOK_SECRET = "testbed-webhook-secret"
 
 
 class Operator:
-    def __init__(self, kubeconfig: Path, registry_uri: str, log_dir: Path,
-                 scope: tuple[str, ...] = ("--all-namespaces",), name: str = "modelplane-operator",
-                 serving_image: str = SERVING_IMAGE, settings: dict[str, str] | None = None):
+    def __init__(
+        self,
+        kubeconfig: Path,
+        registry_uri: str,
+        log_dir: Path,
+        scope: tuple[str, ...] = ("--all-namespaces",),
+        name: str = "modelplane-operator",
+        serving_image: str = SERVING_IMAGE,
+        settings: dict[str, str] | None = None,
+    ):
         """`settings`: more of the operator's variables, as the chart's values set them."""
         self.env = {
             "KUBECONFIG": str(kubeconfig),

@@ -13,7 +13,9 @@ CHILD_KINDS = "deployments,services,horizontalpodautoscalers,cronjobs,jobs,netwo
 
 def manifest(name: str, **spec) -> dict:
     return {
-        "apiVersion": "modelplane.io/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name},
+        "apiVersion": "modelplane.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
         "spec": {"mode": "online", "model": {"name": "iris", "alias": "champion"}, **spec},
     }
 
@@ -40,14 +42,26 @@ def ready(cluster: ControlPlane, namespace: str, name: str, generation: int | No
 
 def children(cluster: ControlPlane, namespace: str) -> list[str]:
     """The kind/name of every child a ModelDeployment owns in `namespace`."""
-    listing = cluster.kubectl("get", CHILD_KINDS, "-n", namespace, "-l", "app.kubernetes.io/managed-by=modelplane",
-                              "-o", "json").stdout
-    return sorted(f"{item['kind']}/{item['metadata']['name']}" for item in json.loads(listing)["items"]
-                  if any(ref["kind"] == "ModelDeployment" for ref in item["metadata"].get("ownerReferences", [])))
+    listing = cluster.kubectl(
+        "get", CHILD_KINDS, "-n", namespace, "-l", "app.kubernetes.io/managed-by=modelplane", "-o", "json"
+    ).stdout
+    return sorted(
+        f"{item['kind']}/{item['metadata']['name']}"
+        for item in json.loads(listing)["items"]
+        if any(ref["kind"] == "ModelDeployment" for ref in item["metadata"].get("ownerReferences", []))
+    )
 
 
 def events(cluster: ControlPlane, namespace: str, name: str) -> list[tuple[str, str]]:
     """(reason, message) of each Event about the ModelDeployment `name`."""
-    listing = cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
-                              f"involvedObject.kind=ModelDeployment,involvedObject.name={name}", "-o", "json").stdout
+    listing = cluster.kubectl(
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        f"involvedObject.kind=ModelDeployment,involvedObject.name={name}",
+        "-o",
+        "json",
+    ).stdout
     return [(event["reason"], event["message"]) for event in json.loads(listing)["items"]]

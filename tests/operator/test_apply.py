@@ -18,17 +18,22 @@ def owner(cluster: ControlPlane, namespace: str) -> dict:
 
 
 def _config_map(namespace: str, name: str, owner: dict) -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": namespace, "ownerReferences": [owner]}, "data": {"model": name}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace, "ownerReferences": [owner]},
+        "data": {"model": name},
+    }
 
 
 def _connections_opened(kube) -> int:
     pools = kube.dynamic_client().client.rest_client.pool_manager.pools
-    return sum(pools[key].num_connections for key in pools.keys())
+    return sum(pools[key].num_connections for key in pools)
 
 
-def test_writing_one_child_after_another_reuses_one_connection(operator_client, cluster: ControlPlane,
-                                                                namespace: str, owner: dict):
+def test_writing_one_child_after_another_reuses_one_connection(
+    operator_client, cluster: ControlPlane, namespace: str, owner: dict
+):
     from modelplane.operator.apply import apply_children
 
     operator_client.resource("v1", "ConfigMap")  # discovery, before counting
@@ -44,8 +49,9 @@ def test_writing_one_child_after_another_reuses_one_connection(operator_client, 
     assert _connections_opened(operator_client) - opened_before <= 1
 
 
-def test_a_created_child_loses_a_field_the_next_apply_leaves_out(operator_client, cluster: ControlPlane,
-                                                                 namespace: str, owner: dict):
+def test_a_created_child_loses_a_field_the_next_apply_leaves_out(
+    operator_client, cluster: ControlPlane, namespace: str, owner: dict
+):
     from modelplane.operator.apply import FIELD_MANAGER, apply_children
 
     created = {**_config_map(namespace, "child", owner), "data": {"model": "child", "dropped": "soon"}}
@@ -56,12 +62,14 @@ def test_a_created_child_loses_a_field_the_next_apply_leaves_out(operator_client
     live = operator_client.resource("v1", "ConfigMap").get(name="child", namespace=namespace).to_dict()
     # Left owned by the create, the field would stay.
     assert live["data"] == {"model": "child"}
-    assert [entry["operation"] for entry in live["metadata"]["managedFields"]
-            if entry["manager"] == FIELD_MANAGER] == ["Apply"]
+    assert [entry["operation"] for entry in live["metadata"]["managedFields"] if entry["manager"] == FIELD_MANAGER] == [
+        "Apply"
+    ]
 
 
-def test_creating_a_child_that_exists_applies_it_instead(operator_client, cluster: ControlPlane, namespace: str,
-                                                        owner: dict):
+def test_creating_a_child_that_exists_applies_it_instead(
+    operator_client, cluster: ControlPlane, namespace: str, owner: dict
+):
     from modelplane.operator.apply import apply_children
 
     assert apply_children([_config_map(namespace, "child", owner)], compare=False) == 1
@@ -74,7 +82,11 @@ def test_creating_a_child_that_exists_applies_it_instead(operator_client, cluste
 
 @pytest.mark.parametrize("compare", [True, False], ids=["compared", "created-unread"])
 def test_an_object_of_the_childs_name_that_the_owner_does_not_control_is_left_alone(
-    operator_client, cluster: ControlPlane, namespace: str, owner: dict, compare: bool,
+    operator_client,
+    cluster: ControlPlane,
+    namespace: str,
+    owner: dict,
+    compare: bool,
 ):
     from modelplane.operator.apply import ChildConflict, apply_children
 

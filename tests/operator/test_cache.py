@@ -9,11 +9,22 @@ from modelplane.operator import cache
 
 def _deployment(name: str, version: str, replicas: int = 1) -> dict:
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "cached", "resourceVersion": version, "labels": {"app": name},
-                     "managedFields": [{"manager": "modelplane", "fieldsV1": {"f:spec": {}}}]},
-        "spec": {"replicas": replicas, "template": {"metadata": {"labels": {"modelplane.io/model-version": "2"}},
-                                                     "spec": {"containers": [{"name": "model", "image": "x"}]}}},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": "cached",
+            "resourceVersion": version,
+            "labels": {"app": name},
+            "managedFields": [{"manager": "modelplane", "fieldsV1": {"f:spec": {}}}],
+        },
+        "spec": {
+            "replicas": replicas,
+            "template": {
+                "metadata": {"labels": {"modelplane.io/model-version": "2"}},
+                "spec": {"containers": [{"name": "model", "image": "x"}]},
+            },
+        },
         "status": {"availableReplicas": replicas},
     }
 
@@ -36,9 +47,15 @@ def test_what_is_kept_leaves_out_managed_fields_and_the_pod_spec_but_not_the_tem
 
 
 def test_a_cron_job_keeps_its_job_template_labels():
-    cron = {"metadata": {"name": "nightly", "namespace": "cached", "resourceVersion": "3"},
-            "spec": {"schedule": "0 2 * * *", "jobTemplate": {"spec": {"completions": 2, "template": {
-                "metadata": {"labels": {"v": "1"}}, "spec": {"containers": []}}}}}}
+    cron = {
+        "metadata": {"name": "nightly", "namespace": "cached", "resourceVersion": "3"},
+        "spec": {
+            "schedule": "0 2 * * *",
+            "jobTemplate": {
+                "spec": {"completions": 2, "template": {"metadata": {"labels": {"v": "1"}}, "spec": {"containers": []}}}
+            },
+        },
+    }
     cache.remember("CronJob", cron)
     kept = cache.newest("batch/v1", "CronJob", "cached", "nightly")
     assert kept["spec"]["jobTemplate"]["spec"] == {"completions": 2, "template": {"metadata": {"labels": {"v": "1"}}}}

@@ -20,10 +20,14 @@ pytestmark = pytest.mark.registry
 def test_the_rendered_container_serves_a_prediction(request, registry: Registry, tmp_path, testbed_dir):
     from modelplane.demo import iris_features
 
-    deployment = parse_manifest({
-        "apiVersion": "modelplane.io/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "iris"},
-        "spec": {"mode": "online", "model": {"name": registry.models.iris, "alias": "champion"}},
-    })
+    deployment = parse_manifest(
+        {
+            "apiVersion": "modelplane.io/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": "iris"},
+            "spec": {"mode": "online", "model": {"name": registry.models.iris, "alias": "champion"}},
+        }
+    )
     settings = RenderSettings(serving_image="unused", registry_uri=registry.tracking_uri)
     workload = render(deployment, resolve(deployment.spec.model, Registries(registry.tracking_uri)), settings)[0]
     container = workload["spec"]["template"]["spec"]["containers"][0]
@@ -38,8 +42,11 @@ def test_the_rendered_container_serves_a_prediction(request, registry: Registry,
         statuses = [requests.get(url + path, timeout=5).status_code for path in probes]
         features, labels = iris_features()
         rows = features.iloc[[0, 60, 120]]
-        response = requests.post(url + "/invocations", timeout=10, json={
-            "dataframe_split": {"columns": list(rows.columns), "data": rows.to_numpy().tolist()}})
+        response = requests.post(
+            url + "/invocations",
+            timeout=10,
+            json={"dataframe_split": {"columns": list(rows.columns), "data": rows.to_numpy().tolist()}},
+        )
     finally:
         process.stop()
 

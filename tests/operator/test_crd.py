@@ -40,45 +40,65 @@ BAD_MANIFESTS = {
     "version-and-alias": (_with("model.version", "2"), "spec.model", "set exactly one of spec.model.version"),
     "neither-version-nor-alias": (_with("model.alias", None), "spec.model", "set exactly one of spec.model.version"),
     "batch-without-section": (_with("mode", "batch"), "spec.batch", "spec.batch is required when spec.mode is batch"),
-    "streaming-without-section": (_with("mode", "streaming"), "spec.streaming", "spec.streaming is required when spec.mode is streaming"),
+    "streaming-without-section": (
+        _with("mode", "streaming"),
+        "spec.streaming",
+        "spec.streaming is required when spec.mode is streaming",
+    ),
     "bad-cron": (
         _with("batch", {"input": "/in", "output": "/out", "schedule": "every hour"}),
-        "spec.batch.schedule", "spec.batch.schedule must be a cron expression",
+        "spec.batch.schedule",
+        "spec.batch.schedule must be a cron expression",
     ),
     "autoscaling-inverted": (
         _with("online", {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}),
-        "spec.online.autoscaling.minReplicas", "must not exceed maxReplicas",
+        "spec.online.autoscaling.minReplicas",
+        "must not exceed maxReplicas",
     ),
     "version-not-a-number": (_with("model", {"name": "iris", "version": "latest"}), "spec.model.version", None),
     "unknown-mode": (_with("mode", "realtime"), "spec.mode", None),
     "misspelt-field": (_with("online", {"replica": 2}), "spec.online.replica", None),
     "stream-of-unknown-transport": (
         _with("streaming", {"source": "http://example/topic", "sink": "kafka://k:9092/out"}),
-        "spec.streaming.source", None,
+        "spec.streaming.source",
+        None,
     ),
     "nats-subject-without-stream": (
         _with("streaming", {"source": "nats://n:4222/orders", "sink": "kafka://k:9092/out"}),
-        "spec.streaming.source", "add its JetStream stream",
+        "spec.streaming.source",
+        "add its JetStream stream",
     ),
-    **{f"registry-{attack}": (
-        _with("model.registry", {"uri": uri}), "spec.model.registry.uri",
-        "spec.model.registry.uri must be an http:// or https:// address with no user name, password, query or fragment",
-    ) for attack, uri in {
-        "with-credentials": "http://user:token@mlflow.mlflow.svc:5000",
-        "aimed-at-another-path-by-fragment": "http://metadata.internal/computeMetadata/v1#",
-        "aimed-at-another-path-by-query": "http://metadata.internal/computeMetadata/v1?path=",
-        "of-another-scheme": "file:///var/run/secrets/kubernetes.io/serviceaccount",
-    }.items()},
+    **{
+        f"registry-{attack}": (
+            _with("model.registry", {"uri": uri}),
+            "spec.model.registry.uri",
+            "spec.model.registry.uri must be an http:// or https:// address with no user name, password, query or fragment",
+        )
+        for attack, uri in {
+            "with-credentials": "http://user:token@mlflow.mlflow.svc:5000",
+            "aimed-at-another-path-by-fragment": "http://metadata.internal/computeMetadata/v1#",
+            "aimed-at-another-path-by-query": "http://metadata.internal/computeMetadata/v1?path=",
+            "of-another-scheme": "file:///var/run/secrets/kubernetes.io/serviceaccount",
+        }.items()
+    },
     "lag-autoscaling-inverted": (
-        _with("streaming", {"source": "kafka://k:9092/in", "sink": "kafka://k:9092/out",
-                            "autoscaling": {"minReplicas": 5, "maxReplicas": 2}}),
-        "spec.streaming.autoscaling.minReplicas", "must not exceed maxReplicas",
+        _with(
+            "streaming",
+            {
+                "source": "kafka://k:9092/in",
+                "sink": "kafka://k:9092/out",
+                "autoscaling": {"minReplicas": 5, "maxReplicas": 2},
+            },
+        ),
+        "spec.streaming.autoscaling.minReplicas",
+        "must not exceed maxReplicas",
     ),
 }
 
 
-@pytest.mark.parametrize("checked_in", [CRD_FILE, REPO / "charts" / "modelplane" / "files" / CRD_FILE.name],
-                         ids=["crds", "chart"])
+@pytest.mark.parametrize(
+    "checked_in", [CRD_FILE, REPO / "charts" / "modelplane" / "files" / CRD_FILE.name], ids=["crds", "chart"]
+)
 def test_the_checked_in_crd_is_generated_from_the_spec(checked_in):
     regenerate = f"python -m modelplane.operator.crd > {checked_in.relative_to(REPO)}"
     assert checked_in.read_text() == render_yaml(), f"the CRD drifted from spec.py; run: {regenerate}"
@@ -128,17 +148,27 @@ def test_a_bad_manifest_is_refused_by_the_api_server_and_locally_alike(crd: Cont
 @pytest.mark.cluster
 def test_kubectl_get_shows_the_printer_columns(crd: ControlPlane, namespace: str):
     crd.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(GOOD))
-    status = {"status": {
-        "modelVersion": "3",
-        "endpoint": f"http://iris.{namespace}.svc:8080",
-        "conditions": [{"type": "Ready", "status": "True", "reason": "MinimumReplicasAvailable",
-                        "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
-    }}
-    crd.kubectl("patch", "mdep", "iris", "-n", namespace, "--subresource=status", "--type=merge", "-p", json.dumps(status))
+    status = {
+        "status": {
+            "modelVersion": "3",
+            "endpoint": f"http://iris.{namespace}.svc:8080",
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "MinimumReplicasAvailable",
+                    "message": "",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                }
+            ],
+        }
+    }
+    crd.kubectl(
+        "patch", "mdep", "iris", "-n", namespace, "--subresource=status", "--type=merge", "-p", json.dumps(status)
+    )
 
     header, row = crd.kubectl("get", "mdep", "-n", namespace).stdout.splitlines()
 
     assert header.split() == ["NAME", "MODE", "MODEL", "VERSION", "READY", "ENDPOINT", "AGE"]
     assert row.split()[:6] == ["iris", "online", "iris", "3", "True", f"http://iris.{namespace}.svc:8080"]
     assert "modelplane.io" in crd.kubectl("get", "modelplane", "-n", namespace, "-o", "name").stdout
-

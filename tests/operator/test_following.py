@@ -16,12 +16,13 @@ class Clock:
         return self.now
 
 
-def _body(uid: str, alias: str | None = "champion", interval: int = 60, status: dict | None = None,
-          **rollout) -> dict:
+def _body(uid: str, alias: str | None = "champion", interval: int = 60, status: dict | None = None, **rollout) -> dict:
     model = {"name": "iris", **({"alias": alias} if alias else {"version": "1"})}
-    return {"metadata": {"uid": uid, "namespace": "ns", "name": uid},
-            "spec": {"model": model, "rollout": {"pollIntervalSeconds": interval, **rollout}},
-            "status": status or {}}
+    return {
+        "metadata": {"uid": uid, "namespace": "ns", "name": uid},
+        "spec": {"model": model, "rollout": {"pollIntervalSeconds": interval, **rollout}},
+        "status": status or {},
+    }
 
 
 def test_a_follower_is_due_once_per_jittered_interval():
@@ -79,10 +80,19 @@ def test_the_loop_queues_due_polls_and_settles_rollouts():
     done = []
 
     async def a_while() -> None:
-        work = [asyncio.create_task(run(watchlist, queue, lambda body: done.append(("follow", body["metadata"]["uid"])),
-                                        lambda body: done.append(("settle", body["metadata"]["uid"])),
-                                        tick=0.05, settle_every=0.3)),
-                asyncio.create_task(queue.serve(workers=2))]
+        work = [
+            asyncio.create_task(
+                run(
+                    watchlist,
+                    queue,
+                    lambda body: done.append(("follow", body["metadata"]["uid"])),
+                    lambda body: done.append(("settle", body["metadata"]["uid"])),
+                    tick=0.05,
+                    settle_every=0.3,
+                )
+            ),
+            asyncio.create_task(queue.serve(workers=2)),
+        ]
         await asyncio.sleep(0.5)
         for task in work:
             task.cancel()

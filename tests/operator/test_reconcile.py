@@ -16,8 +16,12 @@ from tests.waiting import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.registry]
 
+
 def test_online_deployment_becomes_ready_with_the_serving_contract(
-    operator: Operator, registry: Registry, cluster: ControlPlane, restricted_namespace: str,
+    operator: Operator,
+    registry: Registry,
+    cluster: ControlPlane,
+    restricted_namespace: str,
 ):
     namespace = restricted_namespace
     apply(cluster, namespace, manifest("iris", online={"replicas": 2}))
@@ -47,8 +51,10 @@ def test_ready_waits_for_the_pods(operator: Operator, cluster: ControlPlane, nam
     # A node selector no node matches: the pods stay Pending, so Ready must stay False.
     apply(cluster, namespace, manifest("iris", nodeSelector={"modelplane.io/test": "nowhere"}))
 
-    status = eventually(lambda: condition(status_of(cluster, namespace, "iris"), "Ready") and status_of(cluster, namespace, "iris"),
-                        what="a Ready condition")
+    status = eventually(
+        lambda: condition(status_of(cluster, namespace, "iris"), "Ready") and status_of(cluster, namespace, "iris"),
+        what="a Ready condition",
+    )
     time.sleep(2)
     status = status_of(cluster, namespace, "iris")
 
@@ -56,8 +62,16 @@ def test_ready_waits_for_the_pods(operator: Operator, cluster: ControlPlane, nam
     assert condition(status, "Ready")["reason"] == "ReplicasNotReady"
     assert condition(status, "Progressing")["status"] == "True"
 
-    cluster.kubectl("patch", "mdep", "iris", "-n", namespace, "--type=json",
-                    "-p", '[{"op": "remove", "path": "/spec/nodeSelector"}]')
+    cluster.kubectl(
+        "patch",
+        "mdep",
+        "iris",
+        "-n",
+        namespace,
+        "--type=json",
+        "-p",
+        '[{"op": "remove", "path": "/spec/nodeSelector"}]',
+    )
     eventually(lambda: ready(cluster, namespace, "iris"), what="Ready=True once the pods can be placed")
 
 
@@ -86,18 +100,25 @@ def test_switching_mode_replaces_the_children(operator: Operator, cluster: Contr
 def test_a_restarted_operator_writes_nothing_new(operator: Operator, cluster: ControlPlane, namespace: str):
     apply(cluster, namespace, manifest("iris"))
     eventually(lambda: ready(cluster, namespace, "iris"), what="Ready")
-    before = {kind: cluster.get(kind, "iris", namespace)["metadata"]["resourceVersion"] for kind in ("deployment", "service")}
+    before = {
+        kind: cluster.get(kind, "iris", namespace)["metadata"]["resourceVersion"] for kind in ("deployment", "service")
+    }
     status_before = status_of(cluster, namespace, "iris")
 
     operator.kill()
     log_before = operator.component.log_path.read_text()
     operator.start()
     resumed = f"[{namespace}/iris] generation 1 applied (recheck)"
-    eventually(lambda: resumed in operator.component.log_path.read_text()[len(log_before):],
-               timeout=30, what="the restarted operator resuming the ModelDeployment")
+    eventually(
+        lambda: resumed in operator.component.log_path.read_text()[len(log_before) :],
+        timeout=30,
+        what="the restarted operator resuming the ModelDeployment",
+    )
     time.sleep(1)  # and any child event that pass might cause
 
-    after = {kind: cluster.get(kind, "iris", namespace)["metadata"]["resourceVersion"] for kind in ("deployment", "service")}
+    after = {
+        kind: cluster.get(kind, "iris", namespace)["metadata"]["resourceVersion"] for kind in ("deployment", "service")
+    }
     assert after == before
     assert children(cluster, namespace) == ["Deployment/iris", "Service/iris"]
     assert status_of(cluster, namespace, "iris") == status_before
@@ -114,43 +135,82 @@ def test_deleting_collects_the_children(operator: Operator, cluster: ControlPlan
 
 
 def test_objects_of_the_childrens_names_that_it_does_not_own_survive_it(
-    operator: Operator, cluster: ControlPlane, namespace: str,
+    operator: Operator,
+    cluster: ControlPlane,
+    namespace: str,
 ):
     cluster.kubectl("create", "deployment", "iris", "-n", namespace, "--image=example.invalid/theirs:1")
     cluster.kubectl("create", "service", "clusterip", "iris", "-n", namespace, "--tcp=80:8080")
+
     def as_they_made_it() -> dict:
         # What a take-over would change; the Deployment's status moves on by itself.
         objects = {kind: cluster.get(kind, "iris", namespace) for kind in ("deployment", "service")}
-        return {kind: (found["spec"], found["metadata"].get("labels"), found["metadata"].get("annotations", {})
-                       .get("modelplane.io/spec-hash"), found["metadata"].get("ownerReferences"))
-                for kind, found in objects.items()}
+        return {
+            kind: (
+                found["spec"],
+                found["metadata"].get("labels"),
+                found["metadata"].get("annotations", {}).get("modelplane.io/spec-hash"),
+                found["metadata"].get("ownerReferences"),
+            )
+            for kind, found in objects.items()
+        }
 
     theirs = as_they_made_it()
 
     apply(cluster, namespace, manifest("iris"))
 
-    conflict = eventually(lambda: condition(status_of(cluster, namespace, "iris"), "Ready").get("reason") == "ChildConflict"
-                          and condition(status_of(cluster, namespace, "iris"), "Ready"), what="Ready=False, ChildConflict")
+    conflict = eventually(
+        lambda: (
+            condition(status_of(cluster, namespace, "iris"), "Ready").get("reason") == "ChildConflict"
+            and condition(status_of(cluster, namespace, "iris"), "Ready")
+        ),
+        what="Ready=False, ChildConflict",
+    )
     assert conflict["status"] == "False" and "Deployment/iris" in conflict["message"]
     assert ("ChildConflict", conflict["message"]) in events(cluster, namespace, "iris")
     # A witness the garbage collector must collect with the ModelDeployment: once it is gone,
     # the collector has dealt with everything that named the ModelDeployment its owner.
     owner = cluster.get("modeldeployment", "iris", namespace)["metadata"]["uid"]
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
-        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "witness", "ownerReferences": [
-            {"apiVersion": "modelplane.io/v1alpha1", "kind": "ModelDeployment", "name": "iris", "uid": owner}]}}))
+    cluster.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": "witness",
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "modelplane.io/v1alpha1",
+                            "kind": "ModelDeployment",
+                            "name": "iris",
+                            "uid": owner,
+                        }
+                    ],
+                },
+            }
+        ),
+    )
 
     cluster.kubectl("delete", "mdep", "iris", "-n", namespace, "--timeout=30s")
 
-    eventually(lambda: cluster.kubectl("get", "configmap", "witness", "-n", namespace, check=False).returncode != 0,
-               what="the witness collected")
+    eventually(
+        lambda: cluster.kubectl("get", "configmap", "witness", "-n", namespace, check=False).returncode != 0,
+        what="the witness collected",
+    )
     assert as_they_made_it() == theirs
 
 
 def test_a_missing_model_is_reported_and_nothing_is_deployed(operator: Operator, cluster: ControlPlane, namespace: str):
     apply(cluster, namespace, manifest("ghost", model={"name": "no-such-model", "alias": "champion"}))
 
-    resolved = eventually(lambda: condition(status_of(cluster, namespace, "ghost"), "ModelResolved"), what="ModelResolved")
+    resolved = eventually(
+        lambda: condition(status_of(cluster, namespace, "ghost"), "ModelResolved"), what="ModelResolved"
+    )
 
     assert resolved["status"] == "False" and resolved["reason"] == "ModelNotFound"
     assert "no-such-model" in resolved["message"]
@@ -158,23 +218,35 @@ def test_a_missing_model_is_reported_and_nothing_is_deployed(operator: Operator,
 
 
 def test_an_unreachable_registry_is_reported_and_running_workloads_stay(
-    operator: Operator, cluster: ControlPlane, namespace: str,
+    operator: Operator,
+    cluster: ControlPlane,
+    namespace: str,
 ):
     apply(cluster, namespace, manifest("iris"))
     eventually(lambda: ready(cluster, namespace, "iris", 1), what="Ready")
     closed = f"http://127.0.0.1:{free_port()}"
 
-    apply(cluster, namespace, manifest("iris", model={"name": "iris", "alias": "champion", "registry": {"uri": closed}}))
+    apply(
+        cluster, namespace, manifest("iris", model={"name": "iris", "alias": "champion", "registry": {"uri": closed}})
+    )
 
-    resolved = eventually(lambda: condition(status_of(cluster, namespace, "iris"), "ModelResolved").get("status") == "False"
-                          and condition(status_of(cluster, namespace, "iris"), "ModelResolved"), what="ModelResolved=False")
+    resolved = eventually(
+        lambda: (
+            condition(status_of(cluster, namespace, "iris"), "ModelResolved").get("status") == "False"
+            and condition(status_of(cluster, namespace, "iris"), "ModelResolved")
+        ),
+        what="ModelResolved=False",
+    )
     assert resolved["reason"] == "RegistryUnreachable" and closed in resolved["message"]
     assert children(cluster, namespace) == ["Deployment/iris", "Service/iris"]
     assert cluster.get("deployment", "iris", namespace)["status"]["availableReplicas"] == 1
 
 
 def test_a_workload_deleted_from_outside_comes_back_at_the_pinned_version(
-    operator: Operator, registry: Registry, cluster: ControlPlane, namespace: str,
+    operator: Operator,
+    registry: Registry,
+    cluster: ControlPlane,
+    namespace: str,
 ):
     apply(cluster, namespace, manifest("iris"))
     eventually(lambda: ready(cluster, namespace, "iris"), what="Ready")
@@ -187,6 +259,7 @@ def test_a_workload_deleted_from_outside_comes_back_at_the_pinned_version(
     def recreated(kind: str, uid: str):
         found = cluster.kubectl("get", kind, "iris", "-n", namespace, "-o", "json", check=False)
         return found.returncode == 0 and json.loads(found.stdout)["metadata"]["uid"] != uid and json.loads(found.stdout)
+
     deployment = eventually(lambda: recreated("deployment", first), what="the Deployment re-created")
     eventually(lambda: recreated("service", first_service), what="the Service re-created")
     env = {var["name"]: var["value"] for var in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -195,7 +268,10 @@ def test_a_workload_deleted_from_outside_comes_back_at_the_pinned_version(
 
 
 def test_an_event_caught_up_with_late_does_not_undo_what_a_newer_workload_said(
-    operator: Operator, cluster: ControlPlane, namespace: str, operator_client,
+    operator: Operator,
+    cluster: ControlPlane,
+    namespace: str,
+    operator_client,
 ):
     from modelplane.operator import reconcile
     from modelplane.operator.settings import OperatorSettings
@@ -207,6 +283,7 @@ def test_an_event_caught_up_with_late_does_not_undo_what_a_newer_workload_said(
     stale["status"] = {"observedGeneration": stale["metadata"]["generation"], "replicas": 1, "updatedReplicas": 1}
 
     # The operator's own code, in this process, as the test bed's admin.
-    reconcile.workload_changed(namespace, "iris", stale, OperatorSettings.from_environment(),
-                               lambda reason, message, warning: None)
+    reconcile.workload_changed(
+        namespace, "iris", stale, OperatorSettings.from_environment(), lambda reason, message, warning: None
+    )
     assert ready(cluster, namespace, "iris", 1), status_of(cluster, namespace, "iris")

@@ -32,7 +32,7 @@ class CapturingServer:
         captured = self.requests
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - the name http.server calls
+            def do_GET(self):
                 captured.append((self.path, self.headers.get("Authorization")))
                 body = SECRET_REPLY.encode()
                 self.send_response(500)
@@ -68,11 +68,18 @@ def other_server() -> CapturingServer:
 
 
 @pytest.fixture(scope="module")
-def operator(request: pytest.FixtureRequest, crd: ControlPlane, registry: Registry, testbed_dir: Path,
-             allowed_server: CapturingServer) -> Operator:
+def operator(
+    request: pytest.FixtureRequest,
+    crd: ControlPlane,
+    registry: Registry,
+    testbed_dir: Path,
+    allowed_server: CapturingServer,
+) -> Operator:
     """The operator with a token for its default registry, allowed to use that registry
     and `allowed_server` alone."""
-    running = Operator(crd.kubeconfig, registry.tracking_uri, testbed_dir / "logs", name="modelplane-operator-registries")
+    running = Operator(
+        crd.kubeconfig, registry.tracking_uri, testbed_dir / "logs", name="modelplane-operator-registries"
+    )
     running.env["MLFLOW_TRACKING_TOKEN"] = OPERATOR_TOKEN
     running.env["MODELPLANE_ALLOWED_REGISTRIES"] = allowed_server.uri.removeprefix("http://")
     running.start()
@@ -82,15 +89,26 @@ def operator(request: pytest.FixtureRequest, crd: ControlPlane, registry: Regist
 
 
 def _unresolved(cluster: ControlPlane, namespace: str, name: str) -> dict:
-    return eventually(lambda: (found := condition(status_of(cluster, namespace, name), "ModelResolved"))
-                      .get("status") == "False" and found, what="ModelResolved=False")
+    return eventually(
+        lambda: (
+            (found := condition(status_of(cluster, namespace, name), "ModelResolved")).get("status") == "False"
+            and found
+        ),
+        what="ModelResolved=False",
+    )
 
 
 def test_another_registry_is_asked_without_the_operators_credentials(
-    operator: Operator, cluster: ControlPlane, namespace: str, allowed_server: CapturingServer,
+    operator: Operator,
+    cluster: ControlPlane,
+    namespace: str,
+    allowed_server: CapturingServer,
 ):
-    apply(cluster, namespace, manifest("elsewhere", model={"name": "iris", "alias": "champion",
-                                                           "registry": {"uri": allowed_server.uri}}))
+    apply(
+        cluster,
+        namespace,
+        manifest("elsewhere", model={"name": "iris", "alias": "champion", "registry": {"uri": allowed_server.uri}}),
+    )
 
     resolved = _unresolved(cluster, namespace, "elsewhere")
 
@@ -103,12 +121,26 @@ def test_another_registry_is_asked_without_the_operators_credentials(
 
 
 def test_a_secret_ref_is_sent_to_the_registry_it_names(
-    operator: Operator, cluster: ControlPlane, namespace: str, allowed_server: CapturingServer,
+    operator: Operator,
+    cluster: ControlPlane,
+    namespace: str,
+    allowed_server: CapturingServer,
 ):
-    cluster.kubectl("create", "secret", "generic", "tenant-registry", "-n", namespace,
-                    "--from-literal=MLFLOW_TRACKING_USERNAME=tenant", "--from-literal=MLFLOW_TRACKING_PASSWORD=s3cret")
-    model = {"name": "iris-of-the-tenant", "alias": "champion",
-             "registry": {"uri": allowed_server.uri, "secretRef": {"name": "tenant-registry"}}}
+    cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "tenant-registry",
+        "-n",
+        namespace,
+        "--from-literal=MLFLOW_TRACKING_USERNAME=tenant",
+        "--from-literal=MLFLOW_TRACKING_PASSWORD=s3cret",
+    )
+    model = {
+        "name": "iris-of-the-tenant",
+        "alias": "champion",
+        "registry": {"uri": allowed_server.uri, "secretRef": {"name": "tenant-registry"}},
+    }
 
     apply(cluster, namespace, manifest("tenant", model=model))
 
@@ -118,13 +150,21 @@ def test_a_secret_ref_is_sent_to_the_registry_it_names(
 
 
 def test_a_registry_outside_the_allowed_ones_is_never_asked(
-    operator: Operator, cluster: ControlPlane, namespace: str, other_server: CapturingServer,
+    operator: Operator,
+    cluster: ControlPlane,
+    namespace: str,
+    other_server: CapturingServer,
 ):
-    apply(cluster, namespace, manifest("outside", model={"name": "iris", "alias": "champion",
-                                                         "registry": {"uri": other_server.uri}}))
+    apply(
+        cluster,
+        namespace,
+        manifest("outside", model={"name": "iris", "alias": "champion", "registry": {"uri": other_server.uri}}),
+    )
 
     resolved = _unresolved(cluster, namespace, "outside")
 
-    assert resolved["reason"] == "RegistryNotAllowed" and other_server.uri.removeprefix("http://") in resolved["message"]
+    assert (
+        resolved["reason"] == "RegistryNotAllowed" and other_server.uri.removeprefix("http://") in resolved["message"]
+    )
     assert other_server.requests == []
     assert children(cluster, namespace) == []

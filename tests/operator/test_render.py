@@ -26,10 +26,14 @@ EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 
 def _deployment(**spec) -> ModelDeployment:
     base = {"mode": "online", "model": {"name": "iris", "alias": "champion"}}
-    return parse_manifest({
-        "apiVersion": "modelplane.io/v1alpha1", "kind": "ModelDeployment",
-        "metadata": {"name": "iris", "namespace": "ml"}, "spec": {**base, **spec},
-    })
+    return parse_manifest(
+        {
+            "apiVersion": "modelplane.io/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": "iris", "namespace": "ml"},
+            "spec": {**base, **spec},
+        }
+    )
 
 
 def _kinds(children: list[dict]) -> list[str]:
@@ -67,9 +71,17 @@ def test_an_autoscaler_owns_the_replica_count():
     assert children[2]["spec"]["minReplicas"] == 2
 
 
-@pytest.mark.parametrize(("total", "weight", "split"), [
-    (10, 10, (9, 1)), (10, 50, (5, 5)), (4, 25, (3, 1)), (4, 10, (3, 1)), (1, 10, (1, 1)), (3, 99, (1, 3)),
-])
+@pytest.mark.parametrize(
+    ("total", "weight", "split"),
+    [
+        (10, 10, (9, 1)),
+        (10, 50, (5, 5)),
+        (4, 25, (3, 1)),
+        (4, 10, (3, 1)),
+        (1, 10, (1, 1)),
+        (3, 99, (1, 3)),
+    ],
+)
 def test_a_canary_takes_whole_replicas_and_leaves_at_least_one_stable(total, weight, split):
     assert split_replicas(total, weight) == split
 
@@ -91,7 +103,8 @@ def test_a_canary_runs_beside_the_stable_version_behind_the_same_service():
     assert service["spec"]["selector"].items() <= stable["spec"]["template"]["metadata"]["labels"].items()
     # The canary's selector must not match the stable pods, or it would adopt them.
     assert not canary_workload["spec"]["selector"]["matchLabels"].items() <= (
-        stable["spec"]["template"]["metadata"]["labels"].items())
+        stable["spec"]["template"]["metadata"]["labels"].items()
+    )
 
 
 def test_batch_with_a_schedule_is_a_cronjob_of_indexed_shards_scoring_only_new_files():
@@ -101,7 +114,10 @@ def test_batch_with_a_schedule_is_a_cronjob_of_indexed_shards_scoring_only_new_f
     assert _kinds([cronjob]) == ["CronJob/iris"]
     job = cronjob["spec"]["jobTemplate"]["spec"]
     assert (job["completionMode"], job["completions"], job["parallelism"]) == ("Indexed", 3, 3)
-    assert _env(cronjob).items() >= {"MODELPLANE_SHARD_COUNT": "3", "MODELPLANE_ONLY_NEW": "true", "MODELPLANE_INPUT": "/in"}.items()
+    assert (
+        _env(cronjob).items()
+        >= {"MODELPLANE_SHARD_COUNT": "3", "MODELPLANE_ONLY_NEW": "true", "MODELPLANE_INPUT": "/in"}.items()
+    )
 
 
 def test_a_one_off_job_is_named_after_what_it_runs():
@@ -125,18 +141,46 @@ def test_streaming_renders_consumers_sharing_one_group():
     assert _env(consumers)["MODELPLANE_CONSUMER_GROUP"] == "ml.iris"
 
 
-@pytest.mark.parametrize(("source", "trigger", "metadata"), [
-    ("kafka://kafka:9092/measurements", "kafka",
-     {"bootstrapServers": "kafka:9092", "topic": "measurements", "consumerGroup": "ml.iris", "lagThreshold": "50"}),
-    ("redis://redis:6379/events?group=scorers", "redis-streams",
-     {"address": "redis:6379", "stream": "events", "consumerGroup": "scorers", "lagCount": "50"}),
-    ("nats://nats:4222/orders.new?stream=ORDERS", "nats-jetstream",
-     {"natsServerMonitoringEndpoint": "nats:8222", "stream": "ORDERS", "consumer": "ml-iris", "lagThreshold": "50"}),
-])
+@pytest.mark.parametrize(
+    ("source", "trigger", "metadata"),
+    [
+        (
+            "kafka://kafka:9092/measurements",
+            "kafka",
+            {
+                "bootstrapServers": "kafka:9092",
+                "topic": "measurements",
+                "consumerGroup": "ml.iris",
+                "lagThreshold": "50",
+            },
+        ),
+        (
+            "redis://redis:6379/events?group=scorers",
+            "redis-streams",
+            {"address": "redis:6379", "stream": "events", "consumerGroup": "scorers", "lagCount": "50"},
+        ),
+        (
+            "nats://nats:4222/orders.new?stream=ORDERS",
+            "nats-jetstream",
+            {
+                "natsServerMonitoringEndpoint": "nats:8222",
+                "stream": "ORDERS",
+                "consumer": "ml-iris",
+                "lagThreshold": "50",
+            },
+        ),
+    ],
+)
 def test_consumers_scale_on_lag_only_where_keda_is_installed(source, trigger, metadata):
-    deployment = _deployment(mode="streaming", streaming={
-        "source": source, "sink": "kafka://kafka:9092/out", "replicas": 2,
-        "autoscaling": {"minReplicas": 1, "maxReplicas": 6, "lagThreshold": 50}})
+    deployment = _deployment(
+        mode="streaming",
+        streaming={
+            "source": source,
+            "sink": "kafka://kafka:9092/out",
+            "replicas": 2,
+            "autoscaling": {"minReplicas": 1, "maxReplicas": 6, "lagThreshold": 50},
+        },
+    )
 
     without = render(deployment, MODEL, SETTINGS)
     assert _kinds(without) == ["Deployment/iris-stream"] and without[0]["spec"]["replicas"] == 2
@@ -146,14 +190,19 @@ def test_consumers_scale_on_lag_only_where_keda_is_installed(source, trigger, me
     assert "replicas" not in children[0]["spec"]
     scaled = children[1]["spec"]
     assert (scaled["scaleTargetRef"], scaled["minReplicaCount"], scaled["maxReplicaCount"]) == (
-        {"name": "iris-stream"}, 1, 6)
+        {"name": "iris-stream"},
+        1,
+        6,
+    )
     (found,) = scaled["triggers"]
     assert found["type"] == trigger and metadata.items() <= found["metadata"].items()
 
 
 def test_the_template_hash_follows_the_pod_template_only():
     def template_hash(deployment: ModelDeployment, model: ResolvedModel) -> str:
-        return render(deployment, model, SETTINGS)[0]["spec"]["template"]["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION]
+        return render(deployment, model, SETTINGS)[0]["spec"]["template"]["metadata"]["annotations"][
+            TEMPLATE_HASH_ANNOTATION
+        ]
 
     base = template_hash(_deployment(), MODEL)
 
@@ -164,8 +213,14 @@ def test_the_template_hash_follows_the_pod_template_only():
 
 def test_registry_credentials_and_user_settings_reach_the_container():
     deployment = _deployment(
-        model={"name": "iris", "version": "7", "registry": {"uri": "https://mlflow.example", "secretRef": {"name": "creds"}}},
-        resources={"limits": {"cpu": "2"}}, env=[{"name": "OMP_NUM_THREADS", "value": "1"}], image="my/serving:1",
+        model={
+            "name": "iris",
+            "version": "7",
+            "registry": {"uri": "https://mlflow.example", "secretRef": {"name": "creds"}},
+        },
+        resources={"limits": {"cpu": "2"}},
+        env=[{"name": "OMP_NUM_THREADS", "value": "1"}],
+        image="my/serving:1",
     )
     container = _container(render(deployment, MODEL, SETTINGS)[0])
 
@@ -173,13 +228,18 @@ def test_registry_credentials_and_user_settings_reach_the_container():
     assert container["resources"] == {"limits": {"cpu": "2"}}
     assert container["image"] == "my/serving:1"
     assert {"name": "OMP_NUM_THREADS", "value": "1"} in container["env"]
-    assert _env({"spec": {"template": {"spec": {"containers": [container]}}}})["MLFLOW_TRACKING_URI"] == "https://mlflow.example"
+    assert (
+        _env({"spec": {"template": {"spec": {"containers": [container]}}}})["MLFLOW_TRACKING_URI"]
+        == "https://mlflow.example"
+    )
 
 
 @pytest.mark.cluster
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.stem)
 def test_each_example_renders_children_the_api_server_accepts_and_collects(
-    crd: ControlPlane, restricted_namespace: str, example: Path,
+    crd: ControlPlane,
+    restricted_namespace: str,
+    example: Path,
 ):
     crd.kubectl("apply", "-n", restricted_namespace, "-f", str(example))
     (manifest,) = load_manifests(example)
@@ -192,12 +252,23 @@ def test_each_example_renders_children_the_api_server_accepts_and_collects(
     assert "Warning" not in applied.stderr, applied.stderr
     for child in children:
         if child["kind"] == "Deployment":
-            crd.kubectl("rollout", "status", f"deployment/{child['metadata']['name']}", "-n", restricted_namespace, "--timeout=60s")
+            crd.kubectl(
+                "rollout",
+                "status",
+                f"deployment/{child['metadata']['name']}",
+                "-n",
+                restricted_namespace,
+                "--timeout=60s",
+            )
     crd.kubectl("delete", "modeldeployment", manifest.name, "-n", restricted_namespace)
     for child in children:
         kind, name = child["kind"], child["metadata"]["name"]
-        eventually(lambda: crd.kubectl("get", kind, name, "-n", restricted_namespace, check=False).returncode != 0,
-                   what=f"{kind}/{name} being garbage-collected")
+        eventually(
+            lambda kind=kind, name=name: (
+                crd.kubectl("get", kind, name, "-n", restricted_namespace, check=False).returncode != 0
+            ),
+            what=f"{kind}/{name} being garbage-collected",
+        )
 
 
 def test_the_render_command_prints_the_children_of_a_manifest_with_a_fixed_version(tmp_path: Path):
@@ -215,8 +286,10 @@ def test_the_render_command_prints_the_children_of_a_manifest_with_a_fixed_versi
 
 def test_the_render_command_names_the_field_of_a_bad_manifest(tmp_path: Path):
     manifest = tmp_path / "bad.yaml"
-    manifest.write_text("apiVersion: modelplane.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: x}\n"
-                        "spec: {mode: batch, model: {name: iris, version: '1'}}\n")
+    manifest.write_text(
+        "apiVersion: modelplane.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: x}\n"
+        "spec: {mode: batch, model: {name: iris, version: '1'}}\n"
+    )
     modelplane = Path(sys.executable).parent / "modelplane"
 
     result = subprocess.run([str(modelplane), "render", "-f", str(manifest)], capture_output=True, text=True)
@@ -227,8 +300,13 @@ def test_the_render_command_names_the_field_of_a_bad_manifest(tmp_path: Path):
 
 
 def test_the_pickle_policy_is_said_outright_so_a_registry_secret_cannot_turn_it_on():
-    with_secret = render(_deployment(model={"name": "iris", "alias": "champion",
-                                            "registry": {"secretRef": {"name": "tenant-registry"}}}), MODEL, SETTINGS)
+    with_secret = render(
+        _deployment(
+            model={"name": "iris", "alias": "champion", "registry": {"secretRef": {"name": "tenant-registry"}}}
+        ),
+        MODEL,
+        SETTINGS,
+    )
     asked_for = render(_deployment(env=[{"name": "MODELPLANE_ALLOW_PICKLE", "value": "true"}]), MODEL, SETTINGS)
 
     container = _container(with_secret[0])
@@ -236,7 +314,8 @@ def test_the_pickle_policy_is_said_outright_so_a_registry_secret_cannot_turn_it_
     assert container["envFrom"] == [{"secretRef": {"name": "tenant-registry"}}]
     assert _env(with_secret[0])["MODELPLANE_ALLOW_PICKLE"] == "false"
     assert [var for var in _container(asked_for[0])["env"] if var["name"] == "MODELPLANE_ALLOW_PICKLE"] == [
-        {"name": "MODELPLANE_ALLOW_PICKLE", "value": "true"}]
+        {"name": "MODELPLANE_ALLOW_PICKLE", "value": "true"}
+    ]
 
 
 POLICY = NetworkPolicySettings(
@@ -260,8 +339,9 @@ def test_a_network_policy_comes_first_and_selects_the_online_pods_and_their_cana
     policy, stable, canary, _ = children
     selector = policy["spec"]["podSelector"]["matchLabels"]
     assert selector.items() <= _pod_labels(stable).items() and selector.items() <= _pod_labels(canary).items()
-    assert policy["spec"]["ingress"] == [{"from": list(POLICY.ingress_from),
-                                          "ports": [{"protocol": "TCP", "port": 8000}]}]
+    assert policy["spec"]["ingress"] == [
+        {"from": list(POLICY.ingress_from), "ports": [{"protocol": "TCP", "port": 8000}]}
+    ]
     dns, registry = policy["spec"]["egress"]
     assert dns["to"] == list(POLICY.dns) and {port["port"] for port in dns["ports"]} == {53}
     assert registry == POLICY.registry_egress[0]
@@ -279,8 +359,9 @@ def test_streaming_consumers_may_reach_the_brokers_and_be_scraped_on_their_metri
 
 
 def test_batch_gets_no_network_policy():
-    (cronjob,) = render(_deployment(mode="batch", batch={"schedule": "@daily", "input": "/in", "output": "/out"}),
-                        MODEL, WITH_POLICY)
+    (cronjob,) = render(
+        _deployment(mode="batch", batch={"schedule": "@daily", "input": "/in", "output": "/out"}), MODEL, WITH_POLICY
+    )
     assert cronjob["kind"] == "CronJob"
 
 
@@ -292,8 +373,11 @@ def test_an_empty_list_of_allowed_sources_is_refused_as_it_would_allow_every_sou
 @pytest.mark.parametrize("mode", ["online", "streaming"])
 def test_every_probe_waits_as_long_as_its_period(mode: str):
     streaming = {"source": "kafka://k:9092/in", "sink": "kafka://k:9092/out"}
-    (workload,) = [child for child in render(_deployment(mode=mode, streaming=streaming), MODEL, SETTINGS)
-                   if child["kind"] == "Deployment"]
+    (workload,) = [
+        child
+        for child in render(_deployment(mode=mode, streaming=streaming), MODEL, SETTINGS)
+        if child["kind"] == "Deployment"
+    ]
     container = _container(workload)
 
     probes = [container[kind] for kind in ("startupProbe", "readinessProbe", "livenessProbe")]
@@ -306,7 +390,9 @@ def test_containers_get_the_default_resources_unless_the_spec_sets_its_own():
     batch = {"input": "/in", "output": "/out"}
 
     assert _container(render(_deployment(), MODEL, SETTINGS)[0])["resources"] == DEFAULT_RESOURCES
-    assert _container(render(_deployment(mode="batch", batch=batch), MODEL, SETTINGS)[0])["resources"] == DEFAULT_RESOURCES
+    assert (
+        _container(render(_deployment(mode="batch", batch=batch), MODEL, SETTINGS)[0])["resources"] == DEFAULT_RESOURCES
+    )
     own = {"requests": {"memory": "8Gi"}}
     assert _container(render(_deployment(resources=own), MODEL, SETTINGS)[0])["resources"] == own
     assert "resources" not in _container(render(_deployment(resources={}), MODEL, SETTINGS)[0])

@@ -19,8 +19,12 @@ EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 # As a platform team would describe its cluster in the chart's networkPolicy values.
 NETWORK_POLICY = {
     "ingressFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway"}}}],
-    "registryEgress": [{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mlflow"}}}],
-                        "ports": [{"protocol": "TCP", "port": 5000}]}],
+    "registryEgress": [
+        {
+            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mlflow"}}}],
+            "ports": [{"protocol": "TCP", "port": 5000}],
+        }
+    ],
     "brokerEgress": [{"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"protocol": "TCP", "port": 9092}]}],
 }
 WITHOUT_POLICIES = "CKV2_K8S_6"  # "Minimize the admission of pods which lack an associated NetworkPolicy"
@@ -36,9 +40,13 @@ def _rendered(folder: Path, **variables: str) -> list[dict]:
         manifest["metadata"]["namespace"] = "ml"
         path = folder / example.name
         path.write_text(yaml.safe_dump(manifest))
-        result = subprocess.run([str(Path(sys.executable).parent / "modelplane"), "render", "-f", str(path),
-                                 "--version", "1"], capture_output=True, text=True, env={**env, **variables},
-                                timeout=120)
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "modelplane"), "render", "-f", str(path), "--version", "1"],
+            capture_output=True,
+            text=True,
+            env={**env, **variables},
+            timeout=120,
+        )
         assert result.returncode == 0, result.stderr
         documents += yaml.safe_load_all(result.stdout)
     return documents

@@ -73,20 +73,28 @@ def _following(name: str, model: str, **rollout) -> dict:
 
 
 def test_a_moved_alias_rolls_the_workload_to_the_new_version(
-    operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry, promoted_model: str,
+    operator: Operator,
+    cluster: ControlPlane,
+    namespace: str,
+    registry: Registry,
+    promoted_model: str,
 ):
     apply(cluster, namespace, _following("follow", promoted_model, pollIntervalSeconds=POLL_SECONDS))
     assert eventually(lambda: ready(cluster, namespace, "follow"), what="Ready")["modelVersion"] == "1"
 
     _move_alias(registry, promoted_model, "2")
 
-    eventually(lambda: _serving_version(cluster, namespace, "follow") == "2", timeout=60,
-               what="the Deployment at version 2")
-    status = eventually(lambda: (s := status_of(cluster, namespace, "follow")).get("modelVersion") == "2" and s,
-                        timeout=60, what="status at version 2")
+    eventually(
+        lambda: _serving_version(cluster, namespace, "follow") == "2", timeout=60, what="the Deployment at version 2"
+    )
+    status = eventually(
+        lambda: (s := status_of(cluster, namespace, "follow")).get("modelVersion") == "2" and s,
+        timeout=60,
+        what="status at version 2",
+    )
     assert "targetVersion" not in status
     assert condition(status, "RolledOut")["reason"] == "RolloutComplete"
-    messages = {reason: message for reason, message in events(cluster, namespace, "follow")}
+    messages = dict(events(cluster, namespace, "follow"))
     assert messages["AliasMoved"] == f"alias 'champion' of {promoted_model} moved from version 1 to 2"
     assert messages["RolloutStarted"] == "rolling out version 2 to replace version 1"
     assert messages["RolledOut"] == "version 2 replaced version 1"
@@ -97,8 +105,13 @@ def _deliver(url: str, body: bytes, signature: str | None) -> int:
     delivery, stamp = "test-delivery", str(int(time.time()))
     headers = {"Content-Type": "application/json", "X-MLflow-Delivery-Id": delivery, "X-MLflow-Timestamp": stamp}
     if signature is not None:
-        headers["X-MLflow-Signature"] = signature or "v1," + base64.b64encode(hmac.new(
-            WEBHOOK_SECRET.encode(), f"{delivery}.{stamp}.".encode() + body, hashlib.sha256).digest()).decode()
+        headers["X-MLflow-Signature"] = (
+            signature
+            or "v1,"
+            + base64.b64encode(
+                hmac.new(WEBHOOK_SECRET.encode(), f"{delivery}.{stamp}.".encode() + body, hashlib.sha256).digest()
+            ).decode()
+        )
     try:
         return urllib.request.urlopen(urllib.request.Request(url, body, headers), timeout=10).status
     except urllib.error.HTTPError as error:
@@ -106,14 +119,24 @@ def _deliver(url: str, body: bytes, signature: str | None) -> int:
 
 
 def test_the_registry_webhook_rolls_out_at_once_and_a_bad_signature_changes_nothing(
-    operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry, promoted_model: str,
+    operator: Operator,
+    cluster: ControlPlane,
+    namespace: str,
+    registry: Registry,
+    promoted_model: str,
 ):
     from mlflow import MlflowClient
 
     apply(cluster, namespace, _following("hooked", promoted_model, pollIntervalSeconds=3600))
     eventually(lambda: ready(cluster, namespace, "hooked"), what="Ready")
-    moved = json.dumps({"entity": "model_version_alias", "action": "created", "timestamp": "2026-01-01T00:00:00Z",
-                        "data": {"name": promoted_model, "alias": "champion", "version": "2"}}).encode()
+    moved = json.dumps(
+        {
+            "entity": "model_version_alias",
+            "action": "created",
+            "timestamp": "2026-01-01T00:00:00Z",
+            "data": {"name": promoted_model, "alias": "champion", "version": "2"},
+        }
+    ).encode()
     _move_alias(registry, promoted_model, "2")  # unsigned deliveries must not make the operator look
 
     assert _deliver(operator.webhook_url, moved, signature=None) == 401
@@ -122,35 +145,51 @@ def test_the_registry_webhook_rolls_out_at_once_and_a_bad_signature_changes_noth
     assert _serving_version(cluster, namespace, "hooked") == "1"
 
     client = MlflowClient(registry.tracking_uri)
-    hook = client.create_webhook(f"operator-{namespace}", operator.webhook_url, secret=WEBHOOK_SECRET,
-                                 events=["model_version_alias.created"])
+    hook = client.create_webhook(
+        f"operator-{namespace}", operator.webhook_url, secret=WEBHOOK_SECRET, events=["model_version_alias.created"]
+    )
     try:
         _move_alias(registry, promoted_model, "1")  # MLflow's own signed delivery, for each move
         _move_alias(registry, promoted_model, "2")
-        eventually(lambda: status_of(cluster, namespace, "hooked").get("modelVersion") == "2", timeout=30,
-                   what="version 2 rolled out well before the hour's poll")
+        eventually(
+            lambda: status_of(cluster, namespace, "hooked").get("modelVersion") == "2",
+            timeout=30,
+            what="version 2 rolled out well before the hour's poll",
+        )
     finally:
         client.delete_webhook(hook.webhook_id)
 
 
-def _roll_out_the_unready_version(cluster: ControlPlane, namespace: str, registry: Registry, model: str, name: str,
-                                  deadline: int) -> None:
+def _roll_out_the_unready_version(
+    cluster: ControlPlane, namespace: str, registry: Registry, model: str, name: str, deadline: int
+) -> None:
     """`name` Ready at version 1 of `model`, then its alias moved to version 2, which never becomes Ready."""
     _move_alias(registry, model, "1")
-    apply(cluster, namespace, _following(name, model, pollIntervalSeconds=POLL_SECONDS,
-                                         progressDeadlineSeconds=deadline))
+    apply(
+        cluster, namespace, _following(name, model, pollIntervalSeconds=POLL_SECONDS, progressDeadlineSeconds=deadline)
+    )
     eventually(lambda: ready(cluster, namespace, name), what="Ready at version 1")
     _move_alias(registry, model, "2")
 
 
 def test_a_version_that_never_becomes_ready_is_rolled_back_once(
-    operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry, unready_model: str,
+    operator: Operator,
+    cluster: ControlPlane,
+    namespace: str,
+    registry: Registry,
+    unready_model: str,
 ):
     _roll_out_the_unready_version(cluster, namespace, registry, unready_model, "careful", deadline=10)
-    eventually(lambda: status_of(cluster, namespace, "careful").get("targetVersion") == "2", timeout=30,
-               what="the rollout of version 2 started")
-    status = eventually(lambda: (s := status_of(cluster, namespace, "careful")).get("failedVersion") == "2" and s,
-                        timeout=90, what="version 2 rolled back")
+    eventually(
+        lambda: status_of(cluster, namespace, "careful").get("targetVersion") == "2",
+        timeout=30,
+        what="the rollout of version 2 started",
+    )
+    status = eventually(
+        lambda: (s := status_of(cluster, namespace, "careful")).get("failedVersion") == "2" and s,
+        timeout=90,
+        what="version 2 rolled back",
+    )
     assert status["modelVersion"] == "1" and "targetVersion" not in status
     assert condition(status, "RolledOut")["reason"] == "RolledBack"
     eventually(lambda: _serving_version(cluster, namespace, "careful") == "1", what="the Deployment back at 1")
@@ -163,29 +202,48 @@ def test_a_version_that_never_becomes_ready_is_rolled_back_once(
 
 
 def test_a_rollout_cut_short_by_an_operator_crash_resumes(
-    operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry, unready_model: str,
+    operator: Operator,
+    cluster: ControlPlane,
+    namespace: str,
+    registry: Registry,
+    unready_model: str,
 ):
     _roll_out_the_unready_version(cluster, namespace, registry, unready_model, "resumed", deadline=20)
-    eventually(lambda: "RolloutStarted" in _reasons(cluster, namespace, "resumed"), timeout=30,
-               what="the rollout of version 2 started")
+    eventually(
+        lambda: "RolloutStarted" in _reasons(cluster, namespace, "resumed"),
+        timeout=30,
+        what="the rollout of version 2 started",
+    )
 
     operator.kill()
     operator.start()
 
-    eventually(lambda: status_of(cluster, namespace, "resumed").get("failedVersion") == "2", timeout=90,
-               what="the resumed rollout rolled back")
+    eventually(
+        lambda: status_of(cluster, namespace, "resumed").get("failedVersion") == "2",
+        timeout=90,
+        what="the resumed rollout rolled back",
+    )
     eventually(lambda: _serving_version(cluster, namespace, "resumed") == "1", what="the Deployment back at 1")
     time.sleep(2 * POLL_SECONDS)
     reasons = _reasons(cluster, namespace, "resumed")
-    assert (reasons.count("RolloutStarted"), reasons.count("RolledBack")) == (1, 1), events(cluster, namespace, "resumed")
+    assert (reasons.count("RolloutStarted"), reasons.count("RolledBack")) == (1, 1), events(
+        cluster, namespace, "resumed"
+    )
 
 
 def test_a_stopped_operator_blocks_no_deletion_of_a_resource_following_its_alias_mid_rollout(
-    operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry, unready_model: str,
+    operator: Operator,
+    cluster: ControlPlane,
+    namespace: str,
+    registry: Registry,
+    unready_model: str,
 ):
     _roll_out_the_unready_version(cluster, namespace, registry, unready_model, "orphaned", deadline=600)
-    eventually(lambda: status_of(cluster, namespace, "orphaned").get("targetVersion") == "2", timeout=30,
-               what="the rollout of version 2 started")
+    eventually(
+        lambda: status_of(cluster, namespace, "orphaned").get("targetVersion") == "2",
+        timeout=30,
+        what="the rollout of version 2 started",
+    )
     assert not cluster.get("mdep", "orphaned", namespace)["metadata"].get("finalizers")
 
     operator.stop()
@@ -198,17 +256,30 @@ def test_a_stopped_operator_blocks_no_deletion_of_a_resource_following_its_alias
 
 def _endpoint_versions(cluster: ControlPlane, namespace: str, service: str) -> list[str]:
     """The model version of each ready pod behind the Service, sorted."""
-    listing = json.loads(cluster.kubectl("get", "endpointslices", "-n", namespace, "-l",
-                                         f"kubernetes.io/service-name={service}", "-o", "json").stdout)
-    pods = [endpoint["targetRef"]["name"] for item in listing["items"] for endpoint in item.get("endpoints") or []
-            if (endpoint.get("conditions") or {}).get("ready")]
-    return sorted(cluster.get("pod", pod, namespace)["metadata"]["labels"]["modelplane.io/model-version"]
-                  for pod in pods)
+    listing = json.loads(
+        cluster.kubectl(
+            "get", "endpointslices", "-n", namespace, "-l", f"kubernetes.io/service-name={service}", "-o", "json"
+        ).stdout
+    )
+    pods = [
+        endpoint["targetRef"]["name"]
+        for item in listing["items"]
+        for endpoint in item.get("endpoints") or []
+        if (endpoint.get("conditions") or {}).get("ready")
+    ]
+    return sorted(
+        cluster.get("pod", pod, namespace)["metadata"]["labels"]["modelplane.io/model-version"] for pod in pods
+    )
 
 
 def _canary(name: str, model: str, duration: int) -> dict:
-    canary = _following(name, model, pollIntervalSeconds=POLL_SECONDS, strategy="Canary",
-                        canary={"weight": 20, "durationSeconds": duration})
+    canary = _following(
+        name,
+        model,
+        pollIntervalSeconds=POLL_SECONDS,
+        strategy="Canary",
+        canary={"weight": 20, "durationSeconds": duration},
+    )
     canary["spec"]["online"] = {"replicas": 5}
     return canary
 
@@ -218,36 +289,52 @@ def _exists(cluster: ControlPlane, namespace: str, kind: str, name: str) -> bool
 
 
 def test_a_canary_takes_its_share_of_the_service_until_promoted_by_hand_and_a_later_one_is_aborted(
-    operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry,
+    operator: Operator,
+    cluster: ControlPlane,
+    namespace: str,
+    registry: Registry,
 ):
     model = _register(registry, f"canaried-{namespace}", versions=3)
     apply(cluster, namespace, _canary("canaried", model, duration=3600))
     eventually(lambda: ready(cluster, namespace, "canaried"), what="Ready at version 1")
 
     _move_alias(registry, model, "2")
-    status = eventually(lambda: (s := status_of(cluster, namespace, "canaried")).get("canaryReadyTime") and s,
-                        timeout=60, what="the canary of version 2 Ready")
+    status = eventually(
+        lambda: (s := status_of(cluster, namespace, "canaried")).get("canaryReadyTime") and s,
+        timeout=60,
+        what="the canary of version 2 Ready",
+    )
     assert (status["modelVersion"], status["targetVersion"]) == ("1", "2")
     assert condition(status, "RolledOut")["reason"] == "CanaryReady"
     assert _serving_version(cluster, namespace, "canaried-canary") == "2"
-    eventually(lambda: _endpoint_versions(cluster, namespace, "canaried") == ["1", "1", "1", "1", "2"],
-               what="4 stable and 1 canary pods behind the Service")
+    eventually(
+        lambda: _endpoint_versions(cluster, namespace, "canaried") == ["1", "1", "1", "1", "2"],
+        what="4 stable and 1 canary pods behind the Service",
+    )
 
     cluster.kubectl("annotate", "mdep", "canaried", "-n", namespace, "modelplane.io/promote-canary=2")
-    eventually(lambda: status_of(cluster, namespace, "canaried").get("modelVersion") == "2", timeout=60,
-               what="version 2 promoted and rolled out")
+    eventually(
+        lambda: status_of(cluster, namespace, "canaried").get("modelVersion") == "2",
+        timeout=60,
+        what="version 2 promoted and rolled out",
+    )
     eventually(lambda: not _exists(cluster, namespace, "deployment", "canaried-canary"), what="the canary removed")
-    eventually(lambda: _endpoint_versions(cluster, namespace, "canaried") == ["2"] * 5,
-               what="every endpoint on version 2")
+    eventually(
+        lambda: _endpoint_versions(cluster, namespace, "canaried") == ["2"] * 5, what="every endpoint on version 2"
+    )
     reasons = _reasons(cluster, namespace, "canaried")
     assert {"RolloutStarted", "CanaryReady", "CanaryPromoted", "RolledOut"} <= set(reasons)
 
     _move_alias(registry, model, "3")
-    eventually(lambda: _exists(cluster, namespace, "deployment", "canaried-canary"), timeout=30,
-               what="a canary of version 3")
+    eventually(
+        lambda: _exists(cluster, namespace, "deployment", "canaried-canary"), timeout=30, what="a canary of version 3"
+    )
     cluster.kubectl("annotate", "mdep", "canaried", "-n", namespace, "modelplane.io/abort-rollout=3")
-    status = eventually(lambda: (s := status_of(cluster, namespace, "canaried")).get("failedVersion") == "3" and s,
-                        timeout=30, what="the rollout of version 3 aborted")
+    status = eventually(
+        lambda: (s := status_of(cluster, namespace, "canaried")).get("failedVersion") == "3" and s,
+        timeout=30,
+        what="the rollout of version 3 aborted",
+    )
     assert status["modelVersion"] == "2" and "targetVersion" not in status
     assert condition(status, "RolledOut")["reason"] == "RolloutAborted"
     eventually(lambda: not _exists(cluster, namespace, "deployment", "canaried-canary"), what="the canary removed")
@@ -255,16 +342,24 @@ def test_a_canary_takes_its_share_of_the_service_until_promoted_by_hand_and_a_la
 
 
 def test_a_canary_that_stays_ready_for_its_duration_is_promoted(
-    operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry, promoted_model: str,
+    operator: Operator,
+    cluster: ControlPlane,
+    namespace: str,
+    registry: Registry,
+    promoted_model: str,
 ):
     apply(cluster, namespace, _canary("patient", promoted_model, duration=10))
     eventually(lambda: ready(cluster, namespace, "patient"), what="Ready at version 1")
 
     _move_alias(registry, promoted_model, "2")
-    ready_at = eventually(lambda: status_of(cluster, namespace, "patient").get("canaryReadyTime"), timeout=60,
-                          what="the canary Ready")
-    eventually(lambda: status_of(cluster, namespace, "patient").get("modelVersion") == "2", timeout=60,
-               what="the canary promoted and rolled out")
+    ready_at = eventually(
+        lambda: status_of(cluster, namespace, "patient").get("canaryReadyTime"), timeout=60, what="the canary Ready"
+    )
+    eventually(
+        lambda: status_of(cluster, namespace, "patient").get("modelVersion") == "2",
+        timeout=60,
+        what="the canary promoted and rolled out",
+    )
     promoted = next(message for reason, message in events(cluster, namespace, "patient") if reason == "CanaryPromoted")
     assert "Ready for 10 s" in promoted, promoted
     assert ready_at  # the duration counted from the canary's readiness, recorded in status
@@ -272,23 +367,41 @@ def test_a_canary_that_stays_ready_for_its_duration_is_promoted(
 
 
 def test_kubectl_alone_rolls_back_to_a_fixed_version(
-    operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry, promoted_model: str,
+    operator: Operator,
+    cluster: ControlPlane,
+    namespace: str,
+    registry: Registry,
+    promoted_model: str,
 ):
     _move_alias(registry, promoted_model, "2")
     apply(cluster, namespace, _following("manual", promoted_model, pollIntervalSeconds=POLL_SECONDS))
     assert eventually(lambda: ready(cluster, namespace, "manual"), what="Ready")["modelVersion"] == "2"
 
     # As the README shows it.
-    cluster.kubectl("patch", "mdep", "manual", "-n", namespace, "--type", "merge",
-                    "-p", '{"spec":{"model":{"alias":null,"version":"1"}}}')
+    cluster.kubectl(
+        "patch",
+        "mdep",
+        "manual",
+        "-n",
+        namespace,
+        "--type",
+        "merge",
+        "-p",
+        '{"spec":{"model":{"alias":null,"version":"1"}}}',
+    )
 
-    eventually(lambda: status_of(cluster, namespace, "manual").get("modelVersion") == "1", timeout=60,
-               what="back at version 1")
+    eventually(
+        lambda: status_of(cluster, namespace, "manual").get("modelVersion") == "1", timeout=60, what="back at version 1"
+    )
     assert _serving_version(cluster, namespace, "manual") == "1"
 
 
 def test_a_pinned_deployment_stays_on_its_version(
-    operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry, promoted_model: str,
+    operator: Operator,
+    cluster: ControlPlane,
+    namespace: str,
+    registry: Registry,
+    promoted_model: str,
 ):
     pinned = _following("pinned", promoted_model, pollIntervalSeconds=POLL_SECONDS, track=False)
     apply(cluster, namespace, {**pinned, "spec": {**pinned["spec"], "online": {"replicas": 1}}})
@@ -305,24 +418,34 @@ def test_a_pinned_deployment_stays_on_its_version(
 
 
 def test_a_fleet_following_ten_models_asks_the_registry_about_once_per_model_per_interval(
-    operator: Operator, cluster: ControlPlane, namespace: str, registry: Registry,
+    operator: Operator,
+    cluster: ControlPlane,
+    namespace: str,
+    registry: Registry,
 ):
     models = [_register(registry, f"fleet-{index}-{namespace}", versions=1) for index in range(10)]
-    fleet = [_following(f"member-{index}", models[index % 10], pollIntervalSeconds=POLL_SECONDS)
-             for index in range(200)]
+    fleet = [
+        _following(f"member-{index}", models[index % 10], pollIntervalSeconds=POLL_SECONDS) for index in range(200)
+    ]
     for member in fleet:
         member["spec"]["online"] = {"replicas": 0}
     apply(cluster, namespace, {"apiVersion": "v1", "kind": "List", "items": fleet})
-    eventually(lambda: all(ready(cluster, namespace, member["metadata"]["name"]) for member in fleet),
-               timeout=300, what="all 200 Ready")
+    eventually(
+        lambda: all(ready(cluster, namespace, member["metadata"]["name"]) for member in fleet),
+        timeout=300,
+        what="all 200 Ready",
+    )
 
     offset = registry.log_path.stat().st_size
     window = 6 * POLL_SECONDS
     time.sleep(window)
     with registry.log_path.open("rb") as log:
         log.seek(offset)
-        asked = [line for line in log.read().decode(errors="replace").splitlines()
-                 if "registered-models/alias?name=fleet-" in line and namespace in line]
+        asked = [
+            line
+            for line in log.read().decode(errors="replace").splitlines()
+            if "registered-models/alias?name=fleet-" in line and namespace in line
+        ]
     # Jittered intervals of 0.8 to 1.2 x POLL_SECONDS: at most 1.25 calls per model per interval.
     intervals = window / POLL_SECONDS
     assert 10 <= len(asked) <= 10 * (intervals * 1.25 + 1), f"{len(asked)} registry calls in {window} s"

@@ -34,9 +34,16 @@ def operator(request: pytest.FixtureRequest, crd: ControlPlane, registry: Regist
 
 
 def _consumers(**streaming) -> dict:
-    return manifest("events", mode="streaming", model={"name": "iris", "version": "1"}, streaming={
-        "source": "kafka://kafka.streaming.svc:9092/measurements", "sink": "kafka://kafka.streaming.svc:9092/out",
-        **streaming})
+    return manifest(
+        "events",
+        mode="streaming",
+        model={"name": "iris", "version": "1"},
+        streaming={
+            "source": "kafka://kafka.streaming.svc:9092/measurements",
+            "sink": "kafka://kafka.streaming.svc:9092/out",
+            **streaming,
+        },
+    )
 
 
 def _scaled_object(cluster: ControlPlane, namespace: str) -> dict | None:
@@ -45,7 +52,9 @@ def _scaled_object(cluster: ControlPlane, namespace: str) -> dict | None:
 
 
 def test_consumers_scale_on_lag_with_a_scaled_object_the_api_server_accepts(
-    operator: Operator, cluster: ControlPlane, namespace: str,
+    operator: Operator,
+    cluster: ControlPlane,
+    namespace: str,
 ):
     apply(cluster, namespace, _consumers(autoscaling={"minReplicas": 1, "maxReplicas": 4, "lagThreshold": 200}))
 
@@ -54,11 +63,17 @@ def test_consumers_scale_on_lag_with_a_scaled_object_the_api_server_accepts(
     assert scaled["spec"]["maxReplicaCount"] == 4
     (trigger,) = scaled["spec"]["triggers"]
     assert trigger["type"] == "kafka"
-    assert trigger["metadata"] == {"bootstrapServers": "kafka.streaming.svc:9092", "topic": "measurements",
-                                   "consumerGroup": f"{namespace}.events", "lagThreshold": "200"}
+    assert trigger["metadata"] == {
+        "bootstrapServers": "kafka.streaming.svc:9092",
+        "topic": "measurements",
+        "consumerGroup": f"{namespace}.events",
+        "lagThreshold": "200",
+    }
     assert scaled["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
 
     apply(cluster, namespace, _consumers(replicas=2))
     eventually(lambda: _scaled_object(cluster, namespace) is None, timeout=60, what="the ScaledObject removed")
-    eventually(lambda: cluster.get("deployment", "events-stream", namespace)["spec"]["replicas"] == 2,
-               what="two consumers, fixed")
+    eventually(
+        lambda: cluster.get("deployment", "events-stream", namespace)["spec"]["replicas"] == 2,
+        what="two consumers, fixed",
+    )

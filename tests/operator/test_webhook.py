@@ -18,8 +18,14 @@ import pytest
 from tests.testbed.process import free_port
 
 SECRET = "webhook-test-secret"
-MOVED = json.dumps({"entity": "model_version_alias", "action": "created", "timestamp": "2026-01-01T00:00:00Z",
-                    "data": {"name": "iris", "alias": "champion", "version": "2"}}).encode()
+MOVED = json.dumps(
+    {
+        "entity": "model_version_alias",
+        "action": "created",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "data": {"name": "iris", "alias": "champion", "version": "2"},
+    }
+).encode()
 
 
 @pytest.fixture
@@ -48,10 +54,15 @@ def endpoint():
 
 
 def _deliver(url: str, delivery: str, stamp: str, body: bytes = MOVED) -> tuple[int, dict]:
-    signature = base64.b64encode(hmac.new(SECRET.encode(), f"{delivery}.{stamp}.".encode() + body,
-                                          hashlib.sha256).digest()).decode()
-    headers = {"Content-Type": "application/json", "X-MLflow-Delivery-Id": delivery, "X-MLflow-Timestamp": stamp,
-               "X-MLflow-Signature": f"v1,{signature}"}
+    signature = base64.b64encode(
+        hmac.new(SECRET.encode(), f"{delivery}.{stamp}.".encode() + body, hashlib.sha256).digest()
+    ).decode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-MLflow-Delivery-Id": delivery,
+        "X-MLflow-Timestamp": stamp,
+        "X-MLflow-Signature": f"v1,{signature}",
+    }
     try:
         with urllib.request.urlopen(urllib.request.Request(url, body, headers), timeout=10) as answer:
             return answer.status, json.loads(answer.read())
@@ -72,8 +83,9 @@ def test_a_delivery_sent_again_is_ignored(endpoint):
     assert moved == [("iris", "champion"), ("iris", "champion")]
 
 
-@pytest.mark.parametrize("stamp", ["9" * 5000, "17²", "-1", ""], ids=["5000-digits", "superscript-digit",
-                                                                             "negative", "empty"])
+@pytest.mark.parametrize(
+    "stamp", ["9" * 5000, "17²", "-1", ""], ids=["5000-digits", "superscript-digit", "negative", "empty"]
+)
 def test_a_timestamp_that_is_not_one_is_refused(endpoint, stamp: str):
     url, moved = endpoint
 

@@ -4,6 +4,7 @@ failures contained and retried."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 
@@ -86,7 +87,7 @@ def test_failed_work_that_retries_is_tried_again_after_a_delay_doubling_with_eac
         serving.cancel()
 
     asyncio.run(asyncio.wait_for(serve(), timeout=10))
-    first_delay, second_delay = (later - earlier for earlier, later in zip(attempts, attempts[1:]))
+    first_delay, second_delay = (later - earlier for earlier, later in itertools.pairwise(attempts))
     assert 0.19 <= first_delay < 0.39 and second_delay >= 0.39
 
 

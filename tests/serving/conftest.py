@@ -53,8 +53,9 @@ def serve_model(request: pytest.FixtureRequest, server_env: dict[str, str], test
         key = (model_uri, *flags)
         if key not in started:
             name = "serve-" + model_uri.rsplit("/", 1)[-1].replace("@", "-")
-            started[key] = start_server(name, {**server_env, "MODELPLANE_MODEL": model_uri}, testbed_dir / "logs",
-                                        args=("serve", *flags))
+            started[key] = start_server(
+                name, {**server_env, "MODELPLANE_MODEL": model_uri}, testbed_dir / "logs", args=("serve", *flags)
+            )
             show_logs_on_failure(request.config, [started[key][0]])
         return started[key][1]
 

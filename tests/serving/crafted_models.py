@@ -25,8 +25,9 @@ def _iris_tree():
 def _save_tree(folder: Path) -> None:
     import mlflow.sklearn
 
-    mlflow.sklearn.save_model(_iris_tree(), folder, serialization_format="skops",
-                              skops_trusted_types=["sklearn.tree._tree.Tree"])
+    mlflow.sklearn.save_model(
+        _iris_tree(), folder, serialization_format="skops", skops_trusted_types=["sklearn.tree._tree.Tree"]
+    )
 
 
 def _edit_mlmodel(folder: Path, edit) -> None:
@@ -43,20 +44,39 @@ def skops_running(code: str, folder: Path) -> Path:
     model_file = folder / "model.skops"
     original = zipfile.ZipFile(io.BytesIO(model_file.read_bytes()))
     schema = json.loads(original.read("schema.json"))
-    text = {"__class__": "str", "__module__": "builtins", "__loader__": "JsonNode", "content": json.dumps(code),
-            "is_json": True, "__id__": 1_000_001}
-    arguments = {"__class__": "tuple", "__module__": "builtins", "__loader__": "TupleNode", "content": [text],
-                 "__id__": 1_000_002}
-    schema["content"]["content"]["max_depth"] = {"__class__": "exec", "__module__": "builtins",
-                                                 "__loader__": "ConstructorFromReduceNode", "content": arguments,
-                                                 "__id__": 1_000_003}
+    text = {
+        "__class__": "str",
+        "__module__": "builtins",
+        "__loader__": "JsonNode",
+        "content": json.dumps(code),
+        "is_json": True,
+        "__id__": 1_000_001,
+    }
+    arguments = {
+        "__class__": "tuple",
+        "__module__": "builtins",
+        "__loader__": "TupleNode",
+        "content": [text],
+        "__id__": 1_000_002,
+    }
+    schema["content"]["content"]["max_depth"] = {
+        "__class__": "exec",
+        "__module__": "builtins",
+        "__loader__": "ConstructorFromReduceNode",
+        "content": arguments,
+        "__id__": 1_000_003,
+    }
     crafted = io.BytesIO()
     with zipfile.ZipFile(crafted, "w") as archive:
         for name in original.namelist():
             archive.writestr(name, json.dumps(schema) if name == "schema.json" else original.read(name))
     model_file.write_bytes(crafted.getvalue())
-    _edit_mlmodel(folder, lambda mlmodel: mlmodel["flavors"]["sklearn"].update(
-        skops_trusted_types=["builtins.exec", "sklearn.tree._tree.Tree"]))
+    _edit_mlmodel(
+        folder,
+        lambda mlmodel: mlmodel["flavors"]["sklearn"].update(
+            skops_trusted_types=["builtins.exec", "sklearn.tree._tree.Tree"]
+        ),
+    )
     return folder
 
 
@@ -78,8 +98,13 @@ def lightgbm_unpickling(code: str, folder: Path) -> Path:
     def lightgbm(mlmodel: dict) -> None:
         flavors = mlmodel["flavors"]
         flavors["python_function"].update(loader_module="mlflow.lightgbm", model_path="model.pkl")
-        flavors["lightgbm"] = {"lgb_version": "4.5.0", "data": "model.pkl", "model_class": "lightgbm.LGBMClassifier",
-                               "serialization_format": "cloudpickle", "code": None}
+        flavors["lightgbm"] = {
+            "lgb_version": "4.5.0",
+            "data": "model.pkl",
+            "model_class": "lightgbm.LGBMClassifier",
+            "serialization_format": "cloudpickle",
+            "code": None,
+        }
         del flavors["sklearn"]
 
     _edit_mlmodel(folder, lightgbm)
@@ -101,8 +126,13 @@ def xgboost_importing(code: str, folder: Path, shadow: bool) -> Path:
         flavors = mlmodel["flavors"]
         flavors["python_function"].update(loader_module="mlflow.xgboost", data="model.xgb", code="code")
         flavors["python_function"].pop("model_path", None)
-        flavors["xgboost"] = {"xgb_version": "2.1.0", "data": "model.xgb", "model_format": "xgb", "code": None,
-                              "model_class": "xgboost.core.Booster" if shadow else "evilmod.Evil"}
+        flavors["xgboost"] = {
+            "xgb_version": "2.1.0",
+            "data": "model.xgb",
+            "model_format": "xgb",
+            "code": None,
+            "model_class": "xgboost.core.Booster" if shadow else "evilmod.Evil",
+        }
         del flavors["sklearn"]
 
     _edit_mlmodel(folder, xgboost)
@@ -124,7 +154,9 @@ def tree_pointing_outside(folder: Path) -> Path:
 
     tree = _iris_tree()
     tree.tree_.children_left[0] = 1_000_000  # a view of the tree's own node storage
-    mlflow.sklearn.save_model(tree, folder, serialization_format="skops", skops_trusted_types=["sklearn.tree._tree.Tree"])
+    mlflow.sklearn.save_model(
+        tree, folder, serialization_format="skops", skops_trusted_types=["sklearn.tree._tree.Tree"]
+    )
     return folder
 
 

@@ -12,8 +12,14 @@ from tests.testbed.process import Component, free_port
 MODELPLANE = str(Path(sys.executable).parent / "modelplane")
 
 
-def start_server(name: str, env: dict[str, str], log_dir: Path, args: tuple[str, ...] = ("serve",),
-                 timeout: float = 120, executable: str = MODELPLANE) -> tuple[Component, str]:
+def start_server(
+    name: str,
+    env: dict[str, str],
+    log_dir: Path,
+    args: tuple[str, ...] = ("serve",),
+    timeout: float = 120,
+    executable: str = MODELPLANE,
+) -> tuple[Component, str]:
     """Starts a server with `env` (MODELPLANE_PORT chosen here) and waits for /readyz."""
     port = free_port()
     server = Component(name, [executable, *args], log_dir, env={**env, "MODELPLANE_PORT": str(port)}).start()
@@ -25,8 +31,9 @@ def start_server(name: str, env: dict[str, str], log_dir: Path, args: tuple[str,
 def run_to_exit(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     import os
 
-    return subprocess.run([MODELPLANE, *args], env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [MODELPLANE, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def metric(url: str, name: str, **labels: str) -> float:
@@ -34,5 +41,9 @@ def metric(url: str, name: str, **labels: str) -> float:
     from prometheus_client.parser import text_string_to_metric_families
 
     text = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
-    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
-               if sample.name == name and labels.items() <= sample.labels.items())
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )

@@ -28,18 +28,21 @@ class StreamClient:
 
     def create(self, *roles: str) -> None:
         if self.broker.scheme == "nats":
+
             async def create():
                 connection = await _nats(self.broker)
                 for role in roles:
                     await connection.jetstream().add_stream(name=self.name(role), subjects=[f"{self.prefix}.{role}"])
                 await connection.drain()
+
             asyncio.run(create())
         elif self.broker.scheme == "kafka":
             from confluent_kafka.admin import AdminClient, NewTopic
 
             admin = AdminClient({"bootstrap.servers": f"{self.broker.host}:{self.broker.port}"})
-            for future in admin.create_topics([NewTopic(self.name(role), num_partitions=2, replication_factor=1)
-                                               for role in roles]).values():
+            for future in admin.create_topics(
+                [NewTopic(self.name(role), num_partitions=2, replication_factor=1) for role in roles]
+            ).values():
                 future.result(30)
 
     def produce(self, role: str, events: list[tuple[str | None, bytes]]) -> None:
@@ -53,13 +56,16 @@ class StreamClient:
             pipe.execute()
             client.close()
         elif self.broker.scheme == "nats":
+
             async def produce():
                 connection = await _nats(self.broker)
                 jetstream = connection.jetstream()
                 for key, value in events:
-                    await jetstream.publish(f"{self.prefix}.{role}", value,
-                                            headers={KEY_HEADER: key} if key is not None else None)
+                    await jetstream.publish(
+                        f"{self.prefix}.{role}", value, headers={KEY_HEADER: key} if key is not None else None
+                    )
                 await connection.drain()
+
             asyncio.run(produce())
         else:
             from confluent_kafka import Producer
@@ -67,8 +73,12 @@ class StreamClient:
             producer = Producer({"bootstrap.servers": f"{self.broker.host}:{self.broker.port}"})
             failures = []
             for key, value in events:
-                producer.produce(self.name(role), value, key,
-                                 on_delivery=lambda error, _: error is not None and failures.append(str(error)))
+                producer.produce(
+                    self.name(role),
+                    value,
+                    key,
+                    on_delivery=lambda error, _: error is not None and failures.append(str(error)),
+                )
             unsent = producer.flush(30)
             assert not failures and not unsent, f"{unsent} events unsent, {len(failures)} refused: {failures[:3]}"
 
@@ -82,6 +92,7 @@ class StreamClient:
             client.close()
             return [(fields.pop("key", None), json.loads(fields.pop("value")), fields) for _, fields in entries]
         if self.broker.scheme == "nats":
+
             async def read():
                 connection = await _nats(self.broker)
                 jetstream = connection.jetstream()
@@ -93,12 +104,18 @@ class StreamClient:
                     found.append((headers.pop(KEY_HEADER, None), json.loads(message.data), headers))
                 await connection.drain()
                 return found
+
             return asyncio.run(read())
         from confluent_kafka import Consumer
 
-        consumer = Consumer({"bootstrap.servers": f"{self.broker.host}:{self.broker.port}",
-                             "group.id": f"reader-{self.prefix}-{id(self)}", "auto.offset.reset": "earliest",
-                             "enable.auto.commit": False})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": f"{self.broker.host}:{self.broker.port}",
+                "group.id": f"reader-{self.prefix}-{id(self)}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
         consumer.subscribe([self.name(role)])
         found, idle = [], 0
         while idle < 3:

@@ -31,22 +31,31 @@ def iris(registry: Registry) -> pd.DataFrame:
 
 @pytest.fixture
 def env(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return {"MLFLOW_TRACKING_URI": registry.tracking_uri, "MODELPLANE_MODEL": f"models:/{registry.models.iris}@champion",
-            "MODELPLANE_MODEL_CACHE": str(tmp_path_factory.getbasetemp() / "batch-model-cache")}
+    return {
+        "MLFLOW_TRACKING_URI": registry.tracking_uri,
+        "MODELPLANE_MODEL": f"models:/{registry.models.iris}@champion",
+        "MODELPLANE_MODEL_CACHE": str(tmp_path_factory.getbasetemp() / "batch-model-cache"),
+    }
 
 
 def _write(frame: pd.DataFrame, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     features = frame.drop(columns=["expected"])
-    {".csv": lambda: features.to_csv(path, index=False), ".parquet": lambda: features.to_parquet(path),
-     ".jsonl": lambda: features.to_json(path, orient="records", lines=True)}[path.suffix]()
+    {
+        ".csv": lambda: features.to_csv(path, index=False),
+        ".parquet": lambda: features.to_parquet(path),
+        ".jsonl": lambda: features.to_json(path, orient="records", lines=True),
+    }[path.suffix]()
     return path
 
 
 def _outputs(folder: Path) -> list[str]:
     """The output files under `folder`, relative to it, without the run's own `_` files."""
-    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()
-                  and not any(part.startswith("_") for part in path.relative_to(folder).parts))
+    return sorted(
+        str(path.relative_to(folder))
+        for path in folder.rglob("*")
+        if path.is_file() and not any(part.startswith("_") for part in path.relative_to(folder).parts)
+    )
 
 
 def _read_outputs(folder: Path) -> pd.DataFrame:
@@ -68,8 +77,19 @@ def test_every_input_format_is_scored_beside_its_id(env, iris, tmp_path: Path, o
     _write(iris.iloc[50:100], inputs / "b.parquet")
     _write(iris.iloc[100:], inputs / "nested" / "c.jsonl")
 
-    result = _batch(env, "--input", str(inputs), "--output", str(tmp_path / "out"), "--format", output_format,
-                    "--id-column", "id", "--chunk-rows", "16")
+    result = _batch(
+        env,
+        "--input",
+        str(inputs),
+        "--output",
+        str(tmp_path / "out"),
+        "--format",
+        output_format,
+        "--id-column",
+        "id",
+        "--chunk-rows",
+        "16",
+    )
 
     scored = _read_outputs(tmp_path / "out")
     assert sorted(scored.columns) == ["id", "prediction"]
@@ -93,11 +113,22 @@ def test_without_an_id_column_each_row_keeps_its_number(env, iris, tmp_path: Pat
 def test_shards_split_the_input_without_overlap(env, iris, tmp_path: Path, files: int):
     # One file is split by chunks, five files by file: either way every row once.
     for number, rows in enumerate(range(0, len(iris), -(-len(iris) // files))):
-        _write(iris.iloc[rows:rows + -(-len(iris) // files)], tmp_path / "in" / f"part-{number}.parquet")
+        _write(iris.iloc[rows : rows + -(-len(iris) // files)], tmp_path / "in" / f"part-{number}.parquet")
 
     for index in range(3):
-        _batch({**env, "JOB_COMPLETION_INDEX": str(index)}, "--input", str(tmp_path / "in" / "*.parquet"),
-               "--output", str(tmp_path / "out"), "--shard-count", "3", "--id-column", "id", "--chunk-rows", "10")
+        _batch(
+            {**env, "JOB_COMPLETION_INDEX": str(index)},
+            "--input",
+            str(tmp_path / "in" / "*.parquet"),
+            "--output",
+            str(tmp_path / "out"),
+            "--shard-count",
+            "3",
+            "--id-column",
+            "id",
+            "--chunk-rows",
+            "10",
+        )
         assert (tmp_path / "out" / "_SUCCESS").exists() == (index == 2), "_SUCCESS before every shard finished"
 
     scored = _read_outputs(tmp_path / "out")
@@ -111,9 +142,12 @@ def test_a_killed_run_leaves_no_output_and_the_next_run_completes(env, iris, tmp
     output = tmp_path / "out"
     import os
 
-    run = subprocess.Popen([MODELPLANE, "batch", "--input", str(tmp_path / "in"), "--output", str(output),
-                            "--chunk-rows", "500"], env={**os.environ, **env},
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(
+        [MODELPLANE, "batch", "--input", str(tmp_path / "in"), "--output", str(output), "--chunk-rows", "500"],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     staged = output / "_temporary" / "0" / "big.csv.parquet"
     deadline = time.monotonic() + 120
     while not (staged.exists() and staged.stat().st_size > 0):
@@ -143,21 +177,34 @@ def test_only_new_scores_only_files_no_earlier_run_scored(env, iris, tmp_path: P
     assert sorted(_read_outputs(tmp_path / "out").id) == sorted(iris.id)
 
 
-@pytest.mark.parametrize(("change", "words"), [
-    (lambda frame, path: None, "--input"),
-    (lambda frame, path: _write(frame, path), "--id-column 'key'"),
-    (lambda frame, path: _write(frame.assign(**{"petal width (cm)": "wide"}), path), "rows 0-"),
-])
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda frame, path: None, "--input"),
+        (lambda frame, path: _write(frame, path), "--id-column 'key'"),
+        (lambda frame, path: _write(frame.assign(**{"petal width (cm)": "wide"}), path), "rows 0-"),
+    ],
+)
 def test_bad_input_stops_with_one_line_and_no_output(env, iris, tmp_path: Path, change, words):
     change(iris, tmp_path / "in" / "flowers.csv")
 
-    result = run_to_exit(env, "batch", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
-                         "--id-column", "key" if "id-column" in words else "id")
+    result = run_to_exit(
+        env,
+        "batch",
+        "--input",
+        str(tmp_path / "in"),
+        "--output",
+        str(tmp_path / "out"),
+        "--id-column",
+        "key" if "id-column" in words else "id",
+    )
 
     assert result.returncode == 1
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert words in line and "Traceback" not in result.stderr
-    assert not (tmp_path / "out").exists() or [p for p in (tmp_path / "out").iterdir() if not p.name.startswith("_")] == []
+    assert (
+        not (tmp_path / "out").exists() or [p for p in (tmp_path / "out").iterdir() if not p.name.startswith("_")] == []
+    )
 
 
 def test_each_input_has_its_own_output_under_its_own_folders(env, iris, tmp_path: Path):
@@ -185,7 +232,7 @@ def test_a_glob_keeps_the_folders_from_its_first_wildcard_on(env, iris, tmp_path
 
 def test_success_waits_for_every_shard_of_this_run_not_of_an_earlier_one(env, iris, tmp_path: Path):
     for number in range(4):
-        _write(iris.iloc[number * 30:(number + 1) * 30], tmp_path / "in" / f"part-{number}.csv")
+        _write(iris.iloc[number * 30 : (number + 1) * 30], tmp_path / "in" / f"part-{number}.csv")
     output = tmp_path / "out"
     args = ("--input", str(tmp_path / "in"), "--output", str(output), "--shard-count", "2", "--id-column", "id")
     for index in range(2):
@@ -222,11 +269,13 @@ def test_only_new_scores_a_file_rewritten_with_the_same_size_again(env, iris, tm
 
 def _with_line(replace):
     """A writer of `frame` whose line 61 (data row 59 of a CSV) is `replace(line)`."""
+
     def write(frame: pd.DataFrame, path: Path) -> None:
         _write(frame, path)
         lines = path.read_bytes().split(b"\n")
         lines[60] = replace(lines[60])
         path.write_bytes(b"\n".join(lines))
+
     return write
 
 
@@ -243,28 +292,39 @@ def _bad_row_group(frame: pd.DataFrame, path: Path) -> None:
         handle.write(b"\xff" * 16)
 
 
-@pytest.mark.parametrize(("name", "corrupt", "where"), [
-    pytest.param("flowers.csv", _with_line(lambda line: line + b",7"), "line 61", id="csv-extra-field"),
-    pytest.param("flowers.csv", _with_line(lambda line: line.replace(b"flower", b"fl\xffwer")), "line 61",
-                 id="csv-not-utf8"),
-    pytest.param("flowers.jsonl", _with_line(lambda line: line.rstrip(b"}")), "line 61", id="jsonl-unclosed"),
-    pytest.param("flowers.parquet", _bad_row_group, "row group 1", id="parquet-bad-row-group"),
-    pytest.param("flowers.parquet", lambda frame, path: path.write_bytes(b"PAR1 but no more"), "footer",
-                 id="parquet-no-footer"),
-])
-def test_a_malformed_file_stops_the_run_saying_where_and_leaves_nothing_of_it(env, iris, tmp_path: Path, name,
-                                                                             corrupt, where):
+@pytest.mark.parametrize(
+    ("name", "corrupt", "where"),
+    [
+        pytest.param("flowers.csv", _with_line(lambda line: line + b",7"), "line 61", id="csv-extra-field"),
+        pytest.param(
+            "flowers.csv", _with_line(lambda line: line.replace(b"flower", b"fl\xffwer")), "line 61", id="csv-not-utf8"
+        ),
+        pytest.param("flowers.jsonl", _with_line(lambda line: line.rstrip(b"}")), "line 61", id="jsonl-unclosed"),
+        pytest.param("flowers.parquet", _bad_row_group, "row group 1", id="parquet-bad-row-group"),
+        pytest.param(
+            "flowers.parquet",
+            lambda frame, path: path.write_bytes(b"PAR1 but no more"),
+            "footer",
+            id="parquet-no-footer",
+        ),
+    ],
+)
+def test_a_malformed_file_stops_the_run_saying_where_and_leaves_nothing_of_it(
+    env, iris, tmp_path: Path, name, corrupt, where
+):
     inputs, output = tmp_path / "in", tmp_path / "out"
     _write(iris.iloc[:50], inputs / "a-good.csv")  # scored first, and kept
     corrupt(iris, inputs / name)
 
-    result = run_to_exit(env, "batch", "--input", str(inputs), "--output", str(output), "--id-column", "id",
-                         "--chunk-rows", "16")
+    result = run_to_exit(
+        env, "batch", "--input", str(inputs), "--output", str(output), "--id-column", "id", "--chunk-rows", "16"
+    )
 
     assert result.returncode == 1
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert str(inputs / name) in line and where in line and "Traceback" not in result.stderr, result.stderr
     assert _outputs(output) == ["a-good.csv.parquet"]
-    assert [json.loads(entry.read_text())["input"] for entry in (output / "_ledger").glob("*.json")] == \
-        [str(inputs / "a-good.csv")]
+    assert [json.loads(entry.read_text())["input"] for entry in (output / "_ledger").glob("*.json")] == [
+        str(inputs / "a-good.csv")
+    ]
     assert not any(path.is_file() for path in (output / "_temporary").rglob("*")), "a staged file was left behind"

@@ -49,8 +49,11 @@ def test_a_connection_opened_and_never_used_is_closed(impatient_server: str):
         assert _read_until_closed(connection) == b""
 
 
-@pytest.mark.parametrize("sent", [b"POST /invocations HTTP/1.1\r\nHost: model\r\nContent-Type: app", b"\r\n"],
-                         ids=["half the headers", "a blank line"])
+@pytest.mark.parametrize(
+    "sent",
+    [b"POST /invocations HTTP/1.1\r\nHost: model\r\nContent-Type: app", b"\r\n"],
+    ids=["half the headers", "a blank line"],
+)
 def test_a_request_that_does_not_finish_its_headers_is_closed_with_408(impatient_server: str, sent: bytes):
     with _connect(impatient_server) as connection:
         # After one whole request, so the deadline holds on a kept-alive connection too.
@@ -76,8 +79,10 @@ def test_headers_past_the_limit_get_431_and_the_connection_closed(impatient_serv
 def test_a_body_that_stops_arriving_is_cut_off(impatient_server: str):
     before = _count(impatient_server, "/invocations", "408")
     with _connect(impatient_server) as connection:
-        connection.sendall(b"POST /invocations HTTP/1.1\r\nHost: model\r\nContent-Type: application/json\r\n"
-                           b"Content-Length: 1000\r\n\r\n{\"dataframe_records\": [")
+        connection.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: model\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"dataframe_records": ['
+        )
 
         assert _read_until_closed(connection) == b""
 
@@ -98,7 +103,9 @@ def _one_response(connection: socket.socket) -> bytes:
     while b"\r\n\r\n" not in received:
         received += connection.recv(65536)
     head, body = received.split(b"\r\n\r\n", 1)
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    length = int(
+        next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    )
     while len(body) < length:
         body += connection.recv(65536)
     return head + b"\r\n\r\n" + body

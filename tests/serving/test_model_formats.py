@@ -36,15 +36,22 @@ def crafted(registry: Registry, marker_dir: Path, tmp_path_factory: pytest.TempP
         "xgboost-class-from-code": lambda code, folder: crafted_models.xgboost_importing(code, folder, shadow=False),
         "xgboost-shadowed-by-code": lambda code, folder: crafted_models.xgboost_importing(code, folder, shadow=True),
     }
-    return {name: crafted_models.register(make(_code(marker_dir, name), tmp_path_factory.mktemp(name) / "model"),
-                                          f"crafted-{name}", registry.tracking_uri)
-            for name, make in build.items()}
+    return {
+        name: crafted_models.register(
+            make(_code(marker_dir, name), tmp_path_factory.mktemp(name) / "model"),
+            f"crafted-{name}",
+            registry.tracking_uri,
+        )
+        for name, make in build.items()
+    }
 
 
-@pytest.mark.parametrize("attack", ["skops-trusting-exec", "lightgbm-unpickling", "xgboost-class-from-code",
-                                    "xgboost-shadowed-by-code"])
-def test_a_crafted_model_is_refused_before_its_code_runs(crafted, attack: str, marker_dir: Path,
-                                                         server_env: dict[str, str]):
+@pytest.mark.parametrize(
+    "attack", ["skops-trusting-exec", "lightgbm-unpickling", "xgboost-class-from-code", "xgboost-shadowed-by-code"]
+)
+def test_a_crafted_model_is_refused_before_its_code_runs(
+    crafted, attack: str, marker_dir: Path, server_env: dict[str, str]
+):
     uri = crafted[attack]
 
     result = run_to_exit({**server_env, "MODELPLANE_MODEL": uri}, "serve")
@@ -99,16 +106,18 @@ def test_a_forest_in_skops_format_serves_without_allow_pickle(serve_model, regis
 
     uri = f"models:/{registry.models.iris}/{registry.models.challenger_version}"
     rows = iris_features.iloc[40:60]
-    response = requests.post(serve_model(uri) + "/invocations",
-                             json={"dataframe_records": rows.to_dict(orient="records")}, timeout=10)
+    response = requests.post(
+        serve_model(uri) + "/invocations", json={"dataframe_records": rows.to_dict(orient="records")}, timeout=10
+    )
 
     assert response.status_code == 200, response.text
     assert response.json()["predictions"] == list(mlflow.pyfunc.load_model(uri).predict(rows))
 
 
 @pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
-def test_a_native_booster_serves_without_allow_pickle(request, library: str, registry: Registry,
-                                                      server_env: dict[str, str], testbed_dir: Path):
+def test_a_native_booster_serves_without_allow_pickle(
+    request, library: str, registry: Registry, server_env: dict[str, str], testbed_dir: Path
+):
     import mlflow
 
     from modelplane.demo import iris_features as iris
@@ -124,18 +133,23 @@ def test_a_native_booster_serves_without_allow_pickle(request, library: str, reg
         else:
             import lightgbm
 
-            model = lightgbm.train({"objective": "multiclass", "num_class": 3, "verbose": -1},
-                                   lightgbm.Dataset(features, labels), num_boost_round=5)
+            model = lightgbm.train(
+                {"objective": "multiclass", "num_class": 3, "verbose": -1},
+                lightgbm.Dataset(features, labels),
+                num_boost_round=5,
+            )
             logged = mlflow.lightgbm.log_model(model, name="model", registered_model_name=f"native-{library}")
     uri = f"models:/native-{library}/{logged.registered_model_version}"
     rows = features.iloc[40:60]
 
-    process, url = start_server(f"serve-native-{library}", {**server_env, "MODELPLANE_MODEL": uri},
-                                testbed_dir / "logs")
+    process, url = start_server(
+        f"serve-native-{library}", {**server_env, "MODELPLANE_MODEL": uri}, testbed_dir / "logs"
+    )
     show_logs_on_failure(request.config, [process])
     try:
-        response = requests.post(url + "/invocations", json={"dataframe_records": rows.to_dict(orient="records")},
-                                 timeout=10)
+        response = requests.post(
+            url + "/invocations", json={"dataframe_records": rows.to_dict(orient="records")}, timeout=10
+        )
     finally:
         process.stop()
 

@@ -76,8 +76,9 @@ def test_the_event_loop_runs_while_the_helper_decodes(tmp_path: Path):
     async def scenario() -> tuple[int, int]:
         offload = Offload()
         try:
-            decoding = asyncio.ensure_future(offload.in_helper(offload_work.pid_once_allowed, str(started),
-                                                         str(allowed)))
+            decoding = asyncio.ensure_future(
+                offload.in_helper(offload_work.pid_once_allowed, str(started), str(allowed))
+            )
             turns = 0
             while not started.exists():  # the loop keeps turning while the helper starts and works
                 await asyncio.sleep(0.01)
@@ -176,7 +177,10 @@ def test_the_helper_dies_with_the_server(server_env: dict[str, str], testbed_dir
         os.kill(process.pid, signal.SIGKILL)  # the server alone, as the OOM killer would
         process.process.wait()
 
-        eventually(lambda: not any(_running(pid) for pid in helpers), timeout=30,
-                   what="the helper processes to exit after the server was killed")
+        eventually(
+            lambda: not any(_running(pid) for pid in helpers),
+            timeout=30,
+            what="the helper processes to exit after the server was killed",
+        )
     finally:
         process.stop()

@@ -37,13 +37,26 @@ def streams(request: pytest.FixtureRequest) -> StreamClient:
 class Consumer:
     """`modelplane stream` as a local process, as the pod runs it."""
 
-    def __init__(self, request: pytest.FixtureRequest, env: dict[str, str], log_dir: Path, streams: StreamClient,
-                 name: str = "consumer-0"):
+    def __init__(
+        self,
+        request: pytest.FixtureRequest,
+        env: dict[str, str],
+        log_dir: Path,
+        streams: StreamClient,
+        name: str = "consumer-0",
+    ):
         self.metrics = free_port()
-        self.env = {**env, "MODELPLANE_SOURCE": streams.url("in"), "MODELPLANE_SINK": streams.url("out"),
-                    "MODELPLANE_DEAD_LETTER": streams.url("dead"), "MODELPLANE_CONSUMER_GROUP": "scorers",
-                    "MODELPLANE_CONSUMER_NAME": name, "MODELPLANE_BATCH_SIZE": str(BATCH),
-                    "MODELPLANE_METRICS_HOST": "127.0.0.1", "MODELPLANE_METRICS_PORT": str(self.metrics)}
+        self.env = {
+            **env,
+            "MODELPLANE_SOURCE": streams.url("in"),
+            "MODELPLANE_SINK": streams.url("out"),
+            "MODELPLANE_DEAD_LETTER": streams.url("dead"),
+            "MODELPLANE_CONSUMER_GROUP": "scorers",
+            "MODELPLANE_CONSUMER_NAME": name,
+            "MODELPLANE_BATCH_SIZE": str(BATCH),
+            "MODELPLANE_METRICS_HOST": "127.0.0.1",
+            "MODELPLANE_METRICS_PORT": str(self.metrics),
+        }
         self.process = Component(f"stream-{streams.prefix}-{name}", [MODELPLANE, "stream"], log_dir, env=self.env)
         show_logs_on_failure(request.config, [self.process])
 
@@ -72,22 +85,25 @@ def _rows(iris_features, count: int) -> list[dict]:
 
 
 def _events(iris_features, count: int) -> list[tuple[str, bytes]]:
-    return [(f"key-{index}", json.dumps({"id": index, **row}).encode())
-            for index, row in enumerate(_rows(iris_features, count))]
+    return [
+        (f"key-{index}", json.dumps({"id": index, **row}).encode())
+        for index, row in enumerate(_rows(iris_features, count))
+    ]
 
 
-def test_every_event_is_scored_with_its_key_and_id(consumer: Consumer, streams: StreamClient, iris_features,
-                                                   reference):
+def test_every_event_is_scored_with_its_key_and_id(consumer: Consumer, streams: StreamClient, iris_features, reference):
     streams.produce("in", _events(iris_features, 300))
     # A list of records in one event gets one output event holding a list.
     pair = [{"id": "a", **_rows(iris_features, 2)[0]}, {"id": "b", **_rows(iris_features, 2)[1]}]
     streams.produce("in", [(None, json.dumps(pair).encode())])
     consumer.start()
 
-    outputs = eventually(lambda: (found := streams.read("out")) and len(found) >= 301 and found, timeout=60,
-                         what="301 outputs")
-    singles = {value["id"]: (key, value["prediction"], headers) for key, value, headers in outputs
-               if isinstance(value, dict)}
+    outputs = eventually(
+        lambda: (found := streams.read("out")) and len(found) >= 301 and found, timeout=60, what="301 outputs"
+    )
+    singles = {
+        value["id"]: (key, value["prediction"], headers) for key, value, headers in outputs if isinstance(value, dict)
+    }
     assert sorted(singles) == list(range(300))
     for index, (key, predicted, headers) in singles.items():
         assert key == f"key-{index}"
@@ -101,16 +117,21 @@ def test_every_event_is_scored_with_its_key_and_id(consumer: Consumer, streams: 
     assert re.search(r'modelplane_stream_end_to_end_seconds_count\{model="iris",version="1"\} 301', metrics), metrics
 
 
-def test_poison_events_are_dead_lettered_and_the_rest_flows(consumer: Consumer, streams: StreamClient,
-                                                            iris_features):
+def test_poison_events_are_dead_lettered_and_the_rest_flows(consumer: Consumer, streams: StreamClient, iris_features):
     good = _events(iris_features, 20)
-    poison = [("bad-json", b"{not json"), ("bad-column", json.dumps({"id": 99, "petal colour": "red"}).encode()),
-              ("bad-type", json.dumps({"id": 98, **{name: "x" for name in iris_features.columns}}).encode())]
+    poison = [
+        ("bad-json", b"{not json"),
+        ("bad-column", json.dumps({"id": 99, "petal colour": "red"}).encode()),
+        ("bad-type", json.dumps({"id": 98, **dict.fromkeys(iris_features.columns, "x")}).encode()),
+    ]
     streams.produce("in", good[:10] + poison + good[10:])
     consumer.start()
 
-    eventually(lambda: len(streams.read("out")) >= 20 and len(streams.read("dead")) >= 3, timeout=60,
-               what="20 outputs and 3 dead letters")
+    eventually(
+        lambda: len(streams.read("out")) >= 20 and len(streams.read("dead")) >= 3,
+        timeout=60,
+        what="20 outputs and 3 dead letters",
+    )
     assert sorted(value["id"] for _, value, _ in streams.read("out")) == list(range(20))
     letters = {key: value for key, value, _ in streams.read("dead")}
     assert set(letters) == {"bad-json", "bad-column", "bad-type"}
@@ -119,8 +140,9 @@ def test_poison_events_are_dead_lettered_and_the_rest_flows(consumer: Consumer, 
     assert letters["bad-type"]["origin"] and letters["bad-type"]["attempts"] >= 0
 
 
-def test_a_killed_consumer_loses_nothing_and_repeats_at_most_a_batch(consumer: Consumer, streams: StreamClient,
-                                                                     iris_features):
+def test_a_killed_consumer_loses_nothing_and_repeats_at_most_a_batch(
+    consumer: Consumer, streams: StreamClient, iris_features
+):
     total = 3000
     streams.produce("in", _events(iris_features, total))
     consumer.start()
@@ -130,8 +152,11 @@ def test_a_killed_consumer_loses_nothing_and_repeats_at_most_a_batch(consumer: C
     consumer.process.process.wait()
     consumer.start()
 
-    outputs = eventually(lambda: (found := streams.read("out")) and len({v["id"] for _, v, _ in found}) == total
-                         and found, timeout=120, what="an output for every input")
+    outputs = eventually(
+        lambda: (found := streams.read("out")) and len({v["id"] for _, v, _ in found}) == total and found,
+        timeout=120,
+        what="an output for every input",
+    )
     assert len(outputs) - total <= BATCH, f"{len(outputs) - total} duplicates, more than one batch of {BATCH}"
 
 
@@ -146,13 +171,17 @@ def test_sigterm_drains_and_exits_zero(consumer: Consumer, streams: StreamClient
 
     # Whatever was written before the exit was acknowledged: a new run repeats none of it.
     consumer.start()
-    outputs = eventually(lambda: (found := streams.read("out")) and len(found) >= 2000 and found, timeout=120,
-                         what="the rest scored after the restart")
+    outputs = eventually(
+        lambda: (found := streams.read("out")) and len(found) >= 2000 and found,
+        timeout=120,
+        what="the rest scored after the restart",
+    )
     assert len(outputs) == 2000, f"{len(outputs) - 2000} repeated after a drained stop ({written} before it)"
 
 
-def test_a_redis_consumer_claims_what_a_dead_one_left_pending(request, server_env: dict[str, str], testbed_dir: Path,
-                                                              redis_broker: Broker, iris_features):
+def test_a_redis_consumer_claims_what_a_dead_one_left_pending(
+    request, server_env: dict[str, str], testbed_dir: Path, redis_broker: Broker, iris_features
+):
     streams = StreamClient(redis_broker, "claimed")
     total = 2000
     streams.produce("in", _events(iris_features, total))
@@ -165,14 +194,21 @@ def test_a_redis_consumer_claims_what_a_dead_one_left_pending(request, server_en
     # once idle (3 s in this test's URL), not left pending for ever.
     successor = Consumer(request, server_env, testbed_dir / "logs", streams, name="consumer-1").start()
     try:
-        eventually(lambda: len({value["id"] for _, value, _ in streams.read("out")}) == total, timeout=90,
-                   what="an output for every input, the dead consumer's pending ones included")
+        eventually(
+            lambda: len({value["id"] for _, value, _ in streams.read("out")}) == total,
+            timeout=90,
+            what="an output for every input, the dead consumer's pending ones included",
+        )
     finally:
         successor.process.stop()
 
 
 def test_an_event_whose_scoring_keeps_failing_is_dead_lettered_after_its_attempts(
-    request, server_env: dict[str, str], testbed_dir: Path, redis_broker: Broker, registry,
+    request,
+    server_env: dict[str, str],
+    testbed_dir: Path,
+    redis_broker: Broker,
+    registry,
 ):
     streams = StreamClient(redis_broker, "failing")
     values = [1.0, 2.0, -1.0, 3.0]
@@ -180,8 +216,11 @@ def test_an_event_whose_scoring_keeps_failing_is_dead_lettered_after_its_attempt
     env = {**server_env, "MODELPLANE_MODEL": f"models:/{registry.models.picky}/1", "MODELPLANE_ALLOW_PICKLE": "true"}
     consumer = Consumer(request, env, testbed_dir / "logs", streams).start()
     try:
-        eventually(lambda: len(streams.read("out")) == 3 and len(streams.read("dead")) == 1, timeout=60,
-                   what="3 predictions and 1 dead letter")
+        eventually(
+            lambda: len(streams.read("out")) == 3 and len(streams.read("dead")) == 1,
+            timeout=60,
+            what="3 predictions and 1 dead letter",
+        )
     finally:
         consumer.process.stop()
     assert {value["id"]: value["prediction"] for _, value, _ in streams.read("out")} == {0: 2.0, 1: 4.0, 3: 6.0}

@@ -1,9 +1,9 @@
 """Start and stop the test bed by hand, for debugging:
 
-    python -m tests.testbed build   # build or reuse the Go binaries and the node's images, with timings
-    python -m tests.testbed up      # start everything, print the variables to export
-    python -m tests.testbed up --node  # and a real node with the project's images (needs root)
-    python -m tests.testbed down    # stop what `up` started
+python -m tests.testbed build   # build or reuse the Go binaries and the node's images, with timings
+python -m tests.testbed up      # start everything, print the variables to export
+python -m tests.testbed up --node  # and a real node with the project's images (needs root)
+python -m tests.testbed down    # stop what `up` started
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ def _up(root: Path, with_node: bool) -> int:
             built = [images.pause_image(_say), images.serving_image(_say), images.operator_image(_say)]
             real_node = node.start_node(plane, root / "node", root / "logs", built, die_with_parent=False)
             started += real_node.components
-            pod_registry, pod_tracking_uri = start_registry(root / "registry", root / "logs", die_with_parent=False,
-                                                            host=real_node.gateway, name="mlflow-for-pods")
+            pod_registry, pod_tracking_uri = start_registry(
+                root / "registry", root / "logs", die_with_parent=False, host=real_node.gateway, name="mlflow-for-pods"
+            )
             started.append(pod_registry)
     except ComponentFailed as failure:
         for component in reversed(started):
@@ -54,8 +55,10 @@ def _up(root: Path, with_node: bool) -> int:
     (root / "state.json").write_text(json.dumps(state, indent=2))
     print(f"test bed up; logs in {state['logs']}; models: {models}")
     if with_node:
-        print(f"node {real_node.name} up: images {', '.join(image.name for image in built)}; pods reach the "
-              f"registry at {pod_tracking_uri}; place a pod with {json.dumps(real_node.placement)}")
+        print(
+            f"node {real_node.name} up: images {', '.join(image.name for image in built)}; pods reach the "
+            f"registry at {pod_tracking_uri}; place a pod with {json.dumps(real_node.placement)}"
+        )
     print(f"export KUBECONFIG={plane.kubeconfig}")
     print(f"export MLFLOW_TRACKING_URI={tracking_uri}")
     print(f"export PATH={binaries.cache_dir() / 'bin'}:$PATH")
@@ -73,8 +76,10 @@ def _down(root: Path) -> int:
         print(f"stopped {name} (pid {pid})")
     if "node" in state:
         node.clear_leftovers(Path(state["node"]["root"]), set(state["node"]["netns_before"]))
-        print("cleared what the node left: its pods' processes, containerd's shims, mounts, kube-proxy's rules, "
-              "the pod network")
+        print(
+            "cleared what the node left: its pods' processes, containerd's shims, mounts, kube-proxy's rules, "
+            "the pod network"
+        )
     state_file.unlink()
     return 0
 
@@ -87,8 +92,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.testbed")
     parser.add_argument("action", choices=["build", "up", "down"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state and logs; default: %(default)s")
-    parser.add_argument("--node", action="store_true", help="with `up`: also a real node (containerd, kubelet, "
-                        "kube-proxy) with the project's images, and the registry on its pods' gateway")
+    parser.add_argument(
+        "--node",
+        action="store_true",
+        help="with `up`: also a real node (containerd, kubelet, "
+        "kube-proxy) with the project's images, and the registry on its pods' gateway",
+    )
     args = parser.parse_args()
     if args.action == "build":
         binaries.ensure_built(_say)

@@ -56,8 +56,19 @@ def _fetch_kafka() -> float | None:
     started = time.monotonic()
     partial = libs.with_suffix(".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    subprocess.run(["mvn", "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
-                    f"-DoutputDirectory={partial}", "-DincludeScope=runtime"], check=True)
+    subprocess.run(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(KAFKA_POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={partial}",
+            "-DincludeScope=runtime",
+        ],
+        check=True,
+    )
     partial.rename(libs)
     return time.monotonic() - started
 
@@ -66,8 +77,13 @@ def keda_scaled_object_crd() -> Path:
     """KEDA's ScaledObject CRD, out of its Go module (the module proxy is the way to it here)."""
     crd = cache_dir() / f"keda-{KEDA_VERSION}_scaledobjects.yaml"
     if not crd.exists():
-        listing = subprocess.run(["go", "mod", "download", "-json", f"github.com/kedacore/keda/v2@{KEDA_VERSION}"],
-                                 check=True, capture_output=True, text=True, cwd=tempfile.gettempdir())
+        listing = subprocess.run(
+            ["go", "mod", "download", "-json", f"github.com/kedacore/keda/v2@{KEDA_VERSION}"],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=tempfile.gettempdir(),
+        )
         module = Path(json.loads(listing.stdout)["Dir"])
         shutil.copyfile(module / "config" / "crd" / "bases" / "keda.sh_scaledobjects.yaml", crd)
     return crd

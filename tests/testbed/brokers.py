@@ -35,8 +35,23 @@ def _program(name: str) -> str:
 def start_redis(root: Path, log_dir: Path) -> Broker:
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    server = Component("redis", [_program("redis-server"), "--bind", "127.0.0.1", "--port", str(port),
-                                 "--dir", str(root), "--save", "", "--appendonly", "no"], log_dir).start()
+    server = Component(
+        "redis",
+        [
+            _program("redis-server"),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(root),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        log_dir,
+    ).start()
     server.wait_until(lambda: listening(port), timeout=30, what="listening")
     return Broker("redis", "127.0.0.1", port, server)
 
@@ -44,35 +59,43 @@ def start_redis(root: Path, log_dir: Path) -> Broker:
 def start_nats(root: Path, log_dir: Path) -> Broker:
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    server = Component("nats", [_program("nats-server"), "--jetstream", "--store_dir", str(root),
-                                "--addr", "127.0.0.1", "--port", str(port)], log_dir).start()
+    server = Component(
+        "nats",
+        [_program("nats-server"), "--jetstream", "--store_dir", str(root), "--addr", "127.0.0.1", "--port", str(port)],
+        log_dir,
+    ).start()
     server.wait_until(lambda: listening(port), timeout=30, what="listening")
     return Broker("nats", "127.0.0.1", port, server)
 
 
 def _kafka_properties(root: Path, host: str, port: int, controller_port: int) -> Path:
     properties = root / "server.properties"
-    properties.write_text("\n".join([
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-        f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        f"advertised.listeners=PLAINTEXT://{host}:{port}",
-        "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "inter.broker.listener.name=PLAINTEXT",
-        f"log.dirs={root / 'data'}",
-        # One node: every internal topic with one replica, and no wait before a group's first rebalance.
-        "offsets.topic.replication.factor=1",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "group.initial.rebalance.delay.ms=0",
-        # Offset commits answered at once: the group coordinator otherwise holds each write
-        # 5 ms to batch it with others, which a lone consumer committing per batch waits out.
-        "group.coordinator.append.linger.ms=0",
-        "num.partitions=1",
-    ]) + "\n")
+    properties.write_text(
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+                f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{controller_port}",
+                f"advertised.listeners=PLAINTEXT://{host}:{port}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name=PLAINTEXT",
+                f"log.dirs={root / 'data'}",
+                # One node: every internal topic with one replica, and no wait before a group's first rebalance.
+                "offsets.topic.replication.factor=1",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "group.initial.rebalance.delay.ms=0",
+                # Offset commits answered at once: the group coordinator otherwise holds each write
+                # 5 ms to batch it with others, which a lone consumer committing per batch waits out.
+                "group.coordinator.append.linger.ms=0",
+                "num.partitions=1",
+            ]
+        )
+        + "\n"
+    )
     return properties
 
 
@@ -90,8 +113,12 @@ def start_kafka(root: Path, log_dir: Path, host: str = "127.0.0.1", name: str = 
     java = [_program("java"), "-Xms256m", "-Xmx768m", "-cp", f"{binaries.kafka_libs()}/*"]
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     # Joined to its option: an id starting with "-" (one in 64) would be read as an option.
-    subprocess.run([*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(properties)],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(properties)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     server = Component(name, [*java, "kafka.Kafka", str(properties)], log_dir).start()
     server.wait_until(lambda: _kafka_ready(host, port), timeout=120, what="serving metadata")
     return Broker("kafka", host, port, server)

@@ -49,8 +49,14 @@ class ControlPlane:
     ca_file: Path
     components: list[Component] = field(default_factory=list)
 
-    def kubectl(self, *args: str, input: str | None = None, kubeconfig: Path | None = None,
-                check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,
+        kubeconfig: Path | None = None,
+        check: bool = True,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess:
         """Runs the test bed's own kubectl; a failure raises with kubectl's error text."""
         argv = [str(binaries.binary("kubectl")), "--kubeconfig", str(kubeconfig or self.kubeconfig), *args]
         return _run(argv, input, check, timeout)
@@ -59,8 +65,12 @@ class ControlPlane:
         """Waits until the API server serves a CRD. `kubectl wait` fails at once, not waits,
         when it reads the CRD before the API server has given it any condition."""
         deadline = time.monotonic() + timeout
-        while self.kubectl("get", f"crd/{crd}", "-o",
-                           "jsonpath={.status.conditions[?(@.type=='Established')].status}").stdout != "True":
+        while (
+            self.kubectl(
+                "get", f"crd/{crd}", "-o", "jsonpath={.status.conditions[?(@.type=='Established')].status}"
+            ).stdout
+            != "True"
+        ):
             if time.monotonic() > deadline:
                 raise AssertionError(f"CRD {crd} was not Established within {timeout:.0f} s")
             time.sleep(0.1)
@@ -111,7 +121,9 @@ def _make_service_account_keys(pki: Path) -> tuple[Path, Path]:
     key, public = pki / "service-account.key", pki / "service-account.pub"
     if not key.exists():
         subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-        subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-out", str(public)], check=True, capture_output=True)
+        subprocess.run(
+            ["openssl", "rsa", "-in", str(key), "-pubout", "-out", str(public)], check=True, capture_output=True
+        )
     return key, public
 
 
@@ -130,12 +142,30 @@ def _http_ok(url: str) -> bool:
 def _start_etcd(root: Path, logs: Path, **start) -> tuple[Component, str]:
     client, peer = free_port(), free_port()
     url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
-    etcd = Component("etcd", [
-        str(binaries.binary("etcd")), "--name", "testbed", "--unsafe-no-fsync", "--data-dir", str(root / "etcd"),
-        "--listen-client-urls", url, "--advertise-client-urls", url,
-        "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-        "--initial-cluster", f"testbed={peer_url}", "--listen-metrics-urls", f"http://127.0.0.1:{free_port()}",
-    ], logs).start(**start)
+    etcd = Component(
+        "etcd",
+        [
+            str(binaries.binary("etcd")),
+            "--name",
+            "testbed",
+            "--unsafe-no-fsync",
+            "--data-dir",
+            str(root / "etcd"),
+            "--listen-client-urls",
+            url,
+            "--advertise-client-urls",
+            url,
+            "--listen-peer-urls",
+            peer_url,
+            "--initial-advertise-peer-urls",
+            peer_url,
+            "--initial-cluster",
+            f"testbed={peer_url}",
+            "--listen-metrics-urls",
+            f"http://127.0.0.1:{free_port()}",
+        ],
+        logs,
+    ).start(**start)
     etcd.wait_until(lambda: _http_ok(f"{url}/health"), timeout=30)
     return etcd, url
 
@@ -148,34 +178,62 @@ def _start_apiserver(root: Path, logs: Path, etcd_url: str, admin_token: str, **
     tokens.write_text(f'{admin_token},testbed-admin,testbed-admin,"system:masters"\n')
     port = free_port()
     server = f"https://127.0.0.1:{port}"
-    apiserver = Component("kube-apiserver", [
-        str(binaries.binary("kube-apiserver")),
-        "--etcd-servers", etcd_url,
-        "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", str(port),
-        "--cert-dir", str(pki / "apiserver"),
-        "--token-auth-file", str(tokens),
-        "--authorization-mode", "RBAC",
-        "--service-account-issuer", "https://kubernetes.default.svc",
-        "--service-account-key-file", str(sa_public),
-        "--service-account-signing-key-file", str(sa_key),
-        "--service-cluster-ip-range", SERVICE_CIDR,
-        "--endpoint-reconciler-type", "none",
-    ], logs).start(**start)
+    apiserver = Component(
+        "kube-apiserver",
+        [
+            str(binaries.binary("kube-apiserver")),
+            "--etcd-servers",
+            etcd_url,
+            "--bind-address",
+            "127.0.0.1",
+            "--advertise-address",
+            "127.0.0.1",
+            "--secure-port",
+            str(port),
+            "--cert-dir",
+            str(pki / "apiserver"),
+            "--token-auth-file",
+            str(tokens),
+            "--authorization-mode",
+            "RBAC",
+            "--service-account-issuer",
+            "https://kubernetes.default.svc",
+            "--service-account-key-file",
+            str(sa_public),
+            "--service-account-signing-key-file",
+            str(sa_key),
+            "--service-cluster-ip-range",
+            SERVICE_CIDR,
+            "--endpoint-reconciler-type",
+            "none",
+        ],
+        logs,
+    ).start(**start)
     serving_chain = pki / "apiserver" / "apiserver.crt"
     apiserver.wait_until(lambda: _https_ok(f"{server}/readyz", serving_chain, admin_token), timeout=90)
     # The self-signed chain is the serving certificate, then the CA that signed it;
     # clients and the root-CA publisher want the CA alone.
     ca_file = pki / "ca.crt"
-    ca_file.write_text("-----BEGIN CERTIFICATE-----" + serving_chain.read_text().split("-----BEGIN CERTIFICATE-----")[-1])
+    ca_file.write_text(
+        "-----BEGIN CERTIFICATE-----" + serving_chain.read_text().split("-----BEGIN CERTIFICATE-----")[-1]
+    )
     return apiserver, server, ca_file
 
 
 def _controller_args(kubeconfig: Path) -> list[str]:
     # No client-side rate limit (as kwokctl does): at the default 20 requests/s the
     # controllers, not the code under test, would set the pace of any test at scale.
-    return ["--kubeconfig", str(kubeconfig), "--leader-elect=false",
-            "--bind-address", "127.0.0.1", "--secure-port", str(free_port()),
-            "--kube-api-qps=5000", "--kube-api-burst=10000"]
+    return [
+        "--kubeconfig",
+        str(kubeconfig),
+        "--leader-elect=false",
+        "--bind-address",
+        "127.0.0.1",
+        "--secure-port",
+        str(free_port()),
+        "--kube-api-qps=5000",
+        "--kube-api-burst=10000",
+    ]
 
 
 def _fake_node(name: str) -> dict:
@@ -205,21 +263,52 @@ def start_control_plane(root: Path, logs: Path, die_with_parent: bool = True) ->
         plane.components.append(apiserver)
         _write_kubeconfig(plane.kubeconfig, plane.server, plane.ca_file, "testbed-admin", admin_token)
         sa_key = root / "pki" / "service-account.key"
-        plane.components.append(Component("kube-controller-manager", [
-            str(binaries.binary("kube-controller-manager")), *_controller_args(plane.kubeconfig),
-            "--service-account-private-key-file", str(sa_key), "--root-ca-file", str(plane.ca_file),
-            "--use-service-account-credentials=false",
-        ], logs).start(**start))
-        plane.components.append(Component("kube-scheduler", [
-            str(binaries.binary("kube-scheduler")), *_controller_args(plane.kubeconfig),
-        ], logs).start(**start))
+        plane.components.append(
+            Component(
+                "kube-controller-manager",
+                [
+                    str(binaries.binary("kube-controller-manager")),
+                    *_controller_args(plane.kubeconfig),
+                    "--service-account-private-key-file",
+                    str(sa_key),
+                    "--root-ca-file",
+                    str(plane.ca_file),
+                    "--use-service-account-credentials=false",
+                ],
+                logs,
+            ).start(**start)
+        )
+        plane.components.append(
+            Component(
+                "kube-scheduler",
+                [
+                    str(binaries.binary("kube-scheduler")),
+                    *_controller_args(plane.kubeconfig),
+                ],
+                logs,
+            ).start(**start)
+        )
         stages = _kwok_stages(root)
-        plane.components.append(Component("kwok", [
-            str(binaries.binary("kwok")), "--kubeconfig", str(plane.kubeconfig),
-            "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "--server-address", f"127.0.0.1:{free_port()}", "--cidr", "10.244.0.0/16", "--node-ip", "127.0.0.1",
-            *[f"--config={stage}" for stage in stages],
-        ], logs).start(**start))
+        plane.components.append(
+            Component(
+                "kwok",
+                [
+                    str(binaries.binary("kwok")),
+                    "--kubeconfig",
+                    str(plane.kubeconfig),
+                    "--manage-all-nodes=false",
+                    "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                    "--server-address",
+                    f"127.0.0.1:{free_port()}",
+                    "--cidr",
+                    "10.244.0.0/16",
+                    "--node-ip",
+                    "127.0.0.1",
+                    *[f"--config={stage}" for stage in stages],
+                ],
+                logs,
+            ).start(**start)
+        )
         plane.apply([_fake_node(name) for name in FAKE_NODE_NAMES])
         _wait_for_scheduling(plane)
     except BaseException:
@@ -235,10 +324,13 @@ def _kwok_stages(root: Path) -> list[Path]:
     for source in sorted(binaries.kwok_stage_dir().glob("*.yaml")):
         stage = yaml.safe_load(source.read_text())
         if stage["metadata"]["name"] == "pod-ready":
-            stage["spec"]["selector"]["matchExpressions"].append({
-                "key": '.spec.containers.[].env.[] | select( .name == "MODELPLANE_MODEL" ) | .value',
-                "operator": "NotIn", "values": [UNREADY_MODEL_URI],
-            })
+            stage["spec"]["selector"]["matchExpressions"].append(
+                {
+                    "key": '.spec.containers.[].env.[] | select( .name == "MODELPLANE_MODEL" ) | .value',
+                    "operator": "NotIn",
+                    "values": [UNREADY_MODEL_URI],
+                }
+            )
         stages.append(root / "kwok-stages" / source.name)
         stages[-1].parent.mkdir(parents=True, exist_ok=True)
         stages[-1].write_text(yaml.safe_dump(stage))
@@ -248,6 +340,7 @@ def _kwok_stages(root: Path) -> list[Path]:
 def _wait_for_scheduling(plane: ControlPlane) -> None:
     """Ready means a pod can be placed: the fake nodes are Ready and the default
     ServiceAccount exists (its controller creates it; pods are refused without it)."""
+
     def nodes_ready() -> bool:
         nodes = json.loads(plane.kubectl("get", "nodes", "-o", "json").stdout)["items"]
         return len([n for n in nodes if is_ready(n)]) == len(FAKE_NODE_NAMES)

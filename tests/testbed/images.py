@@ -28,8 +28,14 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 # Package lists, caches and documentation: not part of an image users get (slim images
 # leave them out the same way).
-BASE_LEFT_OUT = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/locale",
-                 "usr/share/man", "usr/share/info")
+BASE_LEFT_OUT = (
+    "var/cache/apt/archives",
+    "var/lib/apt/lists",
+    "usr/share/doc",
+    "usr/share/locale",
+    "usr/share/man",
+    "usr/share/info",
+)
 # What the project's Dockerfiles copy (each lives in one of these folders).
 PROJECT_INPUTS = ("pyproject.toml", "README.md", "cli", "operator", "serving")
 # Package downloads during a build trust the machine's CAs; the bundle is mounted for the
@@ -53,8 +59,20 @@ def images_dir() -> Path:
 
 def _buildah(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     storage = images_dir() / "storage"
-    done = subprocess.run(["buildah", "--root", str(storage / "root"), "--runroot", str(storage / "run"),
-                           "--storage-driver", "vfs", *args], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            "buildah",
+            "--root",
+            str(storage / "root"),
+            "--runroot",
+            str(storage / "run"),
+            "--storage-driver",
+            "vfs",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+    )
     if check and done.returncode != 0:
         raise RuntimeError(f"buildah {args[0]} failed ({done.returncode}): {done.stderr.strip()[-3000:]}")
     return done
@@ -139,8 +157,12 @@ def pause_image(log=print) -> Image:
     def build(reference: str) -> None:
         with tempfile.TemporaryDirectory() as work:
             program = Path(work) / "pause"
-            subprocess.run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(program), "."],
-                           cwd=PAUSE_MODULE, check=True, env={**os.environ, "CGO_ENABLED": "0"})
+            subprocess.run(
+                ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(program), "."],
+                cwd=PAUSE_MODULE,
+                check=True,
+                env={**os.environ, "CGO_ENABLED": "0"},
+            )
             _from_scratch(reference, [(str(program), "/pause")], ["--entrypoint", '["/pause"]', "--user", "65535"])
 
     return _ensure("pause", _digest(source, (PAUSE_MODULE / "go.mod").read_bytes()), build, log)
@@ -148,17 +170,30 @@ def pause_image(log=print) -> Image:
 
 def base_image(log=print) -> Image:
     """Debian's minimal base with Python: what `python:3.11-slim` gives, from packages."""
+
     def build(reference: str) -> None:
         with tempfile.TemporaryDirectory(dir=images_dir()) as work:
             rootfs, tarball = Path(work) / "rootfs", Path(work) / "rootfs.tar"
-            subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
-                            DEBIAN_SUITE, str(rootfs), DEBIAN_MIRROR], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    f"--include={','.join(BASE_PACKAGES)}",
+                    DEBIAN_SUITE,
+                    str(rootfs),
+                    DEBIAN_MIRROR,
+                ],
+                check=True,
+                capture_output=True,
+            )
             for leftover in BASE_LEFT_OUT:
                 shutil.rmtree(rootfs / leftover, ignore_errors=True)
             subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], check=True)
-            _from_scratch(reference, [(str(tarball), "/")], [
-                "--env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "--cmd", '["python3"]'])
+            _from_scratch(
+                reference,
+                [(str(tarball), "/")],
+                ["--env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "--cmd", '["python3"]'],
+            )
 
     return _ensure("base", _digest(DEBIAN_SUITE.encode(), *map(str.encode, BASE_PACKAGES + BASE_LEFT_OUT)), build, log)
 
@@ -168,9 +203,21 @@ def _from_dockerfile(name: str, dockerfile: Path, log) -> Image:
     base = base_image(log)
 
     def build(reference: str) -> None:
-        _buildah("bud", "--isolation", "chroot", "--layers=false",
-                 "--build-arg", f"BASE={_in_storage(base.name, base.archive)}",
-                 "--volume", f"{CA_BUNDLE}:{CA_BUNDLE}:ro", "-f", str(dockerfile), "-t", reference, str(REPO))
+        _buildah(
+            "bud",
+            "--isolation",
+            "chroot",
+            "--layers=false",
+            "--build-arg",
+            f"BASE={_in_storage(base.name, base.archive)}",
+            "--volume",
+            f"{CA_BUNDLE}:{CA_BUNDLE}:ro",
+            "-f",
+            str(dockerfile),
+            "-t",
+            reference,
+            str(REPO),
+        )
 
     return _ensure(name, _digest(base.name.encode(), *_tree_bytes(REPO, PROJECT_INPUTS)), build, log)
 

@@ -9,6 +9,7 @@ tests' pods never land on it; a pod meant for it tolerates the taint and selects
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -51,12 +52,19 @@ class Node:
     @property
     def placement(self) -> dict:
         """The spec fields that put a pod on this node: its selector and the taint's toleration."""
-        return {"nodeSelector": {"kubernetes.io/hostname": self.name},
-                "tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]}
+        return {
+            "nodeSelector": {"kubernetes.io/hostname": self.name},
+            "tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+        }
 
     def ctr(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(["ctr", "--address", str(self.containerd_address), "--namespace", "k8s.io", *args],
-                              check=True, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            ["ctr", "--address", str(self.containerd_address), "--namespace", "k8s.io", *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def load(self, image: Image) -> None:
         """Imports an image into the node's containerd."""
@@ -86,8 +94,8 @@ def _containerd_config(root: Path, pause: Image) -> Path:
     cni = root / "cni"
     config = f"""
 version = 2
-root = "{root / 'containerd' / 'root'}"
-state = "{root / 'containerd' / 'state'}"
+root = "{root / "containerd" / "root"}"
+state = "{root / "containerd" / "state"}"
 [grpc]
   address = "{root / CONTAINERD_SOCKET}"
 [plugins."io.containerd.grpc.v1.cri"]
@@ -106,16 +114,30 @@ state = "{root / 'containerd' / 'state'}"
     path = root / "containerd.toml"
     path.write_text(config)
     cni.mkdir(parents=True, exist_ok=True)
-    (cni / "10-modelplane.conflist").write_text(json.dumps({
-        "cniVersion": "1.0.0",
-        "name": "modelplane",
-        "plugins": [
-            {"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False, "hairpinMode": True,
-             # The default route sends Service traffic to the host, where kube-proxy is.
-             "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_SUBNET, "gateway": GATEWAY}]],
-                      "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(root / "cni-ipam")}},
-        ],
-    }))
+    (cni / "10-modelplane.conflist").write_text(
+        json.dumps(
+            {
+                "cniVersion": "1.0.0",
+                "name": "modelplane",
+                "plugins": [
+                    {
+                        "type": "bridge",
+                        "bridge": BRIDGE,
+                        "isGateway": True,
+                        "ipMasq": False,
+                        "hairpinMode": True,
+                        # The default route sends Service traffic to the host, where kube-proxy is.
+                        "ipam": {
+                            "type": "host-local",
+                            "ranges": [[{"subnet": POD_SUBNET, "gateway": GATEWAY}]],
+                            "routes": [{"dst": "0.0.0.0/0"}],
+                            "dataDir": str(root / "cni-ipam"),
+                        },
+                    },
+                ],
+            }
+        )
+    )
     return path
 
 
@@ -181,18 +203,28 @@ def _relay_api_server(plane: ControlPlane, logs: Path, **start) -> Component:
     names the ClusterIP, so in-cluster clients verify it as usual."""
     port = free_port()
     api_port = urllib.parse.urlsplit(plane.server).port
-    relay = Component("api-server-relay", [
-        "socat", f"TCP-LISTEN:{port},bind={GATEWAY},fork,reuseaddr", f"TCP:127.0.0.1:{api_port}"], logs).start(**start)
-    plane.apply({
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {"name": "kubernetes-via-gateway", "namespace": "default",
-                     "labels": {"kubernetes.io/service-name": "kubernetes",
-                                "endpointslice.kubernetes.io/managed-by": "modelplane.test"}},
-        "addressType": "IPv4",
-        "endpoints": [{"addresses": [GATEWAY], "conditions": {"ready": True}}],
-        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
-    })
+    relay = Component(
+        "api-server-relay",
+        ["socat", f"TCP-LISTEN:{port},bind={GATEWAY},fork,reuseaddr", f"TCP:127.0.0.1:{api_port}"],
+        logs,
+    ).start(**start)
+    plane.apply(
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": "kubernetes-via-gateway",
+                "namespace": "default",
+                "labels": {
+                    "kubernetes.io/service-name": "kubernetes",
+                    "endpointslice.kubernetes.io/managed-by": "modelplane.test",
+                },
+            },
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [GATEWAY], "conditions": {"ready": True}}],
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+        }
+    )
     return relay
 
 
@@ -220,10 +252,8 @@ def _kill_pod_processes() -> None:
         if not pids:
             return
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         time.sleep(0.1)
 
 
@@ -285,27 +315,37 @@ def start_node(plane: ControlPlane, root: Path, logs: Path, images: list[Image],
         containerd.wait_until(lambda: node.ctr("version", timeout=5).returncode == 0, timeout=30)
         for image in images:
             node.load(image)
-        kubelet = Component("kubelet", [
-            str(binaries.binary("kubelet")),
-            "--config", str(_kubelet_config(root)),
-            "--kubeconfig", str(plane.kubeconfig),
-            "--container-runtime-endpoint", f"unix://{node.containerd_address}",
-            "--root-dir", str(root / "kubelet"),
-            "--cert-dir", str(root / "kubelet-pki"),
-            "--hostname-override", NODE_NAME,
-            "--node-ip", GATEWAY,
-        ], logs)
+        kubelet = Component(
+            "kubelet",
+            [
+                str(binaries.binary("kubelet")),
+                "--config",
+                str(_kubelet_config(root)),
+                "--kubeconfig",
+                str(plane.kubeconfig),
+                "--container-runtime-endpoint",
+                f"unix://{node.containerd_address}",
+                "--root-dir",
+                str(root / "kubelet"),
+                "--cert-dir",
+                str(root / "kubelet-pki"),
+                "--hostname-override",
+                NODE_NAME,
+                "--node-ip",
+                GATEWAY,
+            ],
+            logs,
+        )
         node.components.append(kubelet.start(**start))
-        kubelet.wait_until(lambda: is_ready(plane.get("node", NODE_NAME)), timeout=120,
-                           what="registering a Ready node")
+        kubelet.wait_until(lambda: is_ready(plane.get("node", NODE_NAME)), timeout=120, what="registering a Ready node")
         proxy_config, proxy_health = _kube_proxy_config(root, plane.kubeconfig)
         proxy = Component("kube-proxy", [str(binaries.binary("kube-proxy")), "--config", str(proxy_config)], logs)
         node.components.append(proxy.start(**start))
-        proxy.wait_until(lambda: urllib.request.urlopen(proxy_health, timeout=2).status == 200, timeout=60,
-                         what="syncing its rules")
+        proxy.wait_until(
+            lambda: urllib.request.urlopen(proxy_health, timeout=2).status == 200, timeout=60, what="syncing its rules"
+        )
         node.components.append(_relay_api_server(plane, logs, **start))
     except BaseException:
         node.stop()
         raise
     return node
-

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-
 _PR_SET_PDEATHSIG = 1
 
 
@@ -104,6 +103,7 @@ def stop_pid(pid: int, grace: float = 5.0) -> None:
     A component leads a process group of its own (it started a session), and the signals
     go to the whole group, so what it forked (server workers, a relay's connections)
     ends with it."""
+
     def send(signal_number: int) -> None:
         try:
             if os.getpgid(pid) == pid:

@@ -32,23 +32,42 @@ class RegistryModels:
     picky: str = "refuses-negative"  # a cloudpickled custom pyfunc doubling `x`; predict fails on any x < 0
 
 
-def start_registry(root: Path, logs: Path, die_with_parent: bool = True, host: str = "127.0.0.1",
-                   name: str = "mlflow") -> tuple[Component, str]:
+def start_registry(
+    root: Path, logs: Path, die_with_parent: bool = True, host: str = "127.0.0.1", name: str = "mlflow"
+) -> tuple[Component, str]:
     """Starts `mlflow server` on `host` (loopback unless pods must reach it); returns it and
     its tracking URI once it answers. Servers started on the same `root` share one registry."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     uri = f"http://{host}:{port}"
-    server = Component(name, [
-        sys.executable, "-m", "mlflow", "server",
-        "--host", host, "--port", str(port), "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts",
-        # Its webhooks call the operator on loopback over plain HTTP, which MLflow refuses
-        # by default (a cluster puts TLS in front of the operator's endpoint); and a test's
-        # new webhook is called at once, not after MLflow's 60 s cache of webhooks expires.
-    ], logs, env={"MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true", "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
-                  "MLFLOW_WEBHOOK_CACHE_TTL": "0"},
+    server = Component(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--serve-artifacts",
+            # Its webhooks call the operator on loopback over plain HTTP, which MLflow refuses
+            # by default (a cluster puts TLS in front of the operator's endpoint); and a test's
+            # new webhook is called at once, not after MLflow's 60 s cache of webhooks expires.
+        ],
+        logs,
+        env={
+            "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+            "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+            "MLFLOW_WEBHOOK_CACHE_TTL": "0",
+        },
     ).start(die_with_parent=die_with_parent)
     server.wait_until(lambda: urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200, timeout=90)
     return server, uri
@@ -96,8 +115,10 @@ def _scan_reader(classifier):
             import numpy as np
             from PIL import Image
 
-            pixels = [np.asarray(Image.open(io.BytesIO(scan)).convert("L").resize((8, 8)), dtype=float).reshape(64)
-                      * 16 / 255 for scan in model_input["image"]]
+            pixels = [
+                np.asarray(Image.open(io.BytesIO(scan)).convert("L").resize((8, 8)), dtype=float).reshape(64) * 16 / 255
+                for scan in model_input["image"]
+            ]
             return self.classifier.predict(np.stack(pixels))
 
     return ReadScans(classifier)
@@ -132,17 +153,27 @@ def _register_digit_models(experiment_id: str, models: RegistryModels) -> None:
     requirements = [f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}"]
     with mlflow.start_run(experiment_id=experiment_id):
         mlflow.sklearn.log_model(
-            classifier, name="model", serialization_format="skops", registered_model_name=models.digits,
-            signature=ModelSignature(Schema([TensorSpec(np.dtype("float64"), (-1, 64))]),
-                                     Schema([TensorSpec(np.dtype("int64"), (-1,))])),
+            classifier,
+            name="model",
+            serialization_format="skops",
+            registered_model_name=models.digits,
+            signature=ModelSignature(
+                Schema([TensorSpec(np.dtype("float64"), (-1, 64))]), Schema([TensorSpec(np.dtype("int64"), (-1,))])
+            ),
             pip_requirements=[*requirements, f"skops=={skops.__version__}"],
         )
     with mlflow.start_run(experiment_id=experiment_id):
         mlflow.pyfunc.log_model(
-            name="model", python_model=_scan_reader(classifier), registered_model_name=models.digit_scans,
+            name="model",
+            python_model=_scan_reader(classifier),
+            registered_model_name=models.digit_scans,
             signature=ModelSignature(Schema([ColSpec("binary", "image")]), Schema([ColSpec("long")])),
-            pip_requirements=[*requirements, f"pillow=={PIL.__version__}", f"cloudpickle=={cloudpickle.__version__}",
-                              models.missing_requirement],
+            pip_requirements=[
+                *requirements,
+                f"pillow=={PIL.__version__}",
+                f"cloudpickle=={cloudpickle.__version__}",
+                models.missing_requirement,
+            ],
         )
 
 
@@ -156,13 +187,21 @@ def _register_credit_model(experiment_id: str, models: RegistryModels) -> None:
     from sklearn.linear_model import LogisticRegression
 
     rows = np.random.default_rng(0)
-    applicants = pd.DataFrame({"age": rows.integers(18, 80, 200), "income": rows.normal(50_000, 15_000, 200),
-                               "employed": rows.random(200) > 0.3})
+    applicants = pd.DataFrame(
+        {
+            "age": rows.integers(18, 80, 200),
+            "income": rows.normal(50_000, 15_000, 200),
+            "employed": rows.random(200) > 0.3,
+        }
+    )
     approved = (applicants.income > 45_000) & applicants.employed
     classifier = LogisticRegression(max_iter=1000).fit(applicants, approved)
     with mlflow.start_run(experiment_id=experiment_id):
         mlflow.sklearn.log_model(
-            classifier, name="model", serialization_format="skops", registered_model_name=models.credit,
+            classifier,
+            name="model",
+            serialization_format="skops",
+            registered_model_name=models.credit,
             signature=infer_signature(applicants, classifier.predict(applicants)),
             pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"skops=={skops.__version__}"],
         )
@@ -182,10 +221,19 @@ def register_test_models(tracking_uri: str) -> RegistryModels:
     models = RegistryModels()
     mlflow.set_tracking_uri(tracking_uri)
     experiment_id = mlflow.create_experiment("testbed")
-    assert register_iris_model(experiment_id, LogisticRegression(max_iter=500), models.iris, "champion") == models.champion_version
-    assert register_iris_model(
-        experiment_id, RandomForestClassifier(n_estimators=10, random_state=0), models.iris, "challenger",
-    ) == models.challenger_version
+    assert (
+        register_iris_model(experiment_id, LogisticRegression(max_iter=500), models.iris, "champion")
+        == models.champion_version
+    )
+    assert (
+        register_iris_model(
+            experiment_id,
+            RandomForestClassifier(n_estimators=10, random_state=0),
+            models.iris,
+            "challenger",
+        )
+        == models.challenger_version
+    )
 
     example = pd.DataFrame({"x": [1.0, 2.0], "y": [3.0, 4.0]})
     with mlflow.start_run(experiment_id=experiment_id):

@@ -38,8 +38,10 @@ class ChildConflict(Exception):
     ModelDeployment: nothing was written to it."""
 
     def __init__(self, kind: str, name: str):
-        super().__init__(f"{kind}/{name} already exists and is not controlled by this ModelDeployment: it is left "
-                         "alone; delete or rename it, or give this ModelDeployment another name")
+        super().__init__(
+            f"{kind}/{name} already exists and is not controlled by this ModelDeployment: it is left "
+            "alone; delete or rename it, or give this ModelDeployment another name"
+        )
         self.kind, self.name = kind, name
 
 
@@ -75,8 +77,9 @@ def apply_children(children: list[dict], compare: bool = True) -> int:
 def _controlled(live: dict, child: dict) -> bool:
     """Whether the live object's controller is the owner the rendered child names."""
     owners = {ref["uid"] for ref in child["metadata"].get("ownerReferences") or () if ref.get("controller")}
-    return any(ref.get("controller") and ref.get("uid") in owners
-               for ref in live["metadata"].get("ownerReferences") or ())
+    return any(
+        ref.get("controller") and ref.get("uid") in owners for ref in live["metadata"].get("ownerReferences") or ()
+    )
 
 
 def _create(child: dict) -> bool:
@@ -84,8 +87,11 @@ def _create(child: dict) -> bool:
     less than a server-side apply (measured on the test bed), which under a burst of new
     resources is what each waits for; its fields are taken over by the first apply."""
     try:
-        _read_to_end(resource(child["apiVersion"], child["kind"]).create(
-            body=child, namespace=child["metadata"]["namespace"], field_manager=FIELD_MANAGER, serialize=False))
+        _read_to_end(
+            resource(child["apiVersion"], child["kind"]).create(
+                body=child, namespace=child["metadata"]["namespace"], field_manager=FIELD_MANAGER, serialize=False
+            )
+        )
     except ConflictError:
         return False
     return True
@@ -94,9 +100,15 @@ def _create(child: dict) -> bool:
 def _apply(child: dict) -> None:
     # Server-side apply: fields this manager stops setting are removed, and fields others
     # own (the autoscaler's replica count) are left to them.
-    _read_to_end(resource(child["apiVersion"], child["kind"]).server_side_apply(
-        body=child, namespace=child["metadata"]["namespace"], field_manager=FIELD_MANAGER, force_conflicts=True,
-        serialize=False))
+    _read_to_end(
+        resource(child["apiVersion"], child["kind"]).server_side_apply(
+            body=child,
+            namespace=child["metadata"]["namespace"],
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+            serialize=False,
+        )
+    )
 
 
 def _take_over_created_fields(child: dict, live: dict) -> None:
@@ -109,23 +121,32 @@ def _take_over_created_fields(child: dict, live: dict) -> None:
     if not created:
         return
     applied = next((entry for entry in entries if _is_own(entry, "Apply")), None)
-    fields = functools.reduce(_union, (entry.get("fieldsV1") or {} for entry in created),
-                              (applied or {}).get("fieldsV1") or {})
+    fields = functools.reduce(
+        _union, (entry.get("fieldsV1") or {} for entry in created), (applied or {}).get("fieldsV1") or {}
+    )
     kept = [entry for entry in entries if not _is_own(entry, "Update") and entry is not applied]
     taken_over = {**(applied or created[0]), "operation": "Apply", "fieldsV1": fields}
     taken_over.pop("subresource", None)
     metadata = live["metadata"]
-    _read_to_end(resource(child["apiVersion"], child["kind"]).patch(
-        name=metadata["name"], namespace=metadata["namespace"], content_type="application/json-patch+json",
-        body=[{"op": "replace", "path": "/metadata/managedFields", "value": [*kept, taken_over]},
-              # "replace", not "test": a stale read then fails as a conflict, tried again.
-              {"op": "replace", "path": "/metadata/resourceVersion", "value": metadata["resourceVersion"]}],
-        serialize=False))
+    _read_to_end(
+        resource(child["apiVersion"], child["kind"]).patch(
+            name=metadata["name"],
+            namespace=metadata["namespace"],
+            content_type="application/json-patch+json",
+            body=[
+                {"op": "replace", "path": "/metadata/managedFields", "value": [*kept, taken_over]},
+                # "replace", not "test": a stale read then fails as a conflict, tried again.
+                {"op": "replace", "path": "/metadata/resourceVersion", "value": metadata["resourceVersion"]},
+            ],
+            serialize=False,
+        )
+    )
 
 
 def _is_own(entry: dict, operation: str) -> bool:
-    return (entry.get("manager") == FIELD_MANAGER and entry.get("operation") == operation
-            and not entry.get("subresource"))
+    return (
+        entry.get("manager") == FIELD_MANAGER and entry.get("operation") == operation and not entry.get("subresource")
+    )
 
 
 def _union(fields: dict, more: dict) -> dict:
@@ -144,9 +165,15 @@ def child_reference(child) -> dict:
     """Enough of a child to find it by and to tell its mode: what waits in a queue
     instead of the whole object."""
     metadata = child["metadata"]
-    return {"apiVersion": child["apiVersion"], "kind": child["kind"],
-            "metadata": {"name": metadata["name"], "namespace": metadata["namespace"],
-                         "labels": dict(metadata.get("labels") or {})}}
+    return {
+        "apiVersion": child["apiVersion"],
+        "kind": child["kind"],
+        "metadata": {
+            "name": metadata["name"],
+            "namespace": metadata["namespace"],
+            "labels": dict(metadata.get("labels") or {}),
+        },
+    }
 
 
 def read_child(child: dict) -> dict | None:
@@ -163,16 +190,22 @@ def owned_children(namespace: str, owner_name: str, owner_uid: str, scaled_objec
     """The live children this ModelDeployment controls (not, say, Jobs its CronJob made)."""
     found = []
     for api_version, kind in (*CHILD_KINDS, *([SCALED_OBJECT] if scaled_objects else [])):
-        listing = resource(api_version, kind).get(namespace=namespace, label_selector=f"{DEPLOYMENT_LABEL}={owner_name}")
+        listing = resource(api_version, kind).get(
+            namespace=namespace, label_selector=f"{DEPLOYMENT_LABEL}={owner_name}"
+        )
         for item in listing.items:
             item = item.to_dict()
-            if any(ref.get("uid") == owner_uid and ref.get("controller") for ref in item["metadata"].get("ownerReferences", [])):
+            if any(
+                ref.get("uid") == owner_uid and ref.get("controller")
+                for ref in item["metadata"].get("ownerReferences", [])
+            ):
                 found.append({"apiVersion": api_version, **item, "kind": kind})
     return found
 
 
-def prune_children(namespace: str, owner_name: str, owner_uid: str, keep: list[dict],
-                   scaled_objects: bool = False) -> list[str]:
+def prune_children(
+    namespace: str, owner_name: str, owner_uid: str, keep: list[dict], scaled_objects: bool = False
+) -> list[str]:
     """Deletes owned children not in `keep`; returns what it deleted, as kind/name."""
     wanted = {(child["kind"], child["metadata"]["name"]) for child in keep}
     deleted = []
@@ -182,7 +215,9 @@ def prune_children(namespace: str, owner_name: str, owner_uid: str, keep: list[d
             continue
         try:
             resource(child["apiVersion"], child["kind"]).delete(
-                name=key[1], namespace=namespace, body={"propagationPolicy": "Background"},
+                name=key[1],
+                namespace=namespace,
+                body={"propagationPolicy": "Background"},
             )
         except NotFoundError:
             continue

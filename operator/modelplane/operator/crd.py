@@ -13,7 +13,15 @@ import sys
 
 import yaml
 
-from modelplane.operator.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION, ModelDeploymentSpec, ModelDeploymentStatus
+from modelplane.operator.spec import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    VERSION,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+)
 
 CRD_NAME = f"{PLURAL}.{GROUP}"
 
@@ -81,33 +89,37 @@ def custom_resource_definition() -> dict:
                 "shortNames": ["mdep"],
                 "categories": ["modelplane"],
             },
-            "versions": [{
-                "name": VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": [
-                    _printer_column("Mode", ".spec.mode"),
-                    _printer_column("Model", ".spec.model.name"),
-                    _printer_column("Version", ".status.modelVersion"),
-                    _printer_column("Ready", '.status.conditions[?(@.type=="Ready")].status'),
-                    _printer_column("Endpoint", ".status.endpoint"),
-                    _printer_column("Age", ".metadata.creationTimestamp", "date"),
-                    _printer_column("Reason", '.status.conditions[?(@.type=="Ready")].reason', priority=1),
-                ],
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "description": f"A {KIND} puts one registered MLflow model into production: online, batch or streaming.",
-                    "required": ["spec"],
-                    "properties": {
-                        "apiVersion": {"type": "string"},
-                        "kind": {"type": "string"},
-                        "metadata": {"type": "object"},
-                        "spec": spec_schema,
-                        "status": status_schema,
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        _printer_column("Mode", ".spec.mode"),
+                        _printer_column("Model", ".spec.model.name"),
+                        _printer_column("Version", ".status.modelVersion"),
+                        _printer_column("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+                        _printer_column("Endpoint", ".status.endpoint"),
+                        _printer_column("Age", ".metadata.creationTimestamp", "date"),
+                        _printer_column("Reason", '.status.conditions[?(@.type=="Ready")].reason', priority=1),
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": f"A {KIND} puts one registered MLflow model into production: online, batch or streaming.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema,
+                                "status": status_schema,
+                            },
+                        }
                     },
-                }},
-            }],
+                }
+            ],
         },
     }
 

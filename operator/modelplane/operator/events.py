@@ -28,20 +28,31 @@ _queued: queue.SimpleQueue[dict] = queue.SimpleQueue()
 
 
 def poster(namespace: str, name: str, uid: str | None) -> PostEvent:
-    involved = {"apiVersion": API_VERSION, "kind": KIND, "namespace": namespace, "name": name,
-                **({"uid": uid} if uid else {})}
+    involved = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "namespace": namespace,
+        "name": name,
+        **({"uid": uid} if uid else {}),
+    }
 
     def post(reason: str, message: str, warning: bool) -> None:
         """Queues the Event: posting it is no reason to hold up the work that caused it."""
         stamp = now()
         event = {
-            "apiVersion": "v1", "kind": "Event",
+            "apiVersion": "v1",
+            "kind": "Event",
             "metadata": {"generateName": f"{name}.", "namespace": namespace},
-            "involvedObject": involved, "type": "Warning" if warning else "Normal",
-            "reason": reason, "message": message[:MAX_MESSAGE],
-            "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
+            "involvedObject": involved,
+            "type": "Warning" if warning else "Normal",
+            "reason": reason,
+            "message": message[:MAX_MESSAGE],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
             "reportingInstance": INSTANCE,
-            "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
         }
         _queued.put(event)
 
@@ -55,13 +66,18 @@ def _post_queued() -> None:
 
 def _create(event: dict) -> None:
     try:
-        resource("v1", "Event").create(body=event, namespace=event["metadata"]["namespace"],
-                                       _request_timeout=REQUEST_SECONDS)
-    except Exception as error:
+        resource("v1", "Event").create(
+            body=event, namespace=event["metadata"]["namespace"], _request_timeout=REQUEST_SECONDS
+        )
+    except Exception as error:  # noqa: BLE001 - posting an Event must never stop the caller
         # An Event is a courtesy: failing to post one (a namespace being deleted, the API
         # server gone) must not stop the posting of later ones.
-        logger.warning("[%s] could not post the Event %s: %s", event["involvedObject"]["name"], event["reason"],
-                       getattr(error, "reason", error))
+        logger.warning(
+            "[%s] could not post the Event %s: %s",
+            event["involvedObject"]["name"],
+            event["reason"],
+            getattr(error, "reason", error),
+        )
 
 
 threading.Thread(target=_post_queued, name="events", daemon=True).start()

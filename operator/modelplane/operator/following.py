@@ -9,6 +9,7 @@ many resources there are."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import functools
 import random
@@ -87,8 +88,14 @@ class Watchlist:
         self._due[uid] = self._clock() + _followed(self._bodies[uid])[2] * random.uniform(0.8, 1.2)
 
 
-async def run(watchlist: Watchlist, queue: WorkQueue, follow: Callable[[dict], None],
-              settle: Callable[[dict], None], tick: float = 1.0, settle_every: float = SETTLE_SECONDS) -> None:
+async def run(
+    watchlist: Watchlist,
+    queue: WorkQueue,
+    follow: Callable[[dict], None],
+    settle: Callable[[dict], None],
+    tick: float = 1.0,
+    settle_every: float = SETTLE_SECONDS,
+) -> None:
     """Queues a poll of each due follower every `tick` (at once when woken) and the
     settling of each rollout every `settle_every` seconds, until cancelled."""
     settled = time.monotonic()
@@ -99,8 +106,6 @@ async def run(watchlist: Watchlist, queue: WorkQueue, follow: Callable[[dict], N
             settled = time.monotonic()
             for body in watchlist.rollouts():
                 queue.add(("settle", body["metadata"]["uid"]), functools.partial(settle, body))
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(watchlist.woken.wait(), timeout=tick)
-        except TimeoutError:
-            pass
         watchlist.woken.clear()

@@ -106,8 +106,12 @@ async def watch_model_deployment(body: kopf.Body, type: str | None, uid: str, **
         return
     occasion = _occasion(plain, first_seen=uid not in _taken)
     _taken[uid] = generation
-    _work.add(("pass", namespace, name), functools.partial(_apply, namespace, name, occasion, time.monotonic()),
-              urgent=True, retry=True)
+    _work.add(
+        ("pass", namespace, name),
+        functools.partial(_apply, namespace, name, occasion, time.monotonic()),
+        urgent=True,
+        retry=True,
+    )
 
 
 def _occasion(body: dict, first_seen: bool) -> reconcile.Occasion:
@@ -132,10 +136,12 @@ def _apply(namespace: str, name: str, occasion: reconcile.Occasion, seen_at: flo
         raise TryAgain(f"[{namespace}/{name}] the model is not resolved: {error}") from None
     except ChildConflict as conflict:
         raise TryAgain(f"[{namespace}/{name}] {conflict}") from None
-    logger.info("[%s/%s] generation %s applied (%s)", namespace, name, body["metadata"].get("generation"),
-                occasion.value)
-    _work.add_threadsafe(("pass", namespace, name), functools.partial(_finish, namespace, name, finish_pass),
-                         retry=True)
+    logger.info(
+        "[%s/%s] generation %s applied (%s)", namespace, name, body["metadata"].get("generation"), occasion.value
+    )
+    _work.add_threadsafe(
+        ("pass", namespace, name), functools.partial(_finish, namespace, name, finish_pass), retry=True
+    )
 
 
 def _finish(namespace: str, name: str, finish_pass: Callable[[], None]) -> None:
@@ -148,7 +154,9 @@ def _finish(namespace: str, name: str, finish_pass: Callable[[], None]) -> None:
 def _follow_alias(body: dict) -> None:
     metadata = body["metadata"]
     try:
-        reconcile.follow_alias(body, _settings(), events.poster(metadata["namespace"], metadata["name"], metadata["uid"]))
+        reconcile.follow_alias(
+            body, _settings(), events.poster(metadata["namespace"], metadata["name"], metadata["uid"])
+        )
     except (RegistryError, ChildConflict) as error:
         logger.warning("[%s/%s] cannot follow the alias: %s", metadata["namespace"], metadata["name"], error)
 
@@ -167,8 +175,10 @@ def _wake_followers(model: str, alias: str) -> int:
 
 @kopf.on.startup()
 async def start_background_work(memo: kopf.Memo, **_) -> None:
-    memo.background = [asyncio.create_task(_work.serve(WORKERS, ORDINARY_WORKERS)),
-                       asyncio.create_task(following.run(_watchlist, _work, _follow_alias, _settle_rollout))]
+    memo.background = [
+        asyncio.create_task(_work.serve(WORKERS, ORDINARY_WORKERS)),
+        asyncio.create_task(following.run(_watchlist, _work, _follow_alias, _settle_rollout)),
+    ]
 
 
 @kopf.on.cleanup()
@@ -207,8 +217,10 @@ def _queue_child_work(child: dict, namespace: str, labels: kopf.Labels, work) ->
     """Queues `work(namespace, name, child, settings, post_event)` for the ModelDeployment
     owning this child, replacing any not yet started for the same child."""
     name = labels[DEPLOYMENT_LABEL]
-    _work.add(("child", namespace, child["kind"], child["metadata"]["name"]),
-              functools.partial(work, namespace, name, child, _settings(), events.poster(namespace, name, None)))
+    _work.add(
+        ("child", namespace, child["kind"], child["metadata"]["name"]),
+        functools.partial(work, namespace, name, child, _settings(), events.poster(namespace, name, None)),
+    )
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=CHILDREN)

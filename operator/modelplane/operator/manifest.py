@@ -25,8 +25,11 @@ class ManifestError(ValueError):
 
     def __init__(self, source: str, problems: list[str]):
         self.problems = problems
-        super().__init__(f"{source}: " + "; ".join(problems) if len(problems) == 1
-                         else f"{source}:\n" + "\n".join(f"  - {p}" for p in problems))
+        super().__init__(
+            f"{source}: " + "; ".join(problems)
+            if len(problems) == 1
+            else f"{source}:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
 
 
 @dataclass(frozen=True)
@@ -48,15 +51,19 @@ def load_manifests(path: Path) -> list[ModelDeployment]:
         raise ManifestError(str(path), [error.strerror or str(error)]) from None
     if not documents:
         raise ManifestError(str(path), [f"holds no {KIND}"])
-    return [parse_manifest(document, f"{path}[{index}]" if len(documents) > 1 else str(path))
-            for index, document in enumerate(documents)]
+    return [
+        parse_manifest(document, f"{path}[{index}]" if len(documents) > 1 else str(path))
+        for index, document in enumerate(documents)
+    ]
 
 
 def parse_manifest(document: object, source: str = "manifest", check_rules: bool = True) -> ModelDeployment:
     """The typed ModelDeployment of `document`. `check_rules=False` skips the CEL rules,
     for objects the API server has already checked (the operator's)."""
     if not isinstance(document, dict):
-        raise ManifestError(source, [f"must be a mapping with apiVersion, kind, metadata and spec, not {type(document).__name__}"])
+        raise ManifestError(
+            source, [f"must be a mapping with apiVersion, kind, metadata and spec, not {type(document).__name__}"]
+        )
     problems = []
     if document.get("apiVersion") != API_VERSION:
         problems.append(f"apiVersion: must be {API_VERSION}, not {document.get('apiVersion')!r}")
@@ -71,8 +78,11 @@ def parse_manifest(document: object, source: str = "manifest", check_rules: bool
         raise ManifestError(source, problems)
     spec = parse_spec(document["spec"], source, check_rules)
     return ModelDeployment(
-        name=metadata["name"], namespace=metadata.get("namespace"), spec=spec,
-        uid=metadata.get("uid"), generation=metadata.get("generation"),
+        name=metadata["name"],
+        namespace=metadata.get("namespace"),
+        spec=spec,
+        uid=metadata.get("uid"),
+        generation=metadata.get("generation"),
     )
 
 

@@ -12,7 +12,12 @@ from enum import Enum
 
 from modelplane.operator import cache, rollout
 from modelplane.operator.apply import (
-    GUARD_KINDS, WORKLOAD_KINDS, ChildConflict, apply_children, child_reference, prune_children,
+    GUARD_KINDS,
+    WORKLOAD_KINDS,
+    ChildConflict,
+    apply_children,
+    child_reference,
+    prune_children,
 )
 from modelplane.operator.events import PostEvent
 from modelplane.operator.kube import ForbiddenError, NotFoundError, resource
@@ -24,8 +29,15 @@ from modelplane.operator.render.online import CANARY, TRACK_LABEL, endpoint
 from modelplane.operator.settings import OperatorSettings
 from modelplane.operator.spec import KIND, Mode, RolloutStrategy
 from modelplane.operator.status import (
-    CONTAINER_FAILED, MODEL_RESOLVED, READY, Observed, condition, set_condition, update_status, workload_conditions,
+    CONTAINER_FAILED,
+    MODEL_RESOLVED,
+    READY,
+    Observed,
+    condition,
+    set_condition,
+    workload_conditions,
 )
+from modelplane.operator.status_store import update_status
 
 # Ready reasons worth a Warning; the rest (not ready *yet*) are Normal.
 FAILURES = {"ProgressDeadlineExceeded", "JobFailed", CONTAINER_FAILED}
@@ -52,8 +64,9 @@ def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, occ
     apply_pass(body, settings, post_event, occasion)()
 
 
-def apply_pass(body: dict, settings: OperatorSettings, post_event: PostEvent, occasion: Occasion,
-               seen_at: float | None = None) -> Callable[[], None]:
+def apply_pass(
+    body: dict, settings: OperatorSettings, post_event: PostEvent, occasion: Occasion, seen_at: float | None = None
+) -> Callable[[], None]:
     """The first half of a pass, which makes the workloads what the spec asks for; returns
     the second half, to run at once or to queue behind other resources' first halves:
     it applies the rest of the children (a Service, an autoscaler), prunes what the mode no
@@ -71,13 +84,13 @@ def apply_pass(body: dict, settings: OperatorSettings, post_event: PostEvent, oc
     try:
         # A pinned version is not looked up, but its pods still reach the registry.
         settings.registries.uri_of(reference)
-        wanted = (_pinned(deployment, body.get("status") or {})
-                  or resolve(reference, settings.registries, namespace, seen_at))
+        wanted = _pinned(deployment, body.get("status") or {}) or resolve(
+            reference, settings.registries, namespace, seen_at
+        )
     except RegistryError as error:
         # Existing children keep serving the version they run; only the condition says so.
         unresolved = Observed(MODEL_RESOLVED, "False", error.reason, str(error))
-        update_status(namespace, name, lambda status, _: set_condition(status, unresolved, deployment.generation),
-                      body)
+        update_status(namespace, name, lambda status, _: set_condition(status, unresolved, deployment.generation), body)
         raise
     canary_strategy = _canary(deployment)
     # Rendered from status as this pass will record it, so what runs matches what it says.
@@ -130,8 +143,9 @@ def apply_pass(body: dict, settings: OperatorSettings, post_event: PostEvent, oc
             _report_conflict(namespace, name, conflict, generation, post_event)
             raise
         look_for_leftovers = occasion is Occasion.RECHECK or (all_written and occasion is Occasion.CHANGED)
-        pruned = (prune_children(namespace, name, uid, kept, settings.render.scaled_objects)
-                  if look_for_leftovers else [])
+        pruned = (
+            prune_children(namespace, name, uid, kept, settings.render.scaled_objects) if look_for_leftovers else []
+        )
         if not announced:
             if all_written:
                 post_event("Applied", f"applied {all_written} of {len(kept)} children {applied}", False)
@@ -150,8 +164,9 @@ def apply_pass(body: dict, settings: OperatorSettings, post_event: PostEvent, oc
     return finish_pass
 
 
-def _report_conflict(namespace: str, name: str, conflict: ChildConflict, generation: int | None,
-                     post_event: PostEvent) -> None:
+def _report_conflict(
+    namespace: str, name: str, conflict: ChildConflict, generation: int | None, post_event: PostEvent
+) -> None:
     """Ready=False naming the object in the way, and a Warning the first time."""
     observed = Observed(READY, "False", CHILD_CONFLICT, str(conflict))
     changed = update_status(namespace, name, lambda status, _: set_condition(status, observed, generation))
@@ -188,18 +203,26 @@ def follow_alias(body: dict, settings: OperatorSettings, post_event: PostEvent) 
     if status.get("observedGeneration") != deployment.generation or "modelVersion" not in status:
         return  # the reconcile of this generation is still to record; it resolves the alias itself
     reference, rollout_spec = deployment.spec.model, deployment.spec.rollout
-    moved = resolve(reference, settings.registries, deployment.namespace,
-                    asked_after=time.monotonic() - rollout_spec.poll_interval_seconds)
+    moved = resolve(
+        reference,
+        settings.registries,
+        deployment.namespace,
+        asked_after=time.monotonic() - rollout_spec.poll_interval_seconds,
+    )
     known = (status.get(key) for key in ("modelVersion", "targetVersion", rollout.FAILED_VERSION))
     if moved.version in known:
         return
-    post_event("AliasMoved", f"alias {reference.alias!r} of {reference.name} moved from version "
-                             f"{status['modelVersion']} to {moved.version}", False)
+    post_event(
+        "AliasMoved",
+        f"alias {reference.alias!r} of {reference.name} moved from version {status['modelVersion']} to {moved.version}",
+        False,
+    )
     reconcile(body, settings, post_event, Occasion.CHANGED)
 
 
-def workload_changed(namespace: str, name: str, workload: dict, settings: OperatorSettings,
-                     post_event: PostEvent) -> None:
+def workload_changed(
+    namespace: str, name: str, workload: dict, settings: OperatorSettings, post_event: PostEvent
+) -> None:
     """Recomputes Ready and Progressing, and the progress of a rollout, from a child
     workload that changed, if it is the workload of the ModelDeployment's current mode.
 
@@ -207,6 +230,7 @@ def workload_changed(namespace: str, name: str, workload: dict, settings: Operat
     newest seen (`cache`): of two writers racing (a reconcile pass and an event's late
     catching up), the one that writes last then saw the newest workload its watch had
     delivered, whatever version an event carried; a newer one brings an event of its own."""
+
     def observe(status: dict, body: dict) -> None:
         generation = body["metadata"].get("generation")
         if status.get("observedGeneration") != generation:
@@ -214,8 +238,10 @@ def workload_changed(namespace: str, name: str, workload: dict, settings: Operat
         if (live := cache.newest_child(workload)) is None:
             return  # gone: its deletion is handled on its own
         mode = body["spec"]["mode"]
-        owned = any(ref.get("uid") == body["metadata"]["uid"] and ref.get("kind") == KIND
-                    for ref in live["metadata"].get("ownerReferences", []))
+        owned = any(
+            ref.get("uid") == body["metadata"]["uid"] and ref.get("kind") == KIND
+            for ref in live["metadata"].get("ownerReferences", [])
+        )
         labels = live["metadata"].get("labels", {})
         if owned and labels.get(MODE_LABEL) == mode:
             auto_rollback = (body["spec"].get("rollout") or {}).get("autoRollback", True)
@@ -230,17 +256,20 @@ def workload_changed(namespace: str, name: str, workload: dict, settings: Operat
 def settle_rollout(namespace: str, name: str, settings: OperatorSettings, post_event: PostEvent) -> None:
     """Acts on what time and annotations say of a rollout in progress: a canary due for
     promotion, a rollout aborted by hand."""
+
     def settle(status: dict, body: dict) -> None:
         deployment = parse_manifest(body, check_rules=False)
         canary_seconds = deployment.spec.rollout.canary.duration_seconds if _canary(deployment) else None
-        rollout.settle(status, body["metadata"].get("annotations") or {}, canary_seconds, deployment.generation,
-                       datetime.now(UTC))
+        rollout.settle(
+            status, body["metadata"].get("annotations") or {}, canary_seconds, deployment.generation, datetime.now(UTC)
+        )
 
     _update_and_follow(namespace, name, settle, settings, post_event)
 
 
-def _update_and_follow(namespace: str, name: str, mutate: Callable[[dict, dict], None],
-                       settings: OperatorSettings, post_event: PostEvent) -> None:
+def _update_and_follow(
+    namespace: str, name: str, mutate: Callable[[dict, dict], None], settings: OperatorSettings, post_event: PostEvent
+) -> None:
     """Updates status, announces the change, and renders again if it changed what runs."""
     replanned = False
 
@@ -266,8 +295,11 @@ def child_deleted(namespace: str, name: str, child: dict, settings: OperatorSett
         return
     status = body.get("status") or {}
     mode = body["spec"]["mode"]
-    if (body["metadata"].get("deletionTimestamp") or "modelVersion" not in status
-            or child["metadata"].get("labels", {}).get(MODE_LABEL) != mode):
+    if (
+        body["metadata"].get("deletionTimestamp")
+        or "modelVersion" not in status
+        or child["metadata"].get("labels", {}).get(MODE_LABEL) != mode
+    ):
         return
     deployment = parse_manifest(body, check_rules=False)
     model, canary = rollout.plan(status, deployment.spec.model.name, _canary(deployment))
@@ -279,12 +311,16 @@ def child_deleted(namespace: str, name: str, child: dict, settings: OperatorSett
         _report_conflict(namespace, name, conflict, deployment.generation, post_event)
         return
     if written:
-        post_event("Restored", f"re-created {child['kind']}/{child['metadata']['name']}, deleted from outside, "
-                               f"at version {model.version}", True)
+        post_event(
+            "Restored",
+            f"re-created {child['kind']}/{child['metadata']['name']}, deleted from outside, at version {model.version}",
+            True,
+        )
 
 
-def _observe_workload(status: dict, mode: str, workload: dict | None, generation: int | None,
-                      auto_rollback: bool) -> None:
+def _observe_workload(
+    status: dict, mode: str, workload: dict | None, generation: int | None, auto_rollback: bool
+) -> None:
     observed, times = workload_conditions(mode, workload, _stop_message(workload))
     conflicted = (condition(status, READY) or {}).get("reason") == CHILD_CONFLICT
     for entry in observed:

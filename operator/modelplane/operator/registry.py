@@ -73,8 +73,10 @@ class Registries:
         """The registry `reference` names, or the default one, once checked (see `check`)."""
         uri = (reference.registry.uri or self.default_uri or "").rstrip("/")
         if not uri:
-            raise RegistryUnreachable("no MLflow tracking server to ask (none set): set spec.model.registry.uri, "
-                                      "or the operator's default registry, to its http(s):// address")
+            raise RegistryUnreachable(
+                "no MLflow tracking server to ask (none set): set spec.model.registry.uri, "
+                "or the operator's default registry, to its http(s):// address"
+            )
         self.check(uri)
         return uri
 
@@ -83,7 +85,8 @@ class Registries:
         if not _WELL_FORMED.fullmatch(uri):
             raise RegistryNotAllowed(
                 f"the registry URI {uri!r} is not an http:// or https:// address without user name, password, "
-                "query or fragment")
+                "query or fragment"
+            )
         if not self.allowed_hosts or _same_registry(uri, self.default_uri):
             return
         host, port = _host_and_port(uri)
@@ -91,8 +94,10 @@ class Registries:
             allowed_host, allowed_port = _host_and_port("//" + entry.strip())
             if allowed_host == host and (allowed_port is None or allowed_port == port):
                 return
-        raise RegistryNotAllowed(f"the registry {host}:{port} is not one this operator may use; allowed are "
-                                 f"{', '.join(self.allowed_hosts)} (the operator's registries.allowed)")
+        raise RegistryNotAllowed(
+            f"the registry {host}:{port} is not one this operator may use; allowed are "
+            f"{', '.join(self.allowed_hosts)} (the operator's registries.allowed)"
+        )
 
 
 _WELL_FORMED = re.compile(r"(?i:https?)://[^/?#@\s]+(/[^?#@\s]*)?")
@@ -138,9 +143,11 @@ ANONYMOUS = _Credentials()
 
 @cache
 def _own_credentials() -> _Credentials:
-    return _Credentials(os.environ.get("MLFLOW_TRACKING_TOKEN") or None,
-                        os.environ.get("MLFLOW_TRACKING_USERNAME") or None,
-                        os.environ.get("MLFLOW_TRACKING_PASSWORD") or None)
+    return _Credentials(
+        os.environ.get("MLFLOW_TRACKING_TOKEN") or None,
+        os.environ.get("MLFLOW_TRACKING_USERNAME") or None,
+        os.environ.get("MLFLOW_TRACKING_PASSWORD") or None,
+    )
 
 
 def _credentials(reference: ModelReference, uri: str, registries: Registries, namespace: str | None) -> _Credentials:
@@ -156,11 +163,13 @@ def _read_secret(name: str, namespace: str) -> _Credentials:
     try:
         data = resource("v1", "Secret").get(name=name, namespace=namespace).to_dict().get("data") or {}
     except NotFoundError:
-        raise CredentialsUnavailable(f"spec.model.registry.secretRef names the Secret {name}, which does not "
-                                     f"exist in the namespace {namespace}") from None
+        raise CredentialsUnavailable(
+            f"spec.model.registry.secretRef names the Secret {name}, which does not exist in the namespace {namespace}"
+        ) from None
     except ForbiddenError:
-        raise CredentialsUnavailable(f"the operator may not read the Secret {name} of spec.model.registry.secretRef "
-                                     f"in the namespace {namespace}") from None
+        raise CredentialsUnavailable(
+            f"the operator may not read the Secret {name} of spec.model.registry.secretRef in the namespace {namespace}"
+        ) from None
 
     def value(key: str) -> str | None:
         try:
@@ -168,8 +177,9 @@ def _read_secret(name: str, namespace: str) -> _Credentials:
         except ValueError:
             raise CredentialsUnavailable(f"the key {key} of the Secret {name} is not text") from None
 
-    return _Credentials(value("MLFLOW_TRACKING_TOKEN"), value("MLFLOW_TRACKING_USERNAME"),
-                        value("MLFLOW_TRACKING_PASSWORD"))
+    return _Credentials(
+        value("MLFLOW_TRACKING_TOKEN"), value("MLFLOW_TRACKING_USERNAME"), value("MLFLOW_TRACKING_PASSWORD")
+    )
 
 
 @cache
@@ -220,8 +230,9 @@ LOOKUP_SPACING_SECONDS = 0.05
 _answers = _Answers(LOOKUP_SPACING_SECONDS)
 
 
-def resolve(reference: ModelReference, registries: Registries, namespace: str | None = None,
-            asked_after: float | None = None) -> ResolvedModel:
+def resolve(
+    reference: ModelReference, registries: Registries, namespace: str | None = None, asked_after: float | None = None
+) -> ResolvedModel:
     """The version `reference` names (its alias resolved), with its run and source: an
     answer asked after the instant `asked_after` (of `time.monotonic`; by default, now).
     `namespace` is the ModelDeployment's, where its secretRef is read.
@@ -233,8 +244,9 @@ def resolve(reference: ModelReference, registries: Registries, namespace: str | 
     uri = registries.uri_of(reference)
     credentials = _credentials(reference, uri, registries, namespace)
     question = (uri, reference.name, reference.alias, reference.version, credentials.fingerprint)
-    return _answers.get(question, lambda: _ask(reference, uri, credentials),
-                        time.monotonic() if asked_after is None else asked_after)
+    return _answers.get(
+        question, lambda: _ask(reference, uri, credentials), time.monotonic() if asked_after is None else asked_after
+    )
 
 
 def forget_alias(name: str, alias: str) -> None:
@@ -251,18 +263,27 @@ def _ask(reference: ModelReference, uri: str, credentials: _Credentials) -> Reso
         path, query = "model-versions/get", {"name": reference.name, "version": reference.version}
     try:
         # Not redirected: the address asked is the one that was allowed.
-        with _session().get(f"{uri}/api/2.0/mlflow/{path}", params=query, headers=credentials.headers(),
-                            timeout=TIMEOUT_SECONDS, allow_redirects=False, stream=True) as response:
+        with _session().get(
+            f"{uri}/api/2.0/mlflow/{path}",
+            params=query,
+            headers=credentials.headers(),
+            timeout=TIMEOUT_SECONDS,
+            allow_redirects=False,
+            stream=True,
+        ) as response:
             body = response.raw.read(LONGEST_ANSWER_BYTES + 1, decode_content=True)
     except requests.RequestException as error:
-        raise RegistryUnreachable(f"cannot reach the registry at {uri} to resolve {wanted}: "
-                                  f"{type(error).__name__}") from None
+        raise RegistryUnreachable(
+            f"cannot reach the registry at {uri} to resolve {wanted}: {type(error).__name__}"
+        ) from None
     status = response.status_code
     if status == 404 or (status == 400 and b"RESOURCE_DOES_NOT_EXIST" in body):
         raise ModelNotFound(f"{wanted} is not in the registry at {uri} (HTTP {status})")
     if status in (401, 403):
-        raise RegistryAccessDenied(f"the registry at {uri} refused to resolve {wanted} (HTTP {status}): give it "
-                                   "credentials in spec.model.registry.secretRef")
+        raise RegistryAccessDenied(
+            f"the registry at {uri} refused to resolve {wanted} (HTTP {status}): give it "
+            "credentials in spec.model.registry.secretRef"
+        )
     if status != 200:
         raise RegistryUnreachable(f"the registry at {uri} failed to resolve {wanted} (HTTP {status})")
     return _model_version(body, reference, uri, wanted)
@@ -283,9 +304,15 @@ def _model_version(body: bytes, reference: ModelReference, uri: str, wanted: str
         run_id, source = found.get("run_id") or None, found.get("source")
     except (ValueError, TypeError, KeyError):
         found = None
-    if (found is None or name != reference.name or not _VERSION.match(version)
-            or not (run_id is None or (isinstance(run_id, str) and _RUN_ID.match(run_id)))
-            or not (source is None or (isinstance(source, str) and len(source) <= 2048))):
-        raise RegistryUnreachable(f"the registry at {uri} answered the lookup of {wanted} with something that "
-                                  "is not an MLflow model version of it")
+    if (
+        found is None
+        or name != reference.name
+        or not _VERSION.match(version)
+        or not (run_id is None or (isinstance(run_id, str) and _RUN_ID.match(run_id)))
+        or not (source is None or (isinstance(source, str) and len(source) <= 2048))
+    ):
+        raise RegistryUnreachable(
+            f"the registry at {uri} answered the lookup of {wanted} with something that "
+            "is not an MLflow model version of it"
+        )
     return ResolvedModel(name=name, version=version, run_id=run_id, source=source)

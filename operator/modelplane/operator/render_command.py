@@ -22,8 +22,11 @@ def main(path: Path, serving_image: str | None, registry_uri: str | None, versio
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    settings = dataclasses.replace(defaults, serving_image=serving_image or defaults.serving_image,
-                                   registry_uri=registry_uri or defaults.registry_uri)
+    settings = dataclasses.replace(
+        defaults,
+        serving_image=serving_image or defaults.serving_image,
+        registry_uri=registry_uri or defaults.registry_uri,
+    )
     documents = []
     try:
         for deployment in load_manifests(path):

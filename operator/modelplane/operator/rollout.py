@@ -53,8 +53,11 @@ def _record(status: dict, role: str, model: ResolvedModel | None) -> None:
     if role == TARGET:  # a canary belongs to one target
         status.pop(CANARY_READY_TIME, None)
         status.pop(CANARY_PROMOTED, None)
-    for key, value in (("Version", model and model.version), ("RunId", model and model.run_id),
-                       ("Source", model and model.source)):
+    for key, value in (
+        ("Version", model and model.version),
+        ("RunId", model and model.run_id),
+        ("Source", model and model.source),
+    ):
         if value is None:
             status.pop(f"{role}{key}", None)
         else:
@@ -81,19 +84,34 @@ def begin(status: dict, wanted: ResolvedModel, generation: int | None, canary: b
     elif chosen.version == serving.version:
         if (target := status.get("targetVersion")) is not None:
             _record(status, TARGET, None)
-            set_condition(status, Observed(ROLLED_OUT, "True", "RolloutCancelled",
-                                           f"version {target} is no longer wanted; version {serving.version} "
-                                           "stays"), generation)
+            set_condition(
+                status,
+                Observed(
+                    ROLLED_OUT,
+                    "True",
+                    "RolloutCancelled",
+                    f"version {target} is no longer wanted; version {serving.version} stays",
+                ),
+                generation,
+            )
         if serving != chosen:  # the same version, newly described by the registry
             _record(status, SERVING, chosen)
     elif chosen.version != status.get("targetVersion"):
         _record(status, TARGET, chosen)
         if canary:
-            started = Observed(ROLLED_OUT, "False", "CanaryRunning",
-                               f"running version {chosen.version} as a canary beside version {serving.version}")
+            started = Observed(
+                ROLLED_OUT,
+                "False",
+                "CanaryRunning",
+                f"running version {chosen.version} as a canary beside version {serving.version}",
+            )
         else:
-            started = Observed(ROLLED_OUT, "False", "RollingOut",
-                               f"rolling out version {chosen.version} to replace version {serving.version}")
+            started = Observed(
+                ROLLED_OUT,
+                "False",
+                "RollingOut",
+                f"rolling out version {chosen.version} to replace version {serving.version}",
+            )
         set_condition(status, started, generation)
 
 
@@ -115,11 +133,18 @@ def advance(status: dict, workload: dict | None, auto_rollback: bool, generation
     if ready.get("status") == "True":
         _record(status, SERVING, target)
         _record(status, TARGET, None)
-        set_condition(status, Observed(ROLLED_OUT, "True", "RolloutComplete",
-                                       f"version {target.version} replaced version {previous}"), generation)
+        set_condition(
+            status,
+            Observed(ROLLED_OUT, "True", "RolloutComplete", f"version {target.version} replaced version {previous}"),
+            generation,
+        )
     elif ready.get("reason") == "ProgressDeadlineExceeded" and auto_rollback:
-        _fail(status, "RolledBack", f"version {target.version} did not become Ready in time "
-                                    f"({ready.get('message')})", generation)
+        _fail(
+            status,
+            "RolledBack",
+            f"version {target.version} did not become Ready in time ({ready.get('message')})",
+            generation,
+        )
 
 
 def _fail(status: dict, reason: str, why: str, generation: int | None) -> None:
@@ -127,9 +152,16 @@ def _fail(status: dict, reason: str, why: str, generation: int | None) -> None:
     failed, serving = status["targetVersion"], status["modelVersion"]
     status[FAILED_VERSION] = failed
     _record(status, TARGET, None)
-    set_condition(status, Observed(ROLLED_OUT, "False", reason,
-                                   f"{why}; back to version {serving}, and version {failed} is not tried "
-                                   "again until the alias moves"), generation)
+    set_condition(
+        status,
+        Observed(
+            ROLLED_OUT,
+            "False",
+            reason,
+            f"{why}; back to version {serving}, and version {failed} is not tried again until the alias moves",
+        ),
+        generation,
+    )
 
 
 def advance_canary(status: dict, canary: dict | None, auto_rollback: bool, generation: int | None) -> None:
@@ -141,18 +173,28 @@ def advance_canary(status: dict, canary: dict | None, auto_rollback: bool, gener
     ready = next(entry for entry in workload_conditions("online", canary)[0] if entry.type == READY)
     if ready.status == "True" and CANARY_READY_TIME not in status:
         status[CANARY_READY_TIME] = now()
-        set_condition(status, Observed(ROLLED_OUT, "False", "CanaryReady",
-                                       f"the canary of version {target} is Ready beside version "
-                                       f"{status['modelVersion']}: {ready.message}"), generation)
+        set_condition(
+            status,
+            Observed(
+                ROLLED_OUT,
+                "False",
+                "CanaryReady",
+                f"the canary of version {target} is Ready beside version {status['modelVersion']}: {ready.message}",
+            ),
+            generation,
+        )
     elif ready.status != "True":
         status.pop(CANARY_READY_TIME, None)
         if ready.reason == "ProgressDeadlineExceeded" and auto_rollback:
-            _fail(status, "RolledBack", f"the canary of version {target} did not become Ready in time "
-                                        f"({ready.message})", generation)
+            _fail(
+                status,
+                "RolledBack",
+                f"the canary of version {target} did not become Ready in time ({ready.message})",
+                generation,
+            )
 
 
-def settle(status: dict, annotations: dict, canary_seconds: int | None, generation: int | None,
-           at: datetime) -> None:
+def settle(status: dict, annotations: dict, canary_seconds: int | None, generation: int | None, at: datetime) -> None:
     """Acts on time and manual control: aborts a rollout annotated with its version;
     promotes a canary (`canary_seconds` is its duration; None: not a canary) that stayed
     Ready that long, or that is annotated with its version."""
@@ -160,8 +202,12 @@ def settle(status: dict, annotations: dict, canary_seconds: int | None, generati
     if target is None:
         return
     if annotations.get(ABORT_ANNOTATION) == target:
-        _fail(status, "RolloutAborted", f"the rollout of version {target} was aborted "
-                                        f"({ABORT_ANNOTATION}={target})", generation)
+        _fail(
+            status,
+            "RolloutAborted",
+            f"the rollout of version {target} was aborted ({ABORT_ANNOTATION}={target})",
+            generation,
+        )
         return
     if canary_seconds is None or status.get(CANARY_PROMOTED):
         return
@@ -172,9 +218,17 @@ def settle(status: dict, annotations: dict, canary_seconds: int | None, generati
     else:
         return
     status[CANARY_PROMOTED] = True
-    set_condition(status, Observed(ROLLED_OUT, "False", "CanaryPromoted",
-                                   f"the canary of version {target} was {why}: rolling it out to every replica "
-                                   f"to replace version {status['modelVersion']}"), generation)
+    set_condition(
+        status,
+        Observed(
+            ROLLED_OUT,
+            "False",
+            "CanaryPromoted",
+            f"the canary of version {target} was {why}: rolling it out to every replica "
+            f"to replace version {status['modelVersion']}",
+        ),
+        generation,
+    )
 
 
 def _parse(timestamp: str) -> datetime:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 
 from modelplane.operator.registry import Registries
@@ -17,8 +17,12 @@ DEFAULT_SERVING_IMAGE = f"modelplane/serving:{version('modelplane')}"
 WORKLOAD_RESOURCES = "MODELPLANE_WORKLOAD_RESOURCES"  # workloads.resources
 NETWORK_POLICY = "MODELPLANE_NETWORK_POLICY"  # networkPolicy, when networkPolicy.enabled
 # The chart's camelCase keys of `networkPolicy`, and the settings they become.
-_NETWORK_POLICY_KEYS = {"ingressFrom": "ingress_from", "registryEgress": "registry_egress",
-                        "brokerEgress": "broker_egress", "dns": "dns"}
+_NETWORK_POLICY_KEYS = {
+    "ingressFrom": "ingress_from",
+    "registryEgress": "registry_egress",
+    "brokerEgress": "broker_egress",
+    "dns": "dns",
+}
 
 
 class SettingsError(ValueError):
@@ -31,7 +35,7 @@ class OperatorSettings:
     render: RenderSettings
     """Defaults for what a ModelDeployment leaves unset."""
 
-    registries: Registries = Registries()
+    registries: Registries = field(default_factory=Registries)
     """The default registry, and the registries ModelDeployments may name."""
 
     webhook_secret: str | None = None
@@ -70,11 +74,16 @@ def _workload_resources() -> dict:
     if WORKLOAD_RESOURCES not in os.environ:
         return copy.deepcopy(DEFAULT_RESOURCES)
     resources = _json_variable(WORKLOAD_RESOURCES)
-    if (not isinstance(resources, dict) or not resources.keys() <= {"requests", "limits"}
-            or not all(isinstance(value, dict) for value in resources.values())):
-        raise SettingsError(f"{WORKLOAD_RESOURCES} must be an object of requests and limits, as a container's "
-                            "resources (chart value workloads.resources), e.g. "
-                            '{"requests": {"cpu": "250m"}, "limits": {"memory": "2Gi"}}; {} for none')
+    if (
+        not isinstance(resources, dict)
+        or not resources.keys() <= {"requests", "limits"}
+        or not all(isinstance(value, dict) for value in resources.values())
+    ):
+        raise SettingsError(
+            f"{WORKLOAD_RESOURCES} must be an object of requests and limits, as a container's "
+            "resources (chart value workloads.resources), e.g. "
+            '{"requests": {"cpu": "250m"}, "limits": {"memory": "2Gi"}}; {} for none'
+        )
     return resources
 
 
@@ -88,11 +97,15 @@ def _network_policy() -> NetworkPolicySettings | None:
     values = {}
     for key, value in given.items():
         if key not in _NETWORK_POLICY_KEYS:
-            raise SettingsError(f"{NETWORK_POLICY} has an unknown key {key!r} (chart value networkPolicy.{key}): "
-                                f"the keys are {', '.join(_NETWORK_POLICY_KEYS)}")
+            raise SettingsError(
+                f"{NETWORK_POLICY} has an unknown key {key!r} (chart value networkPolicy.{key}): "
+                f"the keys are {', '.join(_NETWORK_POLICY_KEYS)}"
+            )
         if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-            raise SettingsError(f"{NETWORK_POLICY}: {key} (chart value networkPolicy.{key}) must be a list of "
-                                "objects, as in a NetworkPolicy")
+            raise SettingsError(
+                f"{NETWORK_POLICY}: {key} (chart value networkPolicy.{key}) must be a list of "
+                "objects, as in a NetworkPolicy"
+            )
         values[_NETWORK_POLICY_KEYS[key]] = tuple(value)
     try:
         return NetworkPolicySettings(**values)

@@ -72,7 +72,7 @@ REGISTRY_RULES = (
         # (they would change which path of the server is asked).
         cel=r"!has(self.uri) || self.uri.matches('^(?i:https?)://[^/?#@\\s]+(/[^?#@\\s]*)?$')",
         message="spec.model.registry.uri must be an http:// or https:// address with no user name, password, "
-                "query or fragment, e.g. http://mlflow.mlflow.svc:5000 (credentials go in secretRef)",
+        "query or fragment, e.g. http://mlflow.mlflow.svc:5000 (credentials go in secretRef)",
         field=".uri",
     ),
 )
@@ -118,11 +118,13 @@ class ModelReference(_Spec):
 
 
 class Autoscaling(_Spec):
-    model_config = _rules(Rule(
-        cel="self.minReplicas <= self.maxReplicas",
-        message="spec.online.autoscaling.minReplicas must not exceed maxReplicas",
-        field=".minReplicas",
-    ))
+    model_config = _rules(
+        Rule(
+            cel="self.minReplicas <= self.maxReplicas",
+            message="spec.online.autoscaling.minReplicas must not exceed maxReplicas",
+            field=".minReplicas",
+        )
+    )
 
     min_replicas: int = Field(default=1, ge=1, le=1000)
     """Fewest replicas the autoscaler keeps."""
@@ -207,11 +209,13 @@ class Batch(_Spec):
 
 
 class LagAutoscaling(_Spec):
-    model_config = _rules(Rule(
-        cel="self.minReplicas <= self.maxReplicas",
-        message="spec.streaming.autoscaling.minReplicas must not exceed maxReplicas",
-        field=".minReplicas",
-    ))
+    model_config = _rules(
+        Rule(
+            cel="self.minReplicas <= self.maxReplicas",
+            message="spec.streaming.autoscaling.minReplicas must not exceed maxReplicas",
+            field=".minReplicas",
+        )
+    )
 
     min_replicas: int = Field(default=1, ge=0, le=1000)
     """Fewest consumers kept; 0 lets an idle stream scale them away."""
@@ -227,11 +231,16 @@ class LagAutoscaling(_Spec):
 
 
 class Streaming(_Spec):
-    model_config = _rules(*(Rule(
-        cel=f"!self.{field}.startsWith('nats://') || self.{field}.contains('stream=')",
-        message=f"spec.streaming.{name} names a NATS subject: add its JetStream stream, as ?stream=NAME",
-        field=f".{field}",
-    ) for field, name in (("source", "source"), ("sink", "sink"))))
+    model_config = _rules(
+        *(
+            Rule(
+                cel=f"!self.{field}.startsWith('nats://') || self.{field}.contains('stream=')",
+                message=f"spec.streaming.{name} names a NATS subject: add its JetStream stream, as ?stream=NAME",
+                field=f".{field}",
+            )
+            for field, name in (("source", "source"), ("sink", "sink"))
+        )
+    )
 
     source: str = Field(min_length=1, max_length=2048, pattern=r"^(kafka|redis|nats)://")
     """Stream to consume, e.g. kafka://broker:9092/transactions, redis://redis:6379/events, nats://nats:4222/orders."""
@@ -322,13 +331,17 @@ class ModelDeploymentSpec(_Spec):
     """Compute resources of the serving container (requests and limits), as in a Pod. They
     replace the operator's default resources whole; {} for none."""
 
-    env: list[dict] | None = Field(default=None, json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}})
+    env: list[dict] | None = Field(
+        default=None, json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
+    )
     """Extra environment variables of the serving container, as in a Pod."""
 
     node_selector: dict[str, str] | None = None
     """Node labels the pods must match."""
 
-    tolerations: list[dict] | None = Field(default=None, json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}})
+    tolerations: list[dict] | None = Field(
+        default=None, json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
+    )
     """Taints the pods tolerate, as in a Pod."""
 
     affinity: dict | None = Field(default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})

@@ -1,21 +1,10 @@
-"""Status: conditions computed from what the children report, written only on change.
-
-Computing is pure (`workload_conditions`, `set_condition`); `update_status` is the one
-writer, a read-modify-write of the /status subresource guarded by resourceVersion, so
-two writers (the reconciler and a child's event) never overwrite each other's view; it
-reads the newest ModelDeployment seen (`cache`), and the API server after a conflict.
-"""
+"""Status: conditions computed from what the children report. Pure: `status_store`
+writes them."""
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-from modelplane.operator import cache
-from modelplane.operator.kube import ConflictError, NotFoundError, resource
-from modelplane.operator.spec import API_VERSION, KIND
 
 READY = "Ready"
 MODEL_RESOLVED = "ModelResolved"
@@ -44,9 +33,14 @@ def set_condition(status: dict, observed: Observed, generation: int | None) -> N
     conditions = status.setdefault("conditions", [])
     current = next((c for c in conditions if c["type"] == observed.type), None)
     entry = {
-        "type": observed.type, "status": observed.status, "reason": observed.reason,
-        "message": observed.message, "observedGeneration": generation,
-        "lastTransitionTime": current["lastTransitionTime"] if current and current["status"] == observed.status else now(),
+        "type": observed.type,
+        "status": observed.status,
+        "reason": observed.reason,
+        "message": observed.message,
+        "observedGeneration": generation,
+        "lastTransitionTime": current["lastTransitionTime"]
+        if current and current["status"] == observed.status
+        else now(),
     }
     if current is None:
         conditions.append(entry)
@@ -60,8 +54,10 @@ def condition(status: dict, type_: str) -> dict | None:
 
 def _deployment_conditions(deployment: dict | None, stopped: str | None) -> list[Observed]:
     if deployment is None:
-        return [Observed(READY, "False", "WorkloadMissing", "the Deployment does not exist yet"),
-                Observed(PROGRESSING, "True", "Creating", "creating the Deployment")]
+        return [
+            Observed(READY, "False", "WorkloadMissing", "the Deployment does not exist yet"),
+            Observed(PROGRESSING, "True", "Creating", "creating the Deployment"),
+        ]
     spec, status = deployment.get("spec", {}), deployment.get("status") or {}
     wanted = spec.get("replicas", 1)
     available = status.get("availableReplicas") or 0
@@ -71,21 +67,28 @@ def _deployment_conditions(deployment: dict | None, stopped: str | None) -> list
     current = (status.get("observedGeneration") or 0) >= deployment["metadata"].get("generation", 0)
     progressing = next((c for c in status.get("conditions") or [] if c["type"] == "Progressing"), None)
     if current and progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
-        return [Observed(READY, "False", "ProgressDeadlineExceeded", progressing.get("message") or counts),
-                Observed(PROGRESSING, "False", "ProgressDeadlineExceeded", progressing.get("message") or counts)]
+        return [
+            Observed(READY, "False", "ProgressDeadlineExceeded", progressing.get("message") or counts),
+            Observed(PROGRESSING, "False", "ProgressDeadlineExceeded", progressing.get("message") or counts),
+        ]
     rolled_out = current and updated >= wanted and available >= wanted and (status.get("replicas") or 0) <= wanted
     if rolled_out:
         reason = "ScaledToZero" if wanted == 0 else "MinimumReplicasAvailable"
         return [Observed(READY, "True", reason, counts), Observed(PROGRESSING, "False", "RolloutComplete", counts)]
     if stopped:
-        return [Observed(READY, "False", CONTAINER_FAILED, stopped), Observed(PROGRESSING, "True", "RollingOut", counts)]
+        return [
+            Observed(READY, "False", CONTAINER_FAILED, stopped),
+            Observed(PROGRESSING, "True", "RollingOut", counts),
+        ]
     return [Observed(READY, "False", "ReplicasNotReady", counts), Observed(PROGRESSING, "True", "RollingOut", counts)]
 
 
 def _job_conditions(job: dict | None, stopped: str | None) -> list[Observed]:
     if job is None:
-        return [Observed(READY, "False", "WorkloadMissing", "the Job does not exist yet"),
-                Observed(PROGRESSING, "True", "Creating", "creating the Job")]
+        return [
+            Observed(READY, "False", "WorkloadMissing", "the Job does not exist yet"),
+            Observed(PROGRESSING, "True", "Creating", "creating the Job"),
+        ]
     status = job.get("status") or {}
     done = {c["type"]: c for c in status.get("conditions") or [] if c.get("status") == "True"}
     shards = f"{status.get('succeeded') or 0}/{job['spec'].get('completions', 1)} shards succeeded"
@@ -96,16 +99,23 @@ def _job_conditions(job: dict | None, stopped: str | None) -> list[Observed]:
         message = f"{message}; a shard said: {stopped}" if stopped else message
         return [Observed(READY, "False", "JobFailed", message), Observed(PROGRESSING, "False", "JobFailed", message)]
     if stopped:
-        return [Observed(READY, "False", CONTAINER_FAILED, stopped), Observed(PROGRESSING, "True", "JobRunning", shards)]
+        return [
+            Observed(READY, "False", CONTAINER_FAILED, stopped),
+            Observed(PROGRESSING, "True", "JobRunning", shards),
+        ]
     return [Observed(READY, "False", "JobRunning", shards), Observed(PROGRESSING, "True", "JobRunning", shards)]
 
 
 def _cronjob_conditions(cronjob: dict) -> list[Observed]:
     if cronjob["spec"].get("suspend"):
-        return [Observed(READY, "False", "Suspended", "the schedule is suspended (spec.batch.suspend)"),
-                Observed(PROGRESSING, "False", "Suspended", "")]
-    return [Observed(READY, "True", "Scheduled", f"runs on schedule {cronjob['spec']['schedule']!r}"),
-            Observed(PROGRESSING, "False", "Scheduled", "")]
+        return [
+            Observed(READY, "False", "Suspended", "the schedule is suspended (spec.batch.suspend)"),
+            Observed(PROGRESSING, "False", "Suspended", ""),
+        ]
+    return [
+        Observed(READY, "True", "Scheduled", f"runs on schedule {cronjob['spec']['schedule']!r}"),
+        Observed(PROGRESSING, "False", "Scheduled", ""),
+    ]
 
 
 def workload_conditions(mode: str, workload: dict | None, stopped: str | None = None) -> tuple[list[Observed], dict]:
@@ -116,44 +126,10 @@ def workload_conditions(mode: str, workload: dict | None, stopped: str | None = 
         return _deployment_conditions(workload, stopped), {}
     if workload and workload["kind"] == "CronJob":
         cron_status = workload.get("status") or {}
-        times = {key: cron_status.get(key) for key in ("lastScheduleTime", "lastSuccessfulTime") if cron_status.get(key)}
+        times = {
+            key: cron_status.get(key) for key in ("lastScheduleTime", "lastSuccessfulTime") if cron_status.get(key)
+        }
         return _cronjob_conditions(workload), times
     job_status = (workload or {}).get("status") or {}
     times = {"lastScheduleTime": job_status.get("startTime"), "lastSuccessfulTime": job_status.get("completionTime")}
     return _job_conditions(workload, stopped), {key: value for key, value in times.items() if value}
-
-
-def update_status(namespace: str, name: str, mutate: Callable[[dict, dict], None],
-                  body: dict | None = None, attempts: int = 5) -> tuple[dict, dict] | None:
-    """Lets `mutate(status, body)` change a copy of the ModelDeployment's status and writes
-    it only if it changed. `body`, when the caller has a recent one, saves a read; a
-    conflicting write in between makes it re-read and start over. Returns (before, after),
-    or None if the object is gone."""
-    deployments = resource()
-    fresh = False
-    for _ in range(attempts):
-        if body is None:
-            body = cache.newest(API_VERSION, KIND, namespace, name, fresh=fresh)
-            if body is None:
-                return None
-        before = body.get("status") or {}
-        after = copy.deepcopy(before)
-        mutate(after, body)
-        if after == before:
-            return before, after
-        # A merge patch: keys dropped by `mutate` are sent as null to delete them.
-        patch = {key: after.get(key) for key in before.keys() | after.keys()}
-        try:
-            written = deployments.status.patch(
-                name=name, namespace=namespace,
-                body={"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]}, "status": patch},
-                content_type="application/merge-patch+json",
-            )
-        except ConflictError:
-            body, fresh = None, True
-            continue
-        except NotFoundError:
-            return None
-        cache.remember(KIND, written.to_dict())
-        return before, after
-    raise RuntimeError(f"could not write the status of {namespace}/{name}: it kept changing under {attempts} attempts")

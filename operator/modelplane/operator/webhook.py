@@ -36,8 +36,12 @@ _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 def signature_valid(secret: str, headers: Mapping[str, str], body: bytes, now: float) -> bool:
     delivery, stamp = headers.get("X-MLflow-Delivery-Id", ""), headers.get("X-MLflow-Timestamp", "")
     version, _, sent = headers.get("X-MLflow-Signature", "").partition(",")
-    if (version != "v1" or not delivery or not _TIMESTAMP.fullmatch(stamp)
-            or abs(now - int(stamp)) > REPLAY_WINDOW_SECONDS):
+    if (
+        version != "v1"
+        or not delivery
+        or not _TIMESTAMP.fullmatch(stamp)
+        or abs(now - int(stamp)) > REPLAY_WINDOW_SECONDS
+    ):
         return False
     signed = f"{delivery}.{stamp}.".encode() + body
     expected = base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest()).decode()
@@ -71,7 +75,9 @@ def application(secret: str, alias_moved: Callable[[str, str], int]) -> web.Appl
             logger.warning("refused a registry webhook delivery from %s: bad or missing signature", request.remote)
             return web.json_response({"error": "bad or missing X-MLflow-Signature"}, status=401)
         if not seen.first_time(request.headers["X-MLflow-Delivery-Id"], now):
-            logger.warning("ignored a registry webhook delivery sent again: %s", request.headers["X-MLflow-Delivery-Id"])
+            logger.warning(
+                "ignored a registry webhook delivery sent again: %s", request.headers["X-MLflow-Delivery-Id"]
+            )
             return web.json_response({"ignored": "this delivery was received before"})
         try:
             event = json.loads(body)
@@ -84,8 +90,13 @@ def application(secret: str, alias_moved: Callable[[str, str], int]) -> web.Appl
         if not (isinstance(data, dict) and isinstance(data.get("name"), str) and isinstance(data.get("alias"), str)):
             return web.json_response({"error": "an alias event names a model and an alias"}, status=400)
         woken = alias_moved(data["name"], data["alias"])
-        logger.info("alias %r of %s moved to version %s: %d ModelDeployments look now",
-                    data["alias"], data["name"], data.get("version"), woken)
+        logger.info(
+            "alias %r of %s moved to version %s: %d ModelDeployments look now",
+            data["alias"],
+            data["name"],
+            data.get("version"),
+            woken,
+        )
         return web.json_response({"woken": woken})
 
     app = web.Application(client_max_size=1 << 20)

@@ -83,7 +83,7 @@ class WorkQueue:
 
     def _failed(self, key: Hashable, work: Work, urgent: bool, error: Exception) -> None:
         failures = self._failures.get(key, 0)
-        delay = min(self._longest_retry_seconds, self._first_retry_seconds * 2 ** failures)
+        delay = min(self._longest_retry_seconds, self._first_retry_seconds * 2**failures)
         self._failures[key] = failures + 1
         if isinstance(error, TryAgain):
             logger.warning("%s: %s; trying again in %.0f s", key, error, delay)

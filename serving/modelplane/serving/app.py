@@ -25,8 +25,12 @@ from modelplane.serving.settings import ServeSettings
 
 def create_app(model: LoadedModel, settings: ServeSettings) -> ScoringRoutes:
     metrics = Metrics(model.name, model.version)
-    batcher = AdaptiveBatcher(model.pyfunc.predict, settings.max_batch_size, settings.max_batch_wait_ms / 1000,
-                              on_batch=metrics.batch_size.observe)
+    batcher = AdaptiveBatcher(
+        model.pyfunc.predict,
+        settings.max_batch_size,
+        settings.max_batch_wait_ms / 1000,
+        on_batch=metrics.batch_size.observe,
+    )
     scoring = mlflow_scoring.Decoder(model.input_schema)
     inference = open_inference.Decoder(model.input_schema)
     offload = Offload(on_offload=metrics.bodies_decoded_aside.inc)
@@ -46,8 +50,7 @@ def create_app(model: LoadedModel, settings: ServeSettings) -> ScoringRoutes:
     async def invocations(read_body, content_type: str, _: dict) -> bytes:
         with batcher.arriving():
             body = await read_body()
-            data, params = await offload.decode(scoring.reads_itself(content_type), scoring.decode, body,
-                                                content_type)
+            data, params = await offload.decode(scoring.reads_itself(content_type), scoring.decode, body, content_type)
         return mlflow_scoring.encode(await predict(data, params))
 
     async def infer(read_body, _: str, __: dict) -> bytes:
@@ -59,8 +62,9 @@ def create_app(model: LoadedModel, settings: ServeSettings) -> ScoringRoutes:
     def served(name: str, model_version: str | None = None) -> None:
         if name != model.name or (model_version is not None and model_version != model.version):
             wanted = f"{name} version {model_version}" if model_version else name
-            raise ModelNotFound(f"model {wanted} is not served here; this server serves {model.name} "
-                                f"version {model.version}")
+            raise ModelNotFound(
+                f"model {wanted} is not served here; this server serves {model.name} version {model.version}"
+            )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -78,8 +82,9 @@ def create_app(model: LoadedModel, settings: ServeSettings) -> ScoringRoutes:
 
     @app.exception_handler(ServingError)
     async def serving_error(request: Request, error: ServingError) -> Response:
-        return Response(error_body(request.url.path, error), status_code=error.status_code,
-                        media_type="application/json")
+        return Response(
+            error_body(request.url.path, error), status_code=error.status_code, media_type="application/json"
+        )
 
     @app.get("/ping")
     @app.get("/health")
@@ -91,8 +96,13 @@ def create_app(model: LoadedModel, settings: ServeSettings) -> ScoringRoutes:
 
     @app.get("/version")
     async def versions() -> dict:
-        return {"modelplane": version("modelplane"), "mlflow": version("mlflow-skinny"),
-                "model": model.name, "model_version": model.version, "model_uri": model.uri}
+        return {
+            "modelplane": version("modelplane"),
+            "mlflow": version("mlflow-skinny"),
+            "model": model.name,
+            "model_version": model.version,
+            "model_uri": model.uri,
+        }
 
     @app.get("/metrics")
     async def prometheus() -> Response:

@@ -51,8 +51,13 @@ class _Pending:
 
 
 class AdaptiveBatcher:
-    def __init__(self, predict: Callable[[object], object], max_size: int, max_wait_seconds: float,
-                 on_batch: Callable[[int], None] = lambda size: None):
+    def __init__(
+        self,
+        predict: Callable[[object], object],
+        max_size: int,
+        max_wait_seconds: float,
+        on_batch: Callable[[int], None] = lambda size: None,
+    ):
         self._predict = predict
         self._max_size = max_size
         self._max_wait = max_wait_seconds
@@ -120,7 +125,7 @@ class AdaptiveBatcher:
             for pending in batch:
                 await self._score([pending])
             return
-        for pending, result in zip(batch, results):
+        for pending, result in zip(batch, results, strict=False):
             _settle(pending.future, result=result)
 
 
@@ -151,8 +156,8 @@ def _split(predictions, sizes: list[int]) -> list:
     slices, start = [], 0
     for size in sizes:
         if isinstance(predictions, (pd.DataFrame, pd.Series)):
-            slices.append(predictions.iloc[start:start + size].reset_index(drop=True))
+            slices.append(predictions.iloc[start : start + size].reset_index(drop=True))
         else:
-            slices.append(predictions[start:start + size])
+            slices.append(predictions[start : start + size])
         start += size
     return slices

@@ -34,9 +34,10 @@ def check_trees(model: object) -> None:
         elif isinstance(value, dict):
             pending.extend((item, f"{where}[{key!r}]", columns) for key, item in value.items())
         elif isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.dtype == object):
-            pending.extend((item, f"{where}[{index}]", columns) for index, item in enumerate(np.ravel(value, "K")
-                                                                                           if isinstance(value, np.ndarray)
-                                                                                           else value))
+            pending.extend(
+                (item, f"{where}[{index}]", columns)
+                for index, item in enumerate(np.ravel(value, "K") if isinstance(value, np.ndarray) else value)
+            )
         elif hasattr(value, "__dict__") and type(value).__module__.startswith("sklearn."):
             attributes = vars(value)
             given = attributes.get("n_features_in_")
@@ -53,8 +54,14 @@ def _check_tree(tree, where: str, columns: float) -> None:
     if (len(left), len(right), len(feature)) != (nodes, nodes, nodes) or not np.array_equal(split, right != -1):
         raise UnsafeModel(f"{where} has inconsistent node arrays")
     width = min(tree.n_features, columns)
-    if ((left[split] <= index[split]) | (left[split] >= nodes) | (right[split] <= index[split]) | (right[split] >= nodes)
-            | (feature[split] < 0) | (feature[split] >= width)).any():
+    if (
+        (left[split] <= index[split])
+        | (left[split] >= nodes)
+        | (right[split] <= index[split])
+        | (right[split] >= nodes)
+        | (feature[split] < 0)
+        | (feature[split] >= width)
+    ).any():
         raise UnsafeModel(f"{where} has a split pointing outside the tree or past the model's {width} columns")
 
 
@@ -64,7 +71,11 @@ def _check_predictor(predictor, where: str, columns: float) -> None:
     index = np.arange(len(nodes))
     categorical = split & (nodes["is_categorical"] != 0)
     bitsets = min(len(predictor.binned_left_cat_bitsets), len(predictor.raw_left_cat_bitsets))
-    if ((nodes["left"][split] <= index[split]) | (nodes["left"][split] >= len(nodes))
-            | (nodes["right"][split] <= index[split]) | (nodes["right"][split] >= len(nodes))
-            | (nodes["feature_idx"][split] >= columns)).any() or (nodes["bitset_idx"][categorical] >= bitsets).any():
+    if (
+        (nodes["left"][split] <= index[split])
+        | (nodes["left"][split] >= len(nodes))
+        | (nodes["right"][split] <= index[split])
+        | (nodes["right"][split] >= len(nodes))
+        | (nodes["feature_idx"][split] >= columns)
+    ).any() or (nodes["bitset_idx"][categorical] >= bitsets).any():
         raise UnsafeModel(f"{where} has a split pointing outside the tree or past the model's columns")

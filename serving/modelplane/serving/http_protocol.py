@@ -20,13 +20,20 @@ MAX_HEADER_BYTES = 64 * 1024
 
 
 def _closing(status: bytes, message: bytes) -> bytes:
-    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: "
-            + str(len(message)).encode() + b"\r\nconnection: close\r\n\r\n" + message)
+    return (
+        b"HTTP/1.1 "
+        + status
+        + b"\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: "
+        + str(len(message)).encode()
+        + b"\r\nconnection: close\r\n\r\n"
+        + message
+    )
 
 
 _TIMED_OUT = _closing(b"408 Request Timeout", b"the request's headers did not all arrive in time\n")
-_TOO_LARGE = _closing(b"431 Request Header Fields Too Large",
-                      f"the request line and headers are over {MAX_HEADER_BYTES} bytes\n".encode())
+_TOO_LARGE = _closing(
+    b"431 Request Header Fields Too Large", f"the request line and headers are over {MAX_HEADER_BYTES} bytes\n".encode()
+)
 
 
 class ReadDeadlines(HttpToolsProtocol):

@@ -14,17 +14,35 @@ class Metrics:
     def __init__(self, model: str, version: str | None):
         self.registry = CollectorRegistry()
         labels = {"model": model, "version": version or ""}
-        self.requests = Counter("modelplane_requests", "Requests served, by route and status code",
-                                ["model", "version", "route", "code"], registry=self.registry)
-        self.latency = Histogram("modelplane_request_seconds", "Time from request to response, by route",
-                                 ["model", "version", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.batch_size = Histogram("modelplane_batch_requests", "Requests scored together in one predict call",
-                                    ["model", "version"], buckets=BATCH_BUCKETS, registry=self.registry).labels(**labels)
-        self.in_flight = Gauge("modelplane_requests_in_flight", "Requests being served now",
-                               ["model", "version"], registry=self.registry).labels(**labels)
+        self.requests = Counter(
+            "modelplane_requests",
+            "Requests served, by route and status code",
+            ["model", "version", "route", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "modelplane_request_seconds",
+            "Time from request to response, by route",
+            ["model", "version", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "modelplane_batch_requests",
+            "Requests scored together in one predict call",
+            ["model", "version"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        ).labels(**labels)
+        self.in_flight = Gauge(
+            "modelplane_requests_in_flight", "Requests being served now", ["model", "version"], registry=self.registry
+        ).labels(**labels)
         self.bodies_decoded_aside = Counter(
-            "modelplane_bodies_decoded_aside", "Request bodies decoded in the helper process, off the event loop",
-            ["model", "version"], registry=self.registry).labels(**labels)
+            "modelplane_bodies_decoded_aside",
+            "Request bodies decoded in the helper process, off the event loop",
+            ["model", "version"],
+            registry=self.registry,
+        ).labels(**labels)
         self.labels = labels
         self._children: dict[tuple[str, int], tuple] = {}
 
@@ -34,7 +52,8 @@ class Metrics:
         if children is None:
             children = self._children[(route, status)] = (
                 self.requests.labels(**self.labels, route=route, code=str(status)),
-                self.latency.labels(**self.labels, route=route))
+                self.latency.labels(**self.labels, route=route),
+            )
         children[0].inc()
         children[1].observe(seconds)
 

@@ -15,7 +15,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from modelplane.serving import model_formats
 from modelplane.serving.errors import ModelLoadError, UnsafeModel
 
@@ -34,7 +33,8 @@ class Dependency:
         from packaging.requirements import Requirement
 
         return self.installed is not None and Requirement(self.requirement).specifier.contains(
-            self.installed, prereleases=True)
+            self.installed, prereleases=True
+        )
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,10 @@ def load(uri: str, cache: Path, allow_pickle: bool, strict_deps: bool = False) -
         dependencies = check_dependencies(path)
         missing = [dependency.requirement for dependency in dependencies if dependency.installed is None]
         if strict_deps and missing:
-            raise ModelLoadError(f"{uri} requires packages that are not installed: {', '.join(missing)} "
-                                 "(install them in the image, or start without --strict-deps)")
+            raise ModelLoadError(
+                f"{uri} requires packages that are not installed: {', '.join(missing)} "
+                "(install them in the image, or start without --strict-deps)"
+            )
         pyfunc = _load_pyfunc(path, allow_pickle)
     except UnsafeModel as refused:
         raise model_formats.refusal(uri, refused) from None
@@ -108,7 +110,8 @@ _PROVIDED_BY = {"mlflow": ("mlflow", "mlflow-skinny"), "xgboost": ("xgboost", "x
 
 def check_dependencies(path: Path) -> tuple[Dependency, ...]:
     """The model's recorded requirements against what is installed; each mismatch logged."""
-    from importlib.metadata import PackageNotFoundError, version as installed_version
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed_version
 
     from packaging.requirements import InvalidRequirement, Requirement
 
@@ -137,7 +140,9 @@ def check_dependencies(path: Path) -> tuple[Dependency, ...]:
                 continue
         dependency = Dependency(line, installed)
         if not dependency.satisfied:
-            log.warning("the model requires %s; %s", line, f"{installed} is installed" if installed else "not installed")
+            log.warning(
+                "the model requires %s; %s", line, f"{installed} is installed" if installed else "not installed"
+            )
         found.append(dependency)
     return tuple(found)
 
@@ -159,7 +164,7 @@ def _resolve_registry_uri(uri: str) -> tuple[str, str]:
     from mlflow import MlflowClient, get_registry_uri
     from mlflow.exceptions import MlflowException
 
-    reference = uri[len("models:/"):].rstrip("/")
+    reference = uri[len("models:/") :].rstrip("/")
     name, at, alias = reference.partition("@")
     if not at:
         name, _, version = reference.rpartition("/")
@@ -169,8 +174,9 @@ def _resolve_registry_uri(uri: str) -> tuple[str, str]:
     try:
         found = client.get_model_version_by_alias(name, alias) if at else client.get_model_version(name, version)
     except MlflowException as error:
-        raise ModelLoadError(f"{uri} cannot be resolved in the registry at {get_registry_uri()}: "
-                             f"{error.message.splitlines()[0]}") from None
+        raise ModelLoadError(
+            f"{uri} cannot be resolved in the registry at {get_registry_uri()}: {error.message.splitlines()[0]}"
+        ) from None
     return found.name, str(found.version)
 
 

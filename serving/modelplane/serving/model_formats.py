@@ -66,13 +66,17 @@ def load_pyfunc(folder: Path):
     metadata = Model.load(str(inside(folder, "MLmodel", "MLmodel file")))
     flavors = metadata.flavors or {}
     pyfunc = flavors.get("python_function") or {}
-    carrying_code = [f"{flavor}.code" for flavor, conf in flavors.items() if isinstance(conf, dict) and conf.get("code")]
+    carrying_code = [
+        f"{flavor}.code" for flavor, conf in flavors.items() if isinstance(conf, dict) and conf.get("code")
+    ]
     if carrying_code:
         raise UnsafeModel(f"it carries Python code to import ({', '.join(carrying_code)})")
     loader = pyfunc.get("loader_module")
     if loader not in _LOADERS:
-        raise UnsafeModel(f"its loader {loader or '(none)'} runs code from the artifact; served without "
-                      f"--allow-pickle are {', '.join(sorted(_LOADERS))}")
+        raise UnsafeModel(
+            f"its loader {loader or '(none)'} runs code from the artifact; served without "
+            f"--allow-pickle are {', '.join(sorted(_LOADERS))}"
+        )
     read, predict_functions = _LOADERS[loader]
     predict_fn = pyfunc.get("predict_fn", "predict")
     if predict_fn not in predict_functions:
@@ -89,14 +93,18 @@ def _sklearn(folder: Path, flavor: dict, pyfunc: dict):
 
     serialization = flavor.get("serialization_format", "pickle")
     if serialization != "skops":
-        raise UnsafeModel(f"it is a scikit-learn model stored with {serialization}, which unpickles; "
-                      "only the skops format is read without --allow-pickle")
+        raise UnsafeModel(
+            f"it is a scikit-learn model stored with {serialization}, which unpickles; "
+            "only the skops format is read without --allow-pickle"
+        )
     path = inside(folder, pyfunc.get("model_path") or flavor.get("pickled_model"), "model file")
     untrusted = skops.io.get_untrusted_types(file=path)
     refused = [name for name in untrusted if not skops_type_allowed(name)]
     if refused:
-        raise UnsafeModel(f"its skops file builds {', '.join(refused)}, which is not a type of scikit-learn, "
-                      "numpy or scipy that Modelplane trusts")
+        raise UnsafeModel(
+            f"its skops file builds {', '.join(refused)}, which is not a type of scikit-learn, "
+            "numpy or scipy that Modelplane trusts"
+        )
     # The model's own skops_trusted_types are never read: the file may build only what
     # skops trusts by default and the types just checked.
     model = skops.io.load(path, trusted=untrusted)
@@ -104,8 +112,15 @@ def _sklearn(folder: Path, flavor: dict, pyfunc: dict):
     return _SklearnModelWrapper(model)
 
 
-_XGBOOST_CLASSES = ("Booster", "XGBModel", "XGBClassifier", "XGBRegressor", "XGBRanker", "XGBRFClassifier",
-                    "XGBRFRegressor")
+_XGBOOST_CLASSES = (
+    "Booster",
+    "XGBModel",
+    "XGBClassifier",
+    "XGBRegressor",
+    "XGBRanker",
+    "XGBRFClassifier",
+    "XGBRFRegressor",
+)
 
 
 def _xgboost(folder: Path, flavor: dict, _: dict):
@@ -127,8 +142,10 @@ def _lightgbm(folder: Path, flavor: dict, _: dict):
 
     model_class = flavor.get("model_class", "lightgbm.basic.Booster")
     if model_class != "lightgbm.basic.Booster":
-        raise UnsafeModel(f"it is a LightGBM {model_class} stored by unpickling; only a Booster in LightGBM's own "
-                      "format is read without --allow-pickle")
+        raise UnsafeModel(
+            f"it is a LightGBM {model_class} stored by unpickling; only a Booster in LightGBM's own "
+            "format is read without --allow-pickle"
+        )
     return _LGBModelWrapper(lightgbm.Booster(model_file=str(inside(folder, flavor.get("data"), "LightGBM model file"))))
 
 
@@ -153,8 +170,9 @@ def skops_type_allowed(name: str) -> bool:
     subpackage: a deeper module counts only if importing that subpackage loaded it."""
     module_name, _, attribute = name.rpartition(".")
     parts = module_name.split(".")
-    if parts[0] not in ("sklearn", "numpy", "scipy") or any(part in _NEVER_IMPORTED or "test" in part
-                                                            for part in parts):
+    if parts[0] not in ("sklearn", "numpy", "scipy") or any(
+        part in _NEVER_IMPORTED or "test" in part for part in parts
+    ):
         return False
     package = ".".join(parts[:2])
     if len(parts) > 1 and not parts[1].startswith("_"):
@@ -176,7 +194,8 @@ def _value_type(cls: type) -> bool:
     if issubclass(cls, (np.generic, np.dtype)):
         return True
     if cls in (np.random.RandomState, np.random.Generator, np.random.SeedSequence) or issubclass(
-            cls, np.random.BitGenerator):
+        cls, np.random.BitGenerator
+    ):
         return True
     import scipy.sparse
 
@@ -184,5 +203,7 @@ def _value_type(cls: type) -> bool:
 
 
 def refusal(uri: str, refused: UnsafeModel) -> ModelLoadError:
-    return ModelLoadError(f"{uri} is not served without {ALLOW_PICKLE_FLAG}: {refused}; loading it could run "
-                          "code from the artifact, so allow that only for a model whose source you trust")
+    return ModelLoadError(
+        f"{uri} is not served without {ALLOW_PICKLE_FLAG}: {refused}; loading it could run "
+        "code from the artifact, so allow that only for a model whose source you trust"
+    )

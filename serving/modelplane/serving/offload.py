@@ -61,8 +61,9 @@ class Offload:
                     return await asyncio.wait_for(future, self._decode_seconds)
                 except TimeoutError:
                     self._replace(pool)
-                    raise InvalidInput(f"the body took longer than {self._decode_seconds:.0f} s to decode; send "
-                                       "it in smaller requests") from None
+                    raise InvalidInput(
+                        f"the body took longer than {self._decode_seconds:.0f} s to decode; send it in smaller requests"
+                    ) from None
                 except BrokenProcessPool:
                     # The helper died since the last body (killed for memory, say): a new
                     # one is started and the body tried once more.
@@ -75,8 +76,12 @@ class Offload:
         if self._pool is None:
             # spawn, not fork: the server has threads running, which a forked child
             # would inherit in whatever state they were in.
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_start_helper, initargs=(os.getpid(),))
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_helper,
+                initargs=(os.getpid(),),
+            )
         return self._pool
 
     def _replace(self, pool: ProcessPoolExecutor) -> None:

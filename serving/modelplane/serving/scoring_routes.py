@@ -26,14 +26,25 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Callable[[], Awaitable[bytes]], str, dict], Awaitable[bytes]]
 INVOCATIONS = "/invocations"
 V2_INFER = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer$")
-_ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 408: "REQUEST_TIMEOUT", 413: "PAYLOAD_TOO_LARGE",
-                415: "UNSUPPORTED_MEDIA_TYPE", 422: "INVALID_PARAMETER_VALUE", 500: "INTERNAL_ERROR", 503: "NOT_READY"}
+_ERROR_CODES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    408: "REQUEST_TIMEOUT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "INVALID_PARAMETER_VALUE",
+    500: "INTERNAL_ERROR",
+    503: "NOT_READY",
+}
 
 
 def error_body(path: str, error: ServingError) -> bytes:
     """An error in the shape of the route's protocol: V2's {"error"}, else MLflow's."""
-    body = {"error": error.message} if path.startswith("/v2") else {
-        "error_code": _ERROR_CODES.get(error.status_code, "ERROR"), "message": error.message}
+    body = (
+        {"error": error.message}
+        if path.startswith("/v2")
+        else {"error_code": _ERROR_CODES.get(error.status_code, "ERROR"), "message": error.message}
+    )
     try:
         return orjson.dumps(body)
     except TypeError:  # a message quoting text orjson will not write (a model's, say): escaped instead
@@ -41,8 +52,15 @@ def error_body(path: str, error: ServingError) -> bytes:
 
 
 class ScoringRoutes:
-    def __init__(self, fallback, metrics: Metrics, max_body_bytes: int, invocations: Handler, infer: Handler,
-                 served: Callable[[str, str | None], None]):
+    def __init__(
+        self,
+        fallback,
+        metrics: Metrics,
+        max_body_bytes: int,
+        invocations: Handler,
+        infer: Handler,
+        served: Callable[[str, str | None], None],
+    ):
         self._fallback, self._metrics, self._max_body_bytes = fallback, metrics, max_body_bytes
         self._invocations, self._infer, self._served = invocations, infer, served
 
@@ -52,8 +70,11 @@ class ScoringRoutes:
             if path == INVOCATIONS:
                 return await self._answer(INVOCATIONS, self._invocations, {}, scope, receive, send)
             if (match := V2_INFER.match(path)) is not None:
-                route = "/v2/models/{name}/versions/{model_version}/infer" if match["version"] else \
-                    "/v2/models/{name}/infer"
+                route = (
+                    "/v2/models/{name}/versions/{model_version}/infer"
+                    if match["version"]
+                    else "/v2/models/{name}/infer"
+                )
                 return await self._answer(route, self._infer, match.groupdict(), scope, receive, send)
         return await self._fallback(scope, receive, send)
 
@@ -70,12 +91,16 @@ class ScoringRoutes:
                 status, body = 200, await handler(lambda: self._body(scope, receive), content_type, arguments)
             except ServingError as error:
                 status, body = error.status_code, error_body(route, error)
-            except Exception:  # noqa: BLE001 - a bug of ours: logged with its traceback, answered without
+            except Exception:  # a bug of ours: logged with its traceback, answered without
                 log.exception("unexpected error on %s", route)
                 status, body = 500, error_body(route, ServingError("internal error; see the server log"))
-            await send({"type": "http.response.start", "status": status,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
         finally:
             metrics.in_flight.dec()
@@ -105,4 +130,3 @@ def _header(scope, name: bytes) -> str:
         if key == name:
             return value.decode("latin-1")
     return ""
-

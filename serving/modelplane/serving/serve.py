@@ -29,8 +29,14 @@ def main(overrides: dict) -> int:
     # walks them all stalls every request in flight for a tenth of a second.
     gc.freeze()
     workers = worker_count(settings.workers)
-    serving = dict(host=settings.host, port=settings.port, access_log=False, log_level="info",
-                   timeout_graceful_shutdown=30, http="modelplane.serving.http_protocol:ReadDeadlines")
+    serving = {
+        "host": settings.host,
+        "port": settings.port,
+        "access_log": False,
+        "log_level": "info",
+        "timeout_graceful_shutdown": 30,
+        "http": "modelplane.serving.http_protocol:ReadDeadlines",
+    }
     ReadDeadlines.configure(settings.header_timeout_seconds, settings.body_timeout_seconds)
     if workers == 1:
         uvicorn.run(create_app(model, settings), **serving)
@@ -57,5 +63,7 @@ def worker_app():
 
 def _environment(settings: ServeSettings, **changes) -> dict[str, str]:
     values = {**settings.model_dump(mode="json"), **changes}
-    return {f"MODELPLANE_{key.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
-            for key, value in values.items()}
+    return {
+        f"MODELPLANE_{key.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
+        for key, value in values.items()
+    }

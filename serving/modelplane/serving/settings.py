@@ -79,8 +79,9 @@ class BatchSettings(ModelSettings):
     id_column: str | None = None
     """Input column written beside each prediction; the row number in its file when unset."""
 
-    shard_index: int = Field(default=0, ge=0, validation_alias=AliasChoices(
-        "shard_index", "MODELPLANE_SHARD_INDEX", "JOB_COMPLETION_INDEX"))
+    shard_index: int = Field(
+        default=0, ge=0, validation_alias=AliasChoices("shard_index", "MODELPLANE_SHARD_INDEX", "JOB_COMPLETION_INDEX")
+    )
     """This process's shard (an Indexed Job sets JOB_COMPLETION_INDEX)."""
 
     shard_count: int = Field(default=1, ge=1)

@@ -3,6 +3,7 @@ stops when it cannot go on."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -41,8 +42,7 @@ def stop(message: str) -> int:
     exit code to stop with."""
     print(f"error: {message}", file=sys.stderr)
     if TERMINATION_LOG.is_file():
-        try:
+        # If it cannot be written, stderr has it; the pod's status then only says the container failed.
+        with contextlib.suppress(OSError):
             TERMINATION_LOG.write_text(message)
-        except OSError:
-            pass  # stderr has it; the pod's status then only says the container failed
     return 1

@@ -16,38 +16,70 @@ from modelplane.serving.errors import ServingError
 from modelplane.serving.protocols import mlflow_scoring, open_inference
 from modelplane.serving.scoring_routes import error_body
 
-COLUMNS = Schema([ColSpec("double", "length"), ColSpec("long", "count"), ColSpec("string", "label"),
-                  ColSpec("boolean", "flag", required=False), ColSpec("binary", "blob", required=False)])
+COLUMNS = Schema(
+    [
+        ColSpec("double", "length"),
+        ColSpec("long", "count"),
+        ColSpec("string", "label"),
+        ColSpec("boolean", "flag", required=False),
+        ColSpec("binary", "blob", required=False),
+    ]
+)
 TENSOR = Schema([TensorSpec(np.dtype("float64"), (-1, 4))])
 SCHEMAS = {"columns": COLUMNS, "tensor": TENSOR, "none": None}
 NAMES = ["length", "count", "label", "flag", "blob"]
 
 # Fixed examples, so a CI run tries the same bodies as the run before it.
-PROPERTY = settings(max_examples=400, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPERTY = settings(
+    max_examples=400,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
-scalars = (st.none() | st.booleans() | st.integers() | st.integers(min_value=-2**70, max_value=2**70)
-           | st.floats() | st.text(max_size=12) | st.sampled_from(NAMES))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=6)
-                           | st.dictionaries(st.text(max_size=6) | st.sampled_from(NAMES), inner, max_size=6),
-                           max_leaves=40)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(NAMES)
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=6) | st.sampled_from(NAMES), inner, max_size=6)
+    ),
+    max_leaves=40,
+)
 records = st.lists(st.dictionaries(st.sampled_from(NAMES), scalars, max_size=5), max_size=5)
-split = st.fixed_dictionaries({"data": st.lists(st.lists(scalars, max_size=6), max_size=5)},
-                              optional={"columns": st.lists(st.sampled_from(NAMES), max_size=6) | json_values,
-                                        "index": json_values})
+split = st.fixed_dictionaries(
+    {"data": st.lists(st.lists(scalars, max_size=6), max_size=5)},
+    optional={"columns": st.lists(st.sampled_from(NAMES), max_size=6) | json_values, "index": json_values},
+)
 column_lists = st.dictionaries(st.sampled_from(NAMES), st.lists(scalars, max_size=4) | scalars, max_size=5)
-mlflow_requests = st.builds(lambda key, value, params: {key: value, **params},
-                            st.sampled_from(mlflow_scoring.FORMATS), records | split | column_lists | json_values,
-                            st.just({}) | st.fixed_dictionaries({"params": json_values}))
+mlflow_requests = st.builds(
+    lambda key, value, params: {key: value, **params},
+    st.sampled_from(mlflow_scoring.FORMATS),
+    records | split | column_lists | json_values,
+    st.just({}) | st.fixed_dictionaries({"params": json_values}),
+)
 
 shapes = st.lists(st.integers(min_value=0, max_value=5), max_size=4) | json_values
 tensors = st.fixed_dictionaries(
-    {"name": st.sampled_from(NAMES) | json_values,
-     "shape": shapes,
-     "datatype": st.sampled_from(list(open_inference.DTYPES)) | json_values,
-     "data": st.lists(scalars, max_size=8) | st.lists(st.lists(scalars, max_size=4), max_size=4) | json_values})
-v2_requests = st.fixed_dictionaries({"inputs": st.lists(tensors, min_size=1, max_size=4) | json_values},
-                                    optional={"parameters": json_values, "id": json_values})
+    {
+        "name": st.sampled_from(NAMES) | json_values,
+        "shape": shapes,
+        "datatype": st.sampled_from(list(open_inference.DTYPES)) | json_values,
+        "data": st.lists(scalars, max_size=8) | st.lists(st.lists(scalars, max_size=4), max_size=4) | json_values,
+    }
+)
+v2_requests = st.fixed_dictionaries(
+    {"inputs": st.lists(tensors, min_size=1, max_size=4) | json_values},
+    optional={"parameters": json_values, "id": json_values},
+)
 
 
 def _body(payload) -> bytes:
@@ -73,7 +105,7 @@ def _decodes_or_refuses(decode, *arguments) -> None:
 @example(payload={"dataframe_split": {"columns": 5, "data": [[1.0]]}})
 @example(payload={"dataframe_split": {"columns": [["length"]], "data": [[1.0]]}})
 @example(payload={"dataframe_split": {"columns": NAMES, "data": []}})
-@example(payload={"dataframe_records": [{"length": 10 ** 400, "count": 1, "label": "a"}]})
+@example(payload={"dataframe_records": [{"length": 10**400, "count": 1, "label": "a"}]})
 @example(payload={"dataframe_records": [{"length": 1.0, "count": 1, "label": "a"}], "params": "x"})
 @example(payload={"dataframe_records": [{"length": 1.0, "count": 1, "label": "\ud800"}]})
 @example(payload={"dataframe_records": [{"\udc00": 1.0}]})
@@ -103,7 +135,9 @@ def test_mlflow_scoring_any_bytes_as_json_or_csv_decode_or_refuse_as_4xx(schema,
 @given(payload=v2_requests)
 @example(payload={"inputs": [{"name": ["length"], "shape": [1], "datatype": "FP64", "data": [1.0]}]})
 @example(payload={"inputs": [{"name": "length", "shape": [1], "datatype": ["FP64"], "data": [1.0]}]})
-@example(payload={"inputs": [{"name": "length", "shape": [2, 2], "datatype": "FP64", "data": [[1.0, 2.0, 3.0], [4.0]]}]})
+@example(
+    payload={"inputs": [{"name": "length", "shape": [2, 2], "datatype": "FP64", "data": [[1.0, 2.0, 3.0], [4.0]]}]}
+)
 @example(payload={"inputs": [{"name": "length", "shape": [0], "datatype": "FP64", "data": []}]})
 @example(payload={"inputs": [{"name": "length", "shape": [1], "datatype": "UINT8", "data": [None]}]})
 @example(payload={"id": "\ud800", "inputs": [{"name": "length", "shape": [1], "datatype": "FP64", "data": [1.0]}]})
@@ -125,8 +159,12 @@ def test_deeply_nested_json_is_refused_as_4xx(depth):
 def test_a_value_nested_nearly_as_deep_as_json_may_go_is_refused_as_4xx():
     deep = b"[" * 1015 + b"]" * 1015  # orjson reads 1024 levels, the request's own included
     for schema in SCHEMAS.values():
-        _decodes_or_refuses(mlflow_scoring.Decoder(schema).decode,
-                            b'{"dataframe_records": [{"length": ' + deep + b', "count": 1, "label": "a"}]}',
-                            "application/json")
-        _decodes_or_refuses(open_inference.Decoder(schema).decode,
-                            b'{"inputs": [{"name": "length", "shape": [1], "datatype": "FP64", "data": [' + deep + b"]}]}")
+        _decodes_or_refuses(
+            mlflow_scoring.Decoder(schema).decode,
+            b'{"dataframe_records": [{"length": ' + deep + b', "count": 1, "label": "a"}]}',
+            "application/json",
+        )
+        _decodes_or_refuses(
+            open_inference.Decoder(schema).decode,
+            b'{"inputs": [{"name": "length", "shape": [1], "datatype": "FP64", "data": [' + deep + b"]}]}",
+        )

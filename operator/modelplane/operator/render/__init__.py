@@ -7,7 +7,11 @@ from __future__ import annotations
 from modelplane.operator.manifest import ModelDeployment
 from modelplane.operator.render import batch, online, streaming
 from modelplane.operator.render.common import (
-    NetworkPolicySettings, RenderSettings, ResolvedModel, child_labels, owner_reference,
+    NetworkPolicySettings,
+    RenderSettings,
+    ResolvedModel,
+    child_labels,
+    owner_reference,
 )
 from modelplane.operator.spec import Mode
 
@@ -16,8 +20,9 @@ __all__ = ["NetworkPolicySettings", "RenderSettings", "ResolvedModel", "render"]
 _RENDERERS = {Mode.batch: batch.render, Mode.streaming: streaming.render}
 
 
-def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSettings,
-           canary: ResolvedModel | None = None) -> list[dict]:
+def render(
+    deployment: ModelDeployment, model: ResolvedModel, settings: RenderSettings, canary: ResolvedModel | None = None
+) -> list[dict]:
     """The children of `deployment` for its current mode, labelled, and owned by it when
     its uid is known (always, in the operator), so the garbage collector removes them.
     `canary`, a version run beside `model` on a share of the replicas, is for online only."""

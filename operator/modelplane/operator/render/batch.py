@@ -4,7 +4,13 @@ or once."""
 from __future__ import annotations
 
 from modelplane.operator.manifest import ModelDeployment
-from modelplane.operator.render.common import MODEL_VERSION_LABEL, RenderSettings, ResolvedModel, content_hash, selector_labels
+from modelplane.operator.render.common import (
+    MODEL_VERSION_LABEL,
+    RenderSettings,
+    ResolvedModel,
+    content_hash,
+    selector_labels,
+)
 from modelplane.operator.render.pod import env_var, model_env, pod_template
 
 ROLE = "batch"
@@ -35,25 +41,29 @@ def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSe
         "template": template,
     }
     if batch.schedule:
-        return [{
-            "apiVersion": "batch/v1",
-            "kind": "CronJob",
-            "metadata": {"name": deployment.name},
-            "spec": {
-                "schedule": batch.schedule,
-                "suspend": batch.suspend,
-                "concurrencyPolicy": batch.concurrency_policy.value,
-                "successfulJobsHistoryLimit": 3,
-                "failedJobsHistoryLimit": 3,
-                "jobTemplate": {"metadata": {"labels": labels}, "spec": job_spec},
-            },
-        }]
+        return [
+            {
+                "apiVersion": "batch/v1",
+                "kind": "CronJob",
+                "metadata": {"name": deployment.name},
+                "spec": {
+                    "schedule": batch.schedule,
+                    "suspend": batch.suspend,
+                    "concurrencyPolicy": batch.concurrency_policy.value,
+                    "successfulJobsHistoryLimit": 3,
+                    "failedJobsHistoryLimit": 3,
+                    "jobTemplate": {"metadata": {"labels": labels}, "spec": job_spec},
+                },
+            }
+        ]
     # A Job's template cannot change, so a one-off run is named after what it runs: an
     # edited spec makes a new Job (the old one is pruned), an unchanged one reuses it.
     # No TTL: a finished Job that vanished would be created, and run, again.
-    return [{
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": f"{deployment.name}-{content_hash(job_spec)[:8]}"},
-        "spec": {**job_spec, "suspend": batch.suspend},
-    }]
+    return [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": f"{deployment.name}-{content_hash(job_spec)[:8]}"},
+            "spec": {**job_spec, "suspend": batch.suspend},
+        }
+    ]

@@ -41,8 +41,12 @@ DEFAULT_RESOURCES = {
     "limits": {"cpu": "1", "memory": "2Gi"},
 }
 # Cluster DNS as most clusters run it (kube-dns, or CoreDNS under that label).
-KUBE_DNS = ({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-             "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}},)
+KUBE_DNS = (
+    {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+    },
+)
 # The workload's own namespace: a pod selector without a namespace selector.
 OWN_NAMESPACE = ({"podSelector": {}},)
 
@@ -69,8 +73,10 @@ class NetworkPolicySettings:
     def __post_init__(self) -> None:
         # An ingress rule with no peers is NetworkPolicy's way of saying "from anywhere".
         if not self.ingress_from:
-            raise ValueError("ingressFrom is empty, which a NetworkPolicy reads as every source: name the peers "
-                             "that may connect, e.g. [{podSelector: {}}] for the workload's own namespace")
+            raise ValueError(
+                "ingressFrom is empty, which a NetworkPolicy reads as every source: name the peers "
+                "that may connect, e.g. [{podSelector: {}}] for the workload's own namespace"
+            )
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,16 @@ from modelplane.operator.render.common import NetworkPolicySettings
 DNS_PORT = 53
 
 
-def render(name: str, pod_selector: dict[str, str], port: int, policy: NetworkPolicySettings,
-           brokers: bool = False) -> dict:
+def render(
+    name: str, pod_selector: dict[str, str], port: int, policy: NetworkPolicySettings, brokers: bool = False
+) -> dict:
     """The policy `name` over the pods `pod_selector` selects, which serve on `port`;
     `brokers` adds the egress rules to the brokers."""
     egress = [
-        {"to": list(policy.dns), "ports": [{"protocol": "UDP", "port": DNS_PORT},
-                                           {"protocol": "TCP", "port": DNS_PORT}]},
+        {
+            "to": list(policy.dns),
+            "ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}],
+        },
         *policy.registry_egress,
         *(policy.broker_egress if brokers else ()),
     ]

@@ -45,8 +45,9 @@ def split_replicas(total: int, weight: int) -> tuple[int, int]:
     return max(1, total - canary), canary
 
 
-def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSettings,
-           canary: ResolvedModel | None = None) -> list[dict]:
+def render(
+    deployment: ModelDeployment, model: ResolvedModel, settings: RenderSettings, canary: ResolvedModel | None = None
+) -> list[dict]:
     """With `canary`, a second Deployment runs that version beside `model` on a share of
     the replicas; the Service selects both, so traffic splits by replica ratio."""
     online = settings_of(deployment)
@@ -57,20 +58,30 @@ def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSe
     children = []
     if settings.network_policy:
         # First, so that a pod never runs before the policy that guards it.
-        children.append(network_policy.render(deployment.name, selector_labels(deployment, ROLE), online.port,
-                                              settings.network_policy))
+        children.append(
+            network_policy.render(
+                deployment.name, selector_labels(deployment, ROLE), online.port, settings.network_policy
+            )
+        )
     children.append(_deployment(deployment, deployment.name, model, settings, replicas, {}))
     if canary is not None:
-        children.append(_deployment(deployment, canary_name(deployment), canary, settings, canary_replicas,
-                                    {TRACK_LABEL: CANARY}))
+        children.append(
+            _deployment(deployment, canary_name(deployment), canary, settings, canary_replicas, {TRACK_LABEL: CANARY})
+        )
     children.append(_service(deployment, online))
     if online.autoscaling:
         children.append(_autoscaler(deployment, online))
     return children
 
 
-def _deployment(deployment: ModelDeployment, name: str, model: ResolvedModel, settings: RenderSettings,
-                replicas: int | None, track: dict[str, str]) -> dict:
+def _deployment(
+    deployment: ModelDeployment,
+    name: str,
+    model: ResolvedModel,
+    settings: RenderSettings,
+    replicas: int | None,
+    track: dict[str, str],
+) -> dict:
     online = settings_of(deployment)
     env = [
         *model_env(deployment, model, settings),
@@ -79,7 +90,11 @@ def _deployment(deployment: ModelDeployment, name: str, model: ResolvedModel, se
         env_var("MODELPLANE_MAX_BATCH_WAIT_MS", online.batching.max_latency_ms),
     ]
     template = pod_template(
-        deployment, settings, ["serve"], env, {**pod_labels(deployment, model, ROLE), **track},
+        deployment,
+        settings,
+        ["serve"],
+        env,
+        {**pod_labels(deployment, model, ROLE), **track},
         ports=[{"name": PORT_NAME, "containerPort": online.port, "protocol": "TCP"}],
         probes=http_probes(PORT_NAME),
         lifecycle={"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}},
@@ -124,9 +139,17 @@ def _autoscaler(deployment: ModelDeployment, online: Online) -> dict:
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment.name},
             "minReplicas": scaling.min_replicas,
             "maxReplicas": scaling.max_replicas,
-            "metrics": [{"type": "Resource", "resource": {
-                "name": "cpu",
-                "target": {"type": "Utilization", "averageUtilization": scaling.target_cpu_utilization_percentage},
-            }}],
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": scaling.target_cpu_utilization_percentage,
+                        },
+                    },
+                }
+            ],
         },
     }

@@ -98,7 +98,11 @@ def pod_template(
     }
     if termination_grace_seconds is not None:
         pod_spec["terminationGracePeriodSeconds"] = termination_grace_seconds
-    for field, value in (("nodeSelector", spec.node_selector), ("tolerations", spec.tolerations), ("affinity", spec.affinity)):
+    for field, value in (
+        ("nodeSelector", spec.node_selector),
+        ("tolerations", spec.tolerations),
+        ("affinity", spec.affinity),
+    ):
         if value:
             pod_spec[field] = value
     template = {"metadata": {"labels": labels}, "spec": pod_spec}
@@ -116,9 +120,14 @@ def http_probes(port_name: str) -> dict:
     second: a server busy taking in large requests answers late, and a probe that gave up
     after a second would take a loaded pod out of its Service, or restart it. A probe
     then fails only when no answer came before the next one was due."""
+
     def probe(path: str, period: int, failures: int) -> dict:
-        return {"httpGet": {"path": path, "port": port_name}, "periodSeconds": period, "timeoutSeconds": period,
-                "failureThreshold": failures}
+        return {
+            "httpGet": {"path": path, "port": port_name},
+            "periodSeconds": period,
+            "timeoutSeconds": period,
+            "failureThreshold": failures,
+        }
 
     return {
         "startupProbe": probe("/readyz", 2, 300),

@@ -32,7 +32,11 @@ def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSe
         env.append(env_var("MODELPLANE_DEAD_LETTER", streaming.dead_letter))
     labels = {**selector_labels(deployment, ROLE), MODEL_VERSION_LABEL: model.version}
     template = pod_template(
-        deployment, settings, ["stream"], env, labels,
+        deployment,
+        settings,
+        ["stream"],
+        env,
+        labels,
         ports=[{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
         probes=http_probes("metrics"),
         termination_grace_seconds=DRAIN_SECONDS,
@@ -55,8 +59,16 @@ def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSe
     children = [consumers, _scaled_object(deployment)] if scaled else [consumers]
     if settings.network_policy:
         # First, so that a pod never runs before the policy that guards it.
-        children.insert(0, network_policy.render(workload_name(deployment), selector_labels(deployment, ROLE),
-                                                 METRICS_PORT, settings.network_policy, brokers=True))
+        children.insert(
+            0,
+            network_policy.render(
+                workload_name(deployment),
+                selector_labels(deployment, ROLE),
+                METRICS_PORT,
+                settings.network_policy,
+                brokers=True,
+            ),
+        )
     return children
 
 
@@ -86,12 +98,28 @@ def _lag_trigger(source: str, group: str, scaling) -> dict:
     group = options.get("group", group)
     threshold = str(scaling.lag_threshold)
     if parts.scheme == "kafka":
-        return {"type": "kafka", "metadata": {"bootstrapServers": parts.netloc, "consumerGroup": group,
-                                              "topic": name, "lagThreshold": threshold}}
+        return {
+            "type": "kafka",
+            "metadata": {
+                "bootstrapServers": parts.netloc,
+                "consumerGroup": group,
+                "topic": name,
+                "lagThreshold": threshold,
+            },
+        }
     if parts.scheme == "redis":
-        return {"type": "redis-streams", "metadata": {"address": parts.netloc, "stream": name,
-                                                      "consumerGroup": group, "lagCount": threshold}}
+        return {
+            "type": "redis-streams",
+            "metadata": {"address": parts.netloc, "stream": name, "consumerGroup": group, "lagCount": threshold},
+        }
     durable = options.get("durable", group).replace(".", "-")
-    return {"type": "nats-jetstream", "metadata": {
-        "natsServerMonitoringEndpoint": f"{parts.hostname}:{scaling.nats_monitoring_port}", "account": "$G",
-        "stream": options.get("stream", ""), "consumer": durable, "lagThreshold": threshold}}
+    return {
+        "type": "nats-jetstream",
+        "metadata": {
+            "natsServerMonitoringEndpoint": f"{parts.hostname}:{scaling.nats_monitoring_port}",
+            "account": "$G",
+            "stream": options.get("stream", ""),
+            "consumer": durable,
+            "lagThreshold": threshold,
+        },
+    }

@@ -18,15 +18,36 @@ from dataclasses import dataclass
 from modelplane.serving.errors import BatchError
 
 log = logging.getLogger("modelplane.batch")
-READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
-           ".json": "jsonl"}
+READERS = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
 # What a store's listing says changes when a file's content does: a checksum or version
 # where it keeps one (object stores, HTTP), else the modification time, with the inode
 # (local `ino`, FTP's `unique`) that a replace by rename changes even when it keeps the
 # time, as rsync does. Local files and FTP give mtime/modify and the inode; FTP's modify
 # counts whole seconds.
-IDENTITY_FIELDS = ("ETag", "etag", "md5Hash", "crc32c", "generation", "VersionId", "version_id", "mtime", "modify",
-                   "LastModified", "last_modified", "updated", "Last-Modified", "ino", "unique")
+IDENTITY_FIELDS = (
+    "ETag",
+    "etag",
+    "md5Hash",
+    "crc32c",
+    "generation",
+    "VersionId",
+    "version_id",
+    "mtime",
+    "modify",
+    "LastModified",
+    "last_modified",
+    "updated",
+    "Last-Modified",
+    "ino",
+    "unique",
+)
 BLOCK_BYTES = 1 << 20
 
 
@@ -99,9 +120,11 @@ def _relative(path: str, base: str, spec: str) -> str:
         return path
     if not path.startswith(base + "/"):
         # Never fall back to a shorter name: two such files could share an output.
-        raise BatchError(f"--input {spec}: the store listed {path}, which is outside {base}, so it has no name "
-                         f"under the output folder; name the input by its canonical path")
-    return path[len(base) + 1:]
+        raise BatchError(
+            f"--input {spec}: the store listed {path}, which is outside {base}, so it has no name "
+            f"under the output folder; name the input by its canonical path"
+        )
+    return path[len(base) + 1 :]
 
 
 def _identity(fs, path: str, info: dict) -> str:

@@ -9,6 +9,7 @@ rewritten file is scored again). `runs.py` writes the markers of a run beside th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -61,8 +62,16 @@ class Output:
         else:  # this shard's every-n-th chunks fell past the end of a short file
             self.fs.rm(staged)
             final = None
-        self.write_json(self._ledger_entry(share), {"input": share.file.path, "identity": share.file.identity,
-                                                   "output": final, "rows": writer.rows, "finished": time.time()})
+        self.write_json(
+            self._ledger_entry(share),
+            {
+                "input": share.file.path,
+                "identity": share.file.identity,
+                "output": final,
+                "rows": writer.rows,
+                "finished": time.time(),
+            },
+        )
 
     def write_json(self, path: str, content: dict) -> None:
         """Writes `path` whole or not at all: staged, then moved into place."""
@@ -75,10 +84,8 @@ class Output:
     def remove(self, path: str, recursive: bool = False) -> None:
         # Asked first: not every store's rm of a missing path raises FileNotFoundError (FTP answers 550).
         if self.fs.exists(path):
-            try:
+            with contextlib.suppress(FileNotFoundError):  # another shard removed it first
                 self.fs.rm(path, recursive=recursive)
-            except FileNotFoundError:
-                pass  # another shard removed it first
 
     def _ledger_entry(self, share: Share) -> str:
         key = hashlib.sha256(f"{share.file.path}\0{share.file.identity}".encode()).hexdigest()[:24]

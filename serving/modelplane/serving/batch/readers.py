@@ -18,8 +18,14 @@ import pandas as pd
 from modelplane.serving.batch.inputs import BLOCK_BYTES, Share
 from modelplane.serving.errors import BatchError
 
-JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
-              type(None): "null"}
+JSON_TYPES = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
 
 
 def read_chunks(fs, share: Share, chunk_rows: int) -> Iterator[tuple[int, pd.DataFrame]]:
@@ -70,7 +76,7 @@ def _jsonl_chunks(fs, path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
         lines_before = 0
         while True:
             try:
-                lines = [line for _, line in zip(range(chunk_rows), text)]
+                lines = [line for _, line in zip(range(chunk_rows), text, strict=False)]
             except UnicodeDecodeError as error:
                 raise _malformed(path, "JSON Lines", f"line {_undecodable_line(fs, path)}", error) from None
             if not lines:
@@ -137,8 +143,9 @@ def _parquet_error(fs, path: str, rows_read: int, chunk_rows: int, error: Except
                     for _ in parquet.iter_batches(batch_size=chunk_rows, row_groups=[group]):
                         pass
                 except (pa.ArrowException, OSError) as group_error:
-                    return _malformed(path, "Parquet", f"row group {group} (rows {first}-{first + rows - 1})",
-                                      group_error)
+                    return _malformed(
+                        path, "Parquet", f"row group {group} (rows {first}-{first + rows - 1})", group_error
+                    )
             first += rows
     return BatchError(f"{path} could not be read after its row {rows_read}: {_first_line(error)}")
 
@@ -153,7 +160,7 @@ def _undecodable_line(fs, path: str) -> int:
             try:
                 decoder.decode(block)
             except UnicodeDecodeError as error:
-                return line + block[:max(error.start - pending, 0)].count(b"\n")
+                return line + block[: max(error.start - pending, 0)].count(b"\n")
             line += block.count(b"\n")
     return line
 

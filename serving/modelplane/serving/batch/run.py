@@ -48,8 +48,12 @@ def score_files(pyfunc, settings: BatchSettings) -> int:
     output = Output(output_fs, output_root, settings.format.value, settings.shard_index, settings.chunk_rows)
     output.begin()
     # The model by its uuid, not its URI: an alias moved between two shards' starts makes two runs.
-    run = Run.of(files, pyfunc.metadata.model_uuid or settings.model, settings.shard_count,
-                 {"format": settings.format.value, "id_column": settings.id_column, "chunk_rows": settings.chunk_rows})
+    run = Run.of(
+        files,
+        pyfunc.metadata.model_uuid or settings.model,
+        settings.shard_count,
+        {"format": settings.format.value, "id_column": settings.id_column, "chunk_rows": settings.chunk_rows},
+    )
     markers = RunMarkers(output, run, settings.shard_index)
     markers.begin()
     progress = _Progress()
@@ -68,8 +72,10 @@ def score_files(pyfunc, settings: BatchSettings) -> int:
 
 def _score_chunk(pyfunc, chunk: pd.DataFrame, first_row: int, share: Share, id_column: str | None) -> pd.DataFrame:
     if id_column is not None and id_column not in chunk.columns:
-        raise BatchError(f"--id-column {id_column!r} is not a column of {share.file.path}; "
-                         f"its columns are {', '.join(map(str, chunk.columns))}")
+        raise BatchError(
+            f"--id-column {id_column!r} is not a column of {share.file.path}; "
+            f"its columns are {', '.join(map(str, chunk.columns))}"
+        )
     if id_column is None:
         ids = pd.Series(np.arange(first_row, first_row + len(chunk)), name=ROW_COLUMN)
         features = chunk
@@ -82,8 +88,9 @@ def _score_chunk(pyfunc, chunk: pd.DataFrame, first_row: int, share: Share, id_c
         predictions = pyfunc.predict(features)
     except Exception as error:  # noqa: BLE001 - the model's own failure, located in the input
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BatchError(f"rows {first_row}-{first_row + len(chunk) - 1} of {share.file.path} could not be "
-                         f"scored: {message}") from None
+        raise BatchError(
+            f"rows {first_row}-{first_row + len(chunk) - 1} of {share.file.path} could not be scored: {message}"
+        ) from None
     return pd.concat([ids.reset_index(drop=True), prediction_frame(predictions)], axis=1)
 
 

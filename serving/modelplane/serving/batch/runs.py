@@ -37,8 +37,9 @@ class Run:
     @classmethod
     def of(cls, files: list[InputFile], model: str, shard_count: int, settings: dict) -> Run:
         """The run that scores `files` with `model` in `shard_count` shards, as `settings` say."""
-        inputs = [{"path": file.path, "name": file.name, "format": file.format, "identity": file.identity}
-                  for file in files]
+        inputs = [
+            {"path": file.path, "name": file.name, "format": file.format, "identity": file.identity} for file in files
+        ]
         work = {"model": model, "shards": shard_count, "settings": settings, "inputs": inputs}
         run_id = hashlib.sha256(json.dumps(work, sort_keys=True).encode()).hexdigest()[:20]
         return cls(run_id, {"run": run_id, **work})
@@ -63,8 +64,9 @@ class RunMarkers:
         self.output.write_json(self._marker_of(self.shard_index), {"rows": rows, "finished": time.time()})
         self.output.fs.invalidate_cache(self._folder)  # a store may cache listings (FTP does): see the others' markers
         if all(self.output.fs.exists(self._marker_of(index)) for index in range(self._shards)):
-            self.output.write_json(f"{self.output.root}/_SUCCESS",
-                                   {"run": self.run.id, "shards": self._shards, "finished": time.time()})
+            self.output.write_json(
+                f"{self.output.root}/_SUCCESS", {"run": self.run.id, "shards": self._shards, "finished": time.time()}
+            )
             self._forget_other_finished_runs()
 
     def _marker_of(self, index: int) -> str:

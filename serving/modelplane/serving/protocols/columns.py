@@ -58,8 +58,9 @@ class Columns:
 
     @staticmethod
     def join(parts: list[Columns]) -> pd.DataFrame:
-        return pd.DataFrame({name: _concat([part.arrays[name] for part in parts]) for name in parts[0].arrays},
-                            copy=False)
+        return pd.DataFrame(
+            {name: _concat([part.arrays[name] for part in parts]) for name in parts[0].arrays}, copy=False
+        )
 
 
 def _concat(arrays: list):
@@ -95,8 +96,9 @@ class ColumnSchema:
             raise InvalidInput("records must be a list of JSON objects, one per row")
         for record in records:
             self.check_names(record)
-        return self._build({column.name: [record.get(column.name) for record in records]
-                            for column in self.columns}, len(records))
+        return self._build(
+            {column.name: [record.get(column.name) for record in records] for column in self.columns}, len(records)
+        )
 
     def from_split(self, split) -> Columns:
         if not isinstance(split, dict) or not isinstance(split.get("data"), list):
@@ -114,8 +116,15 @@ class ColumnSchema:
             if not isinstance(values, list) or len(values) != width:
                 raise InvalidInput(f"dataframe_split row {row} must be a list of {width} values, one per column")
         position = {name: index for index, name in enumerate(names)}
-        return self._build({column.name: [values[position[column.name]] for values in data]
-                            if column.name in position else [None] * len(data) for column in self.columns}, len(data))
+        return self._build(
+            {
+                column.name: [values[position[column.name]] for values in data]
+                if column.name in position
+                else [None] * len(data)
+                for column in self.columns
+            },
+            len(data),
+        )
 
     def from_columns(self, mapping: dict) -> Columns:
         self.check_names(mapping)
@@ -128,8 +137,10 @@ class ColumnSchema:
     def check_names(self, names) -> None:
         unknown = [name for name in names if name not in self._names]
         if unknown:
-            raise InvalidInput(f"column {unknown[0]!r} is not an input of the model; it takes "
-                               f"{', '.join(repr(column.name) for column in self.columns)}")
+            raise InvalidInput(
+                f"column {unknown[0]!r} is not an input of the model; it takes "
+                f"{', '.join(repr(column.name) for column in self.columns)}"
+            )
 
     def _build(self, values: dict[str, list], rows: int) -> Columns:
         if rows == 0:
@@ -138,8 +149,14 @@ class ColumnSchema:
 
 
 # Value types that need no look one by one: a column of only these is checked in one pass.
-_PLAIN_TYPES = {"double": {int, float}, "float": {int, float}, "long": {int}, "integer": {int},
-                "boolean": {bool}, "string": {str}}
+_PLAIN_TYPES = {
+    "double": {int, float},
+    "float": {int, float},
+    "long": {int},
+    "integer": {int},
+    "boolean": {bool},
+    "string": {str},
+}
 
 
 def _array(column: _Column, values: list) -> np.ndarray:
@@ -149,12 +166,15 @@ def _array(column: _Column, values: list) -> np.ndarray:
     for row, value in enumerate(() if plain and set(map(type, values)) <= plain else values):
         if value is None or (type(value) is float and math.isnan(value) and column.type not in ("double", "float")):
             if column.required:
-                raise InvalidInput(f"column {column.name!r} is required ({column.type}), but row {row} is "
-                                   f"{'missing or null' if value is None else 'NaN'}")
+                raise InvalidInput(
+                    f"column {column.name!r} is required ({column.type}), but row {row} is "
+                    f"{'missing or null' if value is None else 'NaN'}"
+                )
             nulls = True
         elif not accepts(value):
-            raise InvalidInput(f"column {column.name!r} expects {expected} ({column.type}); row {row} is "
-                               f"{json_codec.shown(value)}")
+            raise InvalidInput(
+                f"column {column.name!r} expects {expected} ({column.type}); row {row} is {json_codec.shown(value)}"
+            )
     if column.type == "binary":
         values = [_base64(column, row, value) for row, value in enumerate(values)]
     if nulls and column.type in ("long", "integer", "boolean"):
@@ -171,5 +191,6 @@ def _base64(column: _Column, row: int, value):
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidInput(f"column {column.name!r} holds binary data, sent as base64; row {row} is not "
-                           "valid base64") from None
+        raise InvalidInput(
+            f"column {column.name!r} holds binary data, sent as base64; row {row} is not valid base64"
+        ) from None

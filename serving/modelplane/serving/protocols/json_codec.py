@@ -35,8 +35,9 @@ def _check_text(payload) -> None:
     while pending:
         value, depth = pending.pop()
         if depth > MAX_DEPTH:
-            raise InvalidInput(f"the body is not valid JSON: it nests arrays or objects too deeply "
-                               f"(more than {MAX_DEPTH} levels)")
+            raise InvalidInput(
+                f"the body is not valid JSON: it nests arrays or objects too deeply (more than {MAX_DEPTH} levels)"
+            )
         if isinstance(value, str):
             _check_string(value)
         elif isinstance(value, list):

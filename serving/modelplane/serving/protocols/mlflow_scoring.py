@@ -17,7 +17,7 @@ import numpy as np
 
 from modelplane.serving.errors import InvalidInput, UnsupportedMediaType
 from modelplane.serving.protocols import json_codec
-from modelplane.serving.protocols.columns import ColumnSchema, Columns
+from modelplane.serving.protocols.columns import Columns, ColumnSchema
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
@@ -42,8 +42,11 @@ class Decoder:
                 raise InvalidInput("params must be a JSON object of parameter names and values")
             if self.columns is not None:
                 return self._columns(payload), params or None
-            return self._mlflow(lambda parsing: parsing.infer_and_parse_data(
-                {key: payload[key] for key in FORMATS if key in payload}, self.schema)), params or None
+            return self._mlflow(
+                lambda parsing: parsing.infer_and_parse_data(
+                    {key: payload[key] for key in FORMATS if key in payload}, self.schema
+                )
+            ), params or None
         if mime == "text/csv":
             if self.columns is not None:
                 text = _text(body)
@@ -122,15 +125,17 @@ def _json_object(body: bytes) -> dict:
     unknown = sorted(set(payload) - set(FORMATS) - {"params"})
     if len(present) != 1 or unknown:
         found = ", ".join(sorted(payload)) or "nothing"
-        raise InvalidInput(f"the body must hold exactly one of {', '.join(FORMATS)} (and optionally params); "
-                           f"it holds {found}")
+        raise InvalidInput(
+            f"the body must hold exactly one of {', '.join(FORMATS)} (and optionally params); it holds {found}"
+        )
     return payload
 
 
 def encode(predictions) -> bytes:
     """{"predictions": ...} as `mlflow models serve` writes it; plain arrays without its detour."""
     if isinstance(predictions, np.ndarray) and (
-            predictions.dtype.kind in "iub" or (predictions.dtype.kind == "f" and np.isfinite(predictions).all())):
+        predictions.dtype.kind in "iub" or (predictions.dtype.kind == "f" and np.isfinite(predictions).all())
+    ):
         return json_codec.dumps({"predictions": np.ascontiguousarray(predictions)})
     from mlflow.pyfunc.scoring_server import predictions_to_json
 

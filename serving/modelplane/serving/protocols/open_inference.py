@@ -19,12 +19,30 @@ from modelplane.serving.protocols import json_codec
 from modelplane.serving.protocols.columns import ColumnSchema
 
 DTYPES = {
-    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
-    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
-    "FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "BYTES": object,
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "BYTES": object,
 }
-_COLUMN_DATATYPES = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32", "boolean": "BOOL",
-                     "string": "BYTES", "binary": "BYTES", "datetime": "BYTES"}
+_COLUMN_DATATYPES = {
+    "double": "FP64",
+    "float": "FP32",
+    "long": "INT64",
+    "integer": "INT32",
+    "boolean": "BOOL",
+    "string": "BYTES",
+    "binary": "BYTES",
+    "datetime": "BYTES",
+}
 
 
 class Decoder:
@@ -60,18 +78,25 @@ class Decoder:
         if self.columns is not None:
             for name, (_, shape, _) in tensors.items():
                 if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
-                    raise InvalidInput(f"input {name!r}: the model takes columns, so its shape must be [rows] or "
-                                       f"[rows, 1], not {shape}")
+                    raise InvalidInput(
+                        f"input {name!r}: the model takes columns, so its shape must be [rows] or "
+                        f"[rows, 1], not {shape}"
+                    )
             return self.columns.from_columns({name: values for name, (values, _, _) in tensors.items()})
-        binary = self.schema is not None and self.schema.is_tensor_spec() and any(
-            spec.type.kind == "S" for spec in self.schema.inputs)
-        arrays = {name: _array(name, values, shape, datatype, binary)
-                  for name, (values, shape, datatype) in tensors.items()}
+        binary = (
+            self.schema is not None
+            and self.schema.is_tensor_spec()
+            and any(spec.type.kind == "S" for spec in self.schema.inputs)
+        )
+        arrays = {
+            name: _array(name, values, shape, datatype, binary) for name, (values, shape, datatype) in tensors.items()
+        }
         data = next(iter(arrays.values())) if len(arrays) == 1 else arrays
         if self.schema is not None:
             if self.schema.is_tensor_spec() and len(self.schema.inputs) > 1 and not isinstance(data, dict):
-                raise InvalidInput(f"the model takes {len(self.schema.inputs)} named inputs: "
-                                   f"{', '.join(self.schema.input_names())}")
+                raise InvalidInput(
+                    f"the model takes {len(self.schema.inputs)} named inputs: {', '.join(self.schema.input_names())}"
+                )
             if not self.schema.is_tensor_spec():
                 data = pd.DataFrame({name: array.reshape(-1) for name, array in arrays.items()})
             _validate(data, self.schema)
@@ -87,10 +112,12 @@ def _tensor(tensor, position: int) -> tuple[str, list, list[int]]:
     name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
     if type(name) is not str or not name:
         raise InvalidInput(f"inputs[{position}].name must be a non-empty string")
-    if not isinstance(shape, list) or not all(type(size) is int and size >= 0 for size in shape) \
-            or len(shape) > _MAX_DIMENSIONS:
-        raise InvalidInput(f"input {name!r}: shape must be a list of at most {_MAX_DIMENSIONS} "
-                           "non-negative integers")
+    if (
+        not isinstance(shape, list)
+        or not all(type(size) is int and size >= 0 for size in shape)
+        or len(shape) > _MAX_DIMENSIONS
+    ):
+        raise InvalidInput(f"input {name!r}: shape must be a list of at most {_MAX_DIMENSIONS} non-negative integers")
     if type(datatype) is not str or datatype not in DTYPES:
         raise InvalidInput(f"input {name!r}: datatype {repr(datatype)[:40]} is not one of {', '.join(DTYPES)}")
     elements = math.prod(shape)
@@ -116,10 +143,16 @@ def _flatten(name: str, data, shape: list[int]) -> list:
 
     def walk(items, depth: int) -> None:
         innermost = depth == len(shape) - 1
-        if depth == len(shape) or not isinstance(items, list) or len(items) != shape[depth] \
-                or (innermost and any(isinstance(item, list) for item in items)):
-            raise InvalidInput(f"input {name!r}: data is nested unevenly or not as shape {shape} says; send it "
-                               "nested exactly as the shape, or flat")
+        if (
+            depth == len(shape)
+            or not isinstance(items, list)
+            or len(items) != shape[depth]
+            or (innermost and any(isinstance(item, list) for item in items))
+        ):
+            raise InvalidInput(
+                f"input {name!r}: data is nested unevenly or not as shape {shape} says; send it "
+                "nested exactly as the shape, or flat"
+            )
         if innermost:
             flat.extend(items)
             return
@@ -167,8 +200,9 @@ def _bytes(name: str, value, binary: bool):
     try:
         return base64.b64decode(value, validate=True)
     except ValueError:
-        raise InvalidInput(f"input {name!r}: the model takes binary data, sent as base64; an element is not "
-                           "valid base64") from None
+        raise InvalidInput(
+            f"input {name!r}: the model takes binary data, sent as base64; an element is not valid base64"
+        ) from None
 
 
 def _validate(data, schema) -> None:
@@ -201,8 +235,10 @@ def _output(name: str, array: np.ndarray) -> dict:
         data = array.reshape(-1).tolist()
     else:
         datatype = "BYTES"
-        data = [base64.b64encode(value).decode() if isinstance(value, bytes) else str(value)
-                for value in array.reshape(-1).tolist()]
+        data = [
+            base64.b64encode(value).decode() if isinstance(value, bytes) else str(value)
+            for value in array.reshape(-1).tolist()
+        ]
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}
 
 
@@ -213,9 +249,16 @@ def metadata(schema, name: str, version: str | None, dependencies) -> dict:
         "versions": [version] if version else [],
         "platform": "mlflow",
         "inputs": _tensor_metadata(schema.inputs) if schema is not None else [],
-        "parameters": {"dependencies": [
-            {"requirement": dependency.requirement, "installed": dependency.installed,
-             "satisfied": dependency.satisfied} for dependency in dependencies]},
+        "parameters": {
+            "dependencies": [
+                {
+                    "requirement": dependency.requirement,
+                    "installed": dependency.installed,
+                    "satisfied": dependency.satisfied,
+                }
+                for dependency in dependencies
+            ]
+        },
     }
 
 
@@ -226,6 +269,11 @@ def _tensor_metadata(specs) -> list[dict]:
             datatype = "BYTES" if spec.type.kind in "OSU" else spec.type.name.upper().replace("FLOAT", "FP")
             described.append({"name": spec.name or "input-0", "datatype": datatype, "shape": list(spec.shape)})
         else:
-            described.append({"name": spec.name, "datatype": _COLUMN_DATATYPES.get(getattr(spec.type, "name", ""),
-                                                                                   "BYTES"), "shape": [-1]})
+            described.append(
+                {
+                    "name": spec.name,
+                    "datatype": _COLUMN_DATATYPES.get(getattr(spec.type, "name", ""), "BYTES"),
+                    "shape": [-1],
+                }
+            )
     return described

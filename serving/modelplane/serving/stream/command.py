@@ -24,7 +24,7 @@ def main(overrides: dict) -> int:
     settings, model = started
     try:
         asyncio.run(consume(model, settings))
-    except Exception as error:  # noqa: BLE001 - a transport that failed for good: say which, and exit
+    except Exception as error:  # a transport that failed for good: say which, and exit
         # Nothing unacknowledged is lost: a restarted consumer is delivered it again.
         log.debug("the stream stopped", exc_info=True)
         return stop(f"the stream stopped: {type(error).__name__}: {error or 'no detail'}")
@@ -51,8 +51,16 @@ async def consume(model, settings: StreamSettings) -> None:
             await transport.start()
         metrics.ready = True
         log.info("consuming %s with %s, writing to %s", settings.source, model.uri, settings.sink)
-        scorer = StreamScorer(model, source, sink, dead_letters, metrics, settings.batch_size,
-                              settings.batch_wait_ms / 1000, settings.max_attempts)
+        scorer = StreamScorer(
+            model,
+            source,
+            sink,
+            dead_letters,
+            metrics,
+            settings.batch_size,
+            settings.batch_wait_ms / 1000,
+            settings.max_attempts,
+        )
         await scorer.run(stopping)
         log.info("drained: stopping")
     finally:

@@ -59,7 +59,7 @@ def prediction(event: Event, ids: list, many: bool, values: list, headers: dict[
     JSON-able value per record, see `jsonable`)."""
     if not many:
         return Outgoing(json_codec.dumps({ID_FIELD: ids[0], "prediction": values[0]}), event.key, headers)
-    scored = [{ID_FIELD: record_id, "prediction": value} for record_id, value in zip(ids, values)]
+    scored = [{ID_FIELD: record_id, "prediction": value} for record_id, value in zip(ids, values, strict=False)]
     return Outgoing(json_codec.dumps(scored), event.key, headers)
 
 
@@ -70,8 +70,13 @@ def dead_letter(event: Event, error: str, headers: dict[str, str]) -> Outgoing:
         payload: object = event.value.decode()
     except UnicodeDecodeError:
         payload = event.value.hex()
-    letter = {"error": error, "payload": payload, "origin": event.origin, "attempts": event.attempts,
-              "key": event.key.decode(errors="replace") if event.key else None}
+    letter = {
+        "error": error,
+        "payload": payload,
+        "origin": event.origin,
+        "attempts": event.attempts,
+        "key": event.key.decode(errors="replace") if event.key else None,
+    }
     return Outgoing(json_codec.dumps(letter), event.key, headers)
 
 

@@ -23,14 +23,26 @@ class StreamMetrics:
 
         self.consumed = labelled(Counter, "modelplane_stream_consumed", "Events read from the source")
         self.produced = labelled(Counter, "modelplane_stream_produced", "Predictions written to the sink")
-        self.dead_lettered = labelled(Counter, "modelplane_stream_dead_lettered",
-                                      "Events that could not be scored, sent to the dead-letter destination")
-        self.batch_size = labelled(Histogram, "modelplane_batch_requests", "Events scored together in one predict "
-                                   "call", buckets=BATCH_BUCKETS)
-        self.latency = labelled(Histogram, "modelplane_stream_batch_seconds", "Time from fetching a batch to "
-                                "writing its predictions", buckets=LATENCY_BUCKETS)
-        self.end_to_end = labelled(Histogram, "modelplane_stream_end_to_end_seconds", "Time from the broker "
-                                   "storing an event to its result being written", buckets=END_TO_END_BUCKETS)
+        self.dead_lettered = labelled(
+            Counter,
+            "modelplane_stream_dead_lettered",
+            "Events that could not be scored, sent to the dead-letter destination",
+        )
+        self.batch_size = labelled(
+            Histogram, "modelplane_batch_requests", "Events scored together in one predict call", buckets=BATCH_BUCKETS
+        )
+        self.latency = labelled(
+            Histogram,
+            "modelplane_stream_batch_seconds",
+            "Time from fetching a batch to writing its predictions",
+            buckets=LATENCY_BUCKETS,
+        )
+        self.end_to_end = labelled(
+            Histogram,
+            "modelplane_stream_end_to_end_seconds",
+            "Time from the broker storing an event to its result being written",
+            buckets=END_TO_END_BUCKETS,
+        )
         self.lag = labelled(Gauge, "modelplane_stream_lag", "Events of the consumer group not yet delivered")
         self.ready = False
 
@@ -38,6 +50,7 @@ class StreamMetrics:
 async def serve_health(metrics: StreamMetrics, host: str, port: int) -> asyncio.Server:
     """/metrics, /healthz (alive) and /readyz (connected and consuming). Probes and scrapers
     send one GET per connection; a server this small leaves SIGTERM to the consumer."""
+
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await reader.readuntil(b"\r\n\r\n")
@@ -50,7 +63,9 @@ async def serve_health(metrics: StreamMetrics, host: str, port: int) -> asyncio.
                 status, body, kind = "503 Service Unavailable", b"not ready", "text/plain"
             else:
                 status, body, kind = "404 Not Found", b"not found", "text/plain"
-            head = f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            head = (
+                f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
             writer.write(head.encode() + body)
             await writer.drain()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):

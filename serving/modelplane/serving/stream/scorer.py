@@ -41,8 +41,17 @@ class Decoded:
 
 
 class StreamScorer:
-    def __init__(self, model: LoadedModel, source: Source, sink: Sink, dead_letters: Sink | None,
-                 metrics: StreamMetrics, batch_size: int, batch_wait_seconds: float, max_attempts: int):
+    def __init__(
+        self,
+        model: LoadedModel,
+        source: Source,
+        sink: Sink,
+        dead_letters: Sink | None,
+        metrics: StreamMetrics,
+        batch_size: int,
+        batch_wait_seconds: float,
+        max_attempts: int,
+    ):
         self.source, self.sink, self.dead_letters, self.metrics = source, sink, dead_letters, metrics
         self.batch_size, self.batch_wait, self.max_attempts = batch_size, batch_wait_seconds, max_attempts
         self.columns = ColumnSchema.of(model.input_schema)
@@ -143,10 +152,14 @@ class StreamScorer:
             except ModelFailed as error:
                 failure = error
                 continue
-            return "scored", messages.prediction(event, decoded.ids, decoded.many, messages.jsonable(predictions),
-                                                 self.headers)
-        why = (f"scoring failed {event.attempts} times: {failure}" if failure is not None
-               else f"delivered {event.attempts} times and never acknowledged: its consumers kept dying")
+            return "scored", messages.prediction(
+                event, decoded.ids, decoded.many, messages.jsonable(predictions), self.headers
+            )
+        why = (
+            f"scoring failed {event.attempts} times: {failure}"
+            if failure is not None
+            else f"delivered {event.attempts} times and never acknowledged: its consumers kept dying"
+        )
         return "dead", messages.dead_letter(event, why, self.headers)
 
     async def _dead_letter(self, letters: list[Outgoing]) -> None:
@@ -166,9 +179,8 @@ async def _patiently(call, items: list, what: str, attempts: int = 4) -> None:
         try:
             await call(items)
             return
-        except Exception as error:  # noqa: BLE001 - transports raise their own kinds
+        except Exception as error:  # transports raise their own kinds
             if attempt == attempts:
                 raise
-            log.warning("could not %s (attempt %d of %d): %s: %s", what, attempt, attempts, type(error).__name__,
-                        error)
-            await asyncio.sleep(0.5 * 2 ** attempt)
+            log.warning("could not %s (attempt %d of %d): %s: %s", what, attempt, attempts, type(error).__name__, error)
+            await asyncio.sleep(0.5 * 2**attempt)

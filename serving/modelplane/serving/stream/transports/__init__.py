@@ -42,8 +42,10 @@ class Address:
     def __init__(self, url: str):
         parts = urlsplit(url)
         if parts.scheme not in ("kafka", "redis", "nats") or not parts.hostname or not parts.path.strip("/"):
-            raise ValueError(f"{url!r} is not a stream URL: use kafka://host:port/topic, "
-                             "redis://host:port/stream or nats://host:port/subject?stream=NAME")
+            raise ValueError(
+                f"{url!r} is not a stream URL: use kafka://host:port/topic, "
+                "redis://host:port/stream or nats://host:port/subject?stream=NAME"
+            )
         self.url, self.scheme, self.host = url, parts.scheme, parts.hostname
         self.port = parts.port or {"kafka": 9092, "redis": 6379, "nats": 4222}[parts.scheme]
         self.name = parts.path.strip("/")
@@ -55,11 +57,14 @@ def source(url: str, group: str, consumer: str) -> Source:
     group = address.options.get("group", group)
     if address.scheme == "kafka":
         from modelplane.serving.stream.transports.kafka import KafkaSource
+
         return KafkaSource(address, group)
     if address.scheme == "redis":
         from modelplane.serving.stream.transports.redis_streams import RedisSource
+
         return RedisSource(address, group, consumer)
     from modelplane.serving.stream.transports.nats_jetstream import NatsSource
+
     return NatsSource(address, group)
 
 
@@ -67,9 +72,12 @@ def sink(url: str) -> Sink:
     address = Address(url)
     if address.scheme == "kafka":
         from modelplane.serving.stream.transports.kafka import KafkaSink
+
         return KafkaSink(address)
     if address.scheme == "redis":
         from modelplane.serving.stream.transports.redis_streams import RedisSink
+
         return RedisSink(address)
     from modelplane.serving.stream.transports.nats_jetstream import NatsSink
+
     return NatsSink(address)

@@ -23,13 +23,15 @@ def _servers(address: Address) -> str:
 class KafkaSource:
     def __init__(self, address: Address, group: str):
         self.topic = address.name
-        self.consumer = Consumer({
-            "bootstrap.servers": _servers(address),
-            "group.id": group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-        })
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": _servers(address),
+                "group.id": group,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+            }
+        )
 
     async def start(self) -> None:
         self.consumer.subscribe([self.topic])
@@ -42,8 +44,15 @@ class KafkaSource:
                 raise KafkaException(message.error())
             origin = {"topic": message.topic(), "partition": message.partition(), "offset": message.offset()}
             kind, stamp_ms = message.timestamp()
-            events.append(Event(value=message.value() or b"", key=message.key(), origin=origin, receipt=message,
-                                written_at=stamp_ms / 1000 if kind != TIMESTAMP_NOT_AVAILABLE else None))
+            events.append(
+                Event(
+                    value=message.value() or b"",
+                    key=message.key(),
+                    origin=origin,
+                    receipt=message,
+                    written_at=stamp_ms / 1000 if kind != TIMESTAMP_NOT_AVAILABLE else None,
+                )
+            )
         return events
 
     async def ack(self, events: list[Event]) -> None:
@@ -64,6 +73,7 @@ class KafkaSource:
                 _, high = self.consumer.get_watermark_offsets(position, cached=True) or (0, 0)
                 total += max(0, high - max(position.offset, 0))
             return total
+
         return await asyncio.to_thread(measure)
 
     async def close(self) -> None:
@@ -73,12 +83,14 @@ class KafkaSource:
 class KafkaSink:
     def __init__(self, address: Address):
         self.topic = address.name
-        self.producer = Producer({
-            "bootstrap.servers": _servers(address),
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-        })
+        self.producer = Producer(
+            {
+                "bootstrap.servers": _servers(address),
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+            }
+        )
 
     async def start(self) -> None:
         await asyncio.to_thread(self.producer.list_topics, self.topic, 30)
@@ -102,8 +114,9 @@ class KafkaSink:
             return self.producer.flush(60)
 
         if await asyncio.to_thread(produce_all) or failures:
-            raise KafkaException(f"Kafka did not confirm {len(failures) or 'some'} predictions: "
-                                 f"{failures[:1] or 'timed out'}")
+            raise KafkaException(
+                f"Kafka did not confirm {len(failures) or 'some'} predictions: {failures[:1] or 'timed out'}"
+            )
 
     async def close(self) -> None:
         await asyncio.to_thread(self.producer.flush, 30)

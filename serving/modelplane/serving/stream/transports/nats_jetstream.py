@@ -35,10 +35,17 @@ class NatsSource:
 
     async def start(self) -> None:
         self.connection = await nats.connect(_server(self.address))
-        config = ConsumerConfig(durable_name=self.durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait,
-                                deliver_policy=DeliverPolicy.ALL, filter_subject=self.subject, max_ack_pending=-1)
+        config = ConsumerConfig(
+            durable_name=self.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait,
+            deliver_policy=DeliverPolicy.ALL,
+            filter_subject=self.subject,
+            max_ack_pending=-1,
+        )
         self.subscription = await self.connection.jetstream().pull_subscribe(
-            self.subject, durable=self.durable, stream=self.stream, config=config)
+            self.subject, durable=self.durable, stream=self.stream, config=config
+        )
 
     async def fetch(self, max_count: int, wait_seconds: float) -> list[Event]:
         try:
@@ -48,11 +55,20 @@ class NatsSource:
         events = []
         for message in fetched:
             key = (message.headers or {}).get(KEY_HEADER)
-            events.append(Event(value=message.data, key=key.encode() if key is not None else None, receipt=message,
-                                origin={"stream": self.stream, "subject": message.subject,
-                                        "sequence": message.metadata.sequence.stream},
-                                attempts=message.metadata.num_delivered - 1,
-                                written_at=message.metadata.timestamp.timestamp()))
+            events.append(
+                Event(
+                    value=message.data,
+                    key=key.encode() if key is not None else None,
+                    receipt=message,
+                    origin={
+                        "stream": self.stream,
+                        "subject": message.subject,
+                        "sequence": message.metadata.sequence.stream,
+                    },
+                    attempts=message.metadata.num_delivered - 1,
+                    written_at=message.metadata.timestamp.timestamp(),
+                )
+            )
         return events
 
     async def ack(self, events: list[Event]) -> None:
@@ -82,9 +98,19 @@ class NatsSink:
     async def send(self, messages: list[Outgoing]) -> None:
         jetstream = self.connection.jetstream()
         # Each publish waits for the stream's acknowledgement: stored, not just sent.
-        await asyncio.gather(*(jetstream.publish(self.subject, message.value, headers={
-            **message.headers, **({KEY_HEADER: message.key.decode()} if message.key is not None else {})})
-            for message in messages))
+        await asyncio.gather(
+            *(
+                jetstream.publish(
+                    self.subject,
+                    message.value,
+                    headers={
+                        **message.headers,
+                        **({KEY_HEADER: message.key.decode()} if message.key is not None else {}),
+                    },
+                )
+                for message in messages
+            )
+        )
 
     async def close(self) -> None:
         if self.connection is not None:

@@ -40,20 +40,23 @@ class RedisSource:
 
     async def fetch(self, max_count: int, wait_seconds: float) -> list[Event]:
         if self._pending_after is not None:
-            reply = await self.client.xreadgroup(self.group, self.consumer, {self.stream: self._pending_after},
-                                                 count=max_count)
+            reply = await self.client.xreadgroup(
+                self.group, self.consumer, {self.stream: self._pending_after}, count=max_count
+            )
             if entries := (reply[0][1] if reply else []):
                 self._pending_after = entries[-1][0]
                 return self._events(entries)
             self._pending_after = None
         if time.monotonic() - self._claimed_at >= min(CLAIM_EVERY_SECONDS, self._claim_idle_ms / 1000):
             self._claimed_at = time.monotonic()
-            _, entries, *_ = await self.client.xautoclaim(self.stream, self.group, self.consumer,
-                                                          self._claim_idle_ms, "0-0", count=max_count)
+            _, entries, *_ = await self.client.xautoclaim(
+                self.stream, self.group, self.consumer, self._claim_idle_ms, "0-0", count=max_count
+            )
             if entries:
                 return self._events(entries)
-        reply = await self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=max_count,
-                                             block=max(1, int(wait_seconds * 1000)))
+        reply = await self.client.xreadgroup(
+            self.group, self.consumer, {self.stream: ">"}, count=max_count, block=max(1, int(wait_seconds * 1000))
+        )
         return self._events(reply[0][1] if reply else [])
 
     def _events(self, entries) -> list[Event]:
@@ -62,9 +65,15 @@ class RedisSource:
             fields = fields or {}
             # An entry id is the time Redis stored it, in milliseconds, and a sequence number.
             written_at = int(entry_id.split(b"-")[0]) / 1000
-            events.append(Event(value=fields.get(b"value", b""), key=fields.get(b"key"), receipt=entry_id,
-                                written_at=written_at,
-                                origin={"stream": self.stream, "id": entry_id.decode()}))
+            events.append(
+                Event(
+                    value=fields.get(b"value", b""),
+                    key=fields.get(b"key"),
+                    receipt=entry_id,
+                    written_at=written_at,
+                    origin={"stream": self.stream, "id": entry_id.decode()},
+                )
+            )
         return events
 
     async def ack(self, events: list[Event]) -> None:
