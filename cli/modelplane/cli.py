@@ -8,23 +8,32 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from importlib import import_module
 from importlib.metadata import version
 from pathlib import Path
 
+from modelplane.contract import STREAM_URL_FORMS, Command, DataFormat
+
+
+def _main(module: str) -> Callable[..., int]:
+    """The `main` of a subcommand's module, which returns the exit code."""
+    main: Callable[..., int] = import_module(module).main
+    return main
+
 
 def _run_demo(args: argparse.Namespace) -> int:
-    return import_module("modelplane.demo").main(home=args.home)
+    return _main("modelplane.demo")(home=args.home)
 
 
 def _run_local(args: argparse.Namespace) -> int:
-    return import_module("modelplane.local_run").main(
+    return _main("modelplane.local_run")(
         args.file, registry=args.registry, port=args.port, follow=args.follow, drop_unsafe_env=args.drop_unsafe_env
     )
 
 
 def _run_render(args: argparse.Namespace) -> int:
-    return import_module("modelplane.operator.render_command").main(
+    return _main("modelplane.operator.render_command")(
         args.file,
         serving_image=args.serving_image,
         registry_uri=args.registry,
@@ -33,7 +42,7 @@ def _run_render(args: argparse.Namespace) -> int:
 
 
 def _run_operator(args: argparse.Namespace) -> int:
-    return import_module("modelplane.operator.operator_command").main(
+    return _main("modelplane.operator.operator_command")(
         namespaces=args.namespace,
         all_namespaces=args.all_namespaces,
         liveness=args.liveness,
@@ -56,7 +65,7 @@ def _run_serve(args: argparse.Namespace) -> int:
             "strict_deps",
         )
     }
-    return import_module("modelplane.serving.serve").main(overrides)
+    return _main("modelplane.serving.serve")(overrides)
 
 
 def _run_batch(args: argparse.Namespace) -> int:
@@ -77,7 +86,7 @@ def _run_batch(args: argparse.Namespace) -> int:
             "strict_deps",
         )
     }
-    return import_module("modelplane.serving.batch.run").main(overrides)
+    return _main("modelplane.serving.batch.run")(overrides)
 
 
 def _run_stream(args: argparse.Namespace) -> int:
@@ -100,7 +109,7 @@ def _run_stream(args: argparse.Namespace) -> int:
             "strict_deps",
         )
     }
-    return import_module("modelplane.serving.stream.command").main(overrides)
+    return _main("modelplane.serving.stream.command")(overrides)
 
 
 def _model_flags(command: argparse.ArgumentParser) -> None:
@@ -185,7 +194,7 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(run=_run_local)
 
     serve = commands.add_parser(
-        "serve",
+        Command.serve.value,
         help="serve a registered model over HTTP (the MLflow scoring protocol)",
         description="Every flag has a MODELPLANE_* environment twin (e.g. --model-cache: MODELPLANE_MODEL_CACHE); "
         "a flag given wins.",
@@ -202,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_run_serve)
 
     batch = commands.add_parser(
-        "batch",
+        Command.batch.value,
         help="score files with a registered model, writing the predictions beside an id column",
         description="Every flag has a MODELPLANE_* environment twin; --shard-index defaults from "
         "JOB_COMPLETION_INDEX (an Indexed Job's pod index).",
@@ -210,7 +219,9 @@ def _parser() -> argparse.ArgumentParser:
     _model_flags(batch)
     batch.add_argument("--input", help="file, folder or glob to score; a local path or any fsspec URL")
     batch.add_argument("--output", help="folder for the predictions (written atomically, then a _SUCCESS marker)")
-    batch.add_argument("--format", choices=["parquet", "csv", "jsonl"], help="output format; default parquet")
+    batch.add_argument(
+        "--format", choices=[format.value for format in DataFormat], help="output format; default parquet"
+    )
     batch.add_argument("--id-column", help="input column written beside each prediction; default: the row number")
     batch.add_argument("--shard-index", type=int, help="this process's shard, from 0")
     batch.add_argument("--shard-count", type=int, help="processes splitting the input; default 1")
@@ -221,15 +232,13 @@ def _parser() -> argparse.ArgumentParser:
     batch.set_defaults(run=_run_batch)
 
     stream = commands.add_parser(
-        "stream",
+        Command.stream.value,
         help="score the events of a Kafka topic, Redis stream or NATS subject, writing predictions to another",
         description="Every flag has a MODELPLANE_* environment twin. Events are acknowledged only after their "
         "predictions are confirmed by the sink (at least once); SIGTERM drains and exits 0.",
     )
     _model_flags(stream)
-    stream.add_argument(
-        "--source", help="kafka://host:port/topic, redis://host:port/stream or nats://host:port/subject?stream=NAME"
-    )
+    stream.add_argument("--source", help=STREAM_URL_FORMS)
     stream.add_argument("--sink", help="where predictions go, a URL of the same forms")
     stream.add_argument("--dead-letter", help="where events that cannot be scored go, with the error")
     stream.add_argument("--consumer-group", help="group shared by every replica; default modelplane")
@@ -252,7 +261,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return args.run(args)
+    run: Callable[[argparse.Namespace], int] = args.run
+    return run(args)
 
 
 if __name__ == "__main__":

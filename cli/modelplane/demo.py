@@ -12,6 +12,11 @@ import json
 import socket
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.base import BaseEstimator
 
 DEMO_MODEL = "iris"
 DEMO_ALIAS = "champion"
@@ -20,7 +25,7 @@ DEMO_EXPERIMENT = "modelplane-demo"
 SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
 
 
-def iris_features():
+def iris_features() -> tuple[pd.DataFrame, pd.Series]:
     """The iris measurements as a DataFrame and the species as labels."""
     from sklearn.datasets import load_iris
 
@@ -28,7 +33,9 @@ def iris_features():
     return iris.data, iris.target
 
 
-def register_iris_model(experiment_id: str, estimator, name: str = DEMO_MODEL, alias: str | None = DEMO_ALIAS) -> str:
+def register_iris_model(
+    experiment_id: str, estimator: BaseEstimator, name: str = DEMO_MODEL, alias: str | None = DEMO_ALIAS
+) -> str:
     """Trains `estimator` on iris, registers it with its signature and an input example,
     points `alias` at the new version, and returns that version."""
     import mlflow
@@ -109,10 +116,12 @@ def main(home: str) -> int:
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
-def _post_json(url: str, body: dict) -> dict:
+def _post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
+        answer: dict[str, Any] = json.load(response)
+        return answer

@@ -14,12 +14,20 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+from modelplane.contract import Env
+
+if TYPE_CHECKING:
+    from modelplane.operator.manifest import ModelDeployment
+    from modelplane.operator.render import ResolvedModel
+    from modelplane.operator.spec import ModelReference
 
 LOCAL_REGISTRY = Path(".modelplane") / "mlflow.db"  # where `modelplane demo` registers its model
-WORKLOAD_KINDS = ("Deployment", "CronJob", "Job")
 # Variables that make the local interpreter, the dynamic linker or a shell run code of
 # their choosing: harmless in a pod's own container, not in the user's session.
 _UNSAFE_ENV_PREFIXES = ("PYTHON", "LD_", "DYLD_")
@@ -67,8 +75,11 @@ def prepare(path: Path, registry: str | None, port: int | None, drop_unsafe_env:
     return local_workload(deployments[0], registry, port, drop_unsafe_env)
 
 
-def local_workload(deployment, registry: str | None, port: int | None, drop_unsafe_env: bool = False) -> LocalWorkload:
+def local_workload(
+    deployment: ModelDeployment, registry: str | None, port: int | None, drop_unsafe_env: bool = False
+) -> LocalWorkload:
     from modelplane.operator.render import RenderSettings, render
+    from modelplane.operator.render.common import WORKLOAD_KINDS
 
     registry_uri = _registry_uri(deployment, registry)
     model = _resolve(deployment.spec.model, registry_uri)
@@ -81,17 +92,17 @@ def local_workload(deployment, registry: str | None, port: int | None, drop_unsa
     for name in _unsafe_env(deployment, drop_unsafe_env):
         env.pop(name, None)
     env.pop("HOME", None)
-    env["MODELPLANE_MODEL_CACHE"] = str(Path.home() / ".cache" / "modelplane" / "models")
+    env[Env.MODEL_CACHE] = str(Path.home() / ".cache" / "modelplane" / "models")
     env["MLFLOW_TRACKING_URI"] = registry_uri
     mode = deployment.spec.mode.value
     if mode == "online":
-        env["MODELPLANE_HOST"] = "127.0.0.1"
+        env[Env.HOST] = "127.0.0.1"
         if port is not None:
-            env["MODELPLANE_PORT"] = str(port)
+            env[Env.PORT] = str(port)
     if mode == "streaming":
-        env["MODELPLANE_METRICS_HOST"] = "127.0.0.1"
+        env[Env.METRICS_HOST] = "127.0.0.1"
         if port is not None:
-            env["MODELPLANE_METRICS_PORT"] = str(port)
+            env[Env.METRICS_PORT] = str(port)
     batch = deployment.spec.batch
     return LocalWorkload(
         deployment.name,
@@ -104,11 +115,11 @@ def local_workload(deployment, registry: str | None, port: int | None, drop_unsa
     )
 
 
-def _unsafe_env(deployment, drop: bool) -> list[str]:
+def _unsafe_env(deployment: ModelDeployment, drop: bool) -> list[str]:
     """The manifest's variables that would run code in this session: refused, or, with
     `drop`, named in a warning and left out."""
     unsafe = [
-        (index, item.get("name"))
+        (index, item["name"])
         for index, item in enumerate(deployment.spec.env or [])
         if isinstance(item.get("name"), str)
         and (item["name"].upper().startswith(_UNSAFE_ENV_PREFIXES) or item["name"].upper() in _UNSAFE_ENV)
@@ -127,7 +138,7 @@ def _unsafe_env(deployment, drop: bool) -> list[str]:
     return [name for _, name in unsafe]
 
 
-def _registry_uri(deployment, registry: str | None) -> str:
+def _registry_uri(deployment: ModelDeployment, registry: str | None) -> str:
     uri = registry or deployment.spec.model.registry.uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
@@ -139,7 +150,7 @@ def _registry_uri(deployment, registry: str | None) -> str:
     )
 
 
-def _resolve(reference, registry_uri: str):
+def _resolve(reference: ModelReference, registry_uri: str) -> ResolvedModel:
     """The version the manifest names, or its alias points at, in the registry."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -151,7 +162,8 @@ def _resolve(reference, registry_uri: str):
         if reference.alias:
             found = client.get_model_version_by_alias(reference.name, reference.alias)
         else:
-            found = client.get_model_version(reference.name, reference.version)
+            # The CRD's rules hold exactly one of version and alias.
+            found = client.get_model_version(reference.name, cast(str, reference.version))
     except MlflowException as error:
         field = "spec.model.alias" if reference.alias else "spec.model.version"
         raise RunError(f"{field}: {error.message.splitlines()[0]} (registry {registry_uri})") from None
@@ -163,12 +175,12 @@ def _command(workload: LocalWorkload) -> list[str]:
 
 
 @contextmanager
-def serving(workload: LocalWorkload, ready_timeout: float = 180, quiet: bool = False):
+def serving(workload: LocalWorkload, ready_timeout: float = 180, quiet: bool = False) -> Iterator[str]:
     """Runs an online workload until the block ends; yields its URL once ready."""
     server = subprocess.Popen(
         _command(workload), env={**os.environ, **workload.env}, stderr=subprocess.DEVNULL if quiet else None
     )
-    url = f"http://127.0.0.1:{workload.env.get('MODELPLANE_PORT', '8080')}"
+    url = f"http://127.0.0.1:{workload.env.get(Env.PORT, '8080')}"
     try:
         deadline = time.monotonic() + ready_timeout
         while not _answers(f"{url}/readyz"):
@@ -196,9 +208,9 @@ def _run_streaming(workload: LocalWorkload) -> int:
     """One consumer in the foreground; Ctrl-C drains it as SIGTERM drains a pod."""
     consumer = subprocess.Popen(_command(workload), env={**os.environ, **workload.env})
     print(
-        f"{workload.name}: consuming {workload.env['MODELPLANE_SOURCE']} with {workload.model_uri}, writing to "
-        f"{workload.env['MODELPLANE_SINK']}; metrics at "
-        f"http://127.0.0.1:{workload.env['MODELPLANE_METRICS_PORT']}/metrics (Ctrl-C stops)",
+        f"{workload.name}: consuming {workload.env[Env.SOURCE]} with {workload.model_uri}, writing to "
+        f"{workload.env[Env.SINK]}; metrics at "
+        f"http://127.0.0.1:{workload.env[Env.METRICS_PORT]}/metrics (Ctrl-C stops)",
         flush=True,
     )
     try:
@@ -247,9 +259,7 @@ def _batch_once(workload: LocalWorkload) -> int:
     if failed:
         print(f"{workload.name}: shard(s) {', '.join(map(str, failed))} of {workload.shards} failed", file=sys.stderr)
         return 1
-    print(
-        f"{workload.name}: {workload.shards} shard(s) done; output in {workload.env['MODELPLANE_OUTPUT']}", flush=True
-    )
+    print(f"{workload.name}: {workload.shards} shard(s) done; output in {workload.env[Env.OUTPUT]}", flush=True)
     return 0
 
 
@@ -266,7 +276,7 @@ def _interrupt_on_signals() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
-def _stop(process: subprocess.Popen) -> None:
+def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -279,6 +289,7 @@ def _stop(process: subprocess.Popen) -> None:
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
+            status: int = response.status
+            return status == 200
     except OSError:
         return False

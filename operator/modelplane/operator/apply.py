@@ -9,28 +9,22 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Mapping
+from typing import Any
+
+from urllib3 import BaseHTTPResponse
 
 from modelplane.operator.kube import ConflictError, NotFoundError, resource
-from modelplane.operator.render.common import DEPLOYMENT_LABEL, content_hash
+from modelplane.operator.objects import Object
+from modelplane.operator.render.common import (
+    CHILD_KINDS,
+    DEPLOYMENT_LABEL,
+    SCALED_OBJECT,
+    content_hash,
+)
 
 FIELD_MANAGER = "modelplane"
 SPEC_HASH_ANNOTATION = "modelplane.io/spec-hash"
-# The kinds whose status is a ModelDeployment's readiness.
-WORKLOAD_KINDS = ("Deployment", "Job", "CronJob")
-# Kinds that guard a workload's pods, applied with the workloads and before them.
-GUARD_KINDS = ("NetworkPolicy",)
-# Every kind a ModelDeployment may own, in any mode; pruning looks at all of them (a
-# NetworkPolicy too where the settings make none now: they may have made one before).
-CHILD_KINDS = (
-    ("apps/v1", "Deployment"),
-    ("v1", "Service"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),
-    ("batch/v1", "CronJob"),
-    ("batch/v1", "Job"),
-    ("networking.k8s.io/v1", "NetworkPolicy"),
-)
-# Kinds of add-ons a cluster may not have; looked at only where the operator found them.
-SCALED_OBJECT = ("keda.sh/v1alpha1", "ScaledObject")
 
 
 class ChildConflict(Exception):
@@ -45,7 +39,7 @@ class ChildConflict(Exception):
         self.kind, self.name = kind, name
 
 
-def apply_children(children: list[dict], compare: bool = True) -> int:
+def apply_children(children: list[Object], compare: bool = True) -> int:
     """Applies each child whose rendered content changed; returns how many were written.
     Without `compare`, for a resource just created, each is created unread (and applied
     as usual where it exists after all: the same pass, tried again).
@@ -74,7 +68,7 @@ def apply_children(children: list[dict], compare: bool = True) -> int:
     return written
 
 
-def _controlled(live: dict, child: dict) -> bool:
+def _controlled(live: Object, child: Object) -> bool:
     """Whether the live object's controller is the owner the rendered child names."""
     owners = {ref["uid"] for ref in child["metadata"].get("ownerReferences") or () if ref.get("controller")}
     return any(
@@ -82,7 +76,7 @@ def _controlled(live: dict, child: dict) -> bool:
     )
 
 
-def _create(child: dict) -> bool:
+def _create(child: Object) -> bool:
     """Creates the child; False if it exists. A create costs the API server about a third
     less than a server-side apply (measured on the test bed), which under a burst of new
     resources is what each waits for; its fields are taken over by the first apply."""
@@ -97,7 +91,7 @@ def _create(child: dict) -> bool:
     return True
 
 
-def _apply(child: dict) -> None:
+def _apply(child: Object) -> None:
     # Server-side apply: fields this manager stops setting are removed, and fields others
     # own (the autoscaler's replica count) are left to them.
     _read_to_end(
@@ -111,7 +105,7 @@ def _apply(child: dict) -> None:
     )
 
 
-def _take_over_created_fields(child: dict, live: dict) -> None:
+def _take_over_created_fields(child: Object, live: Object) -> None:
     """Makes the fields this manager set by creating the child its applied ones, as
     kubectl does when it moves an object to server-side apply: else a created field the
     next apply leaves out would stay, owned by the create. The write is guarded by the
@@ -143,25 +137,25 @@ def _take_over_created_fields(child: dict, live: dict) -> None:
     )
 
 
-def _is_own(entry: dict, operation: str) -> bool:
+def _is_own(entry: Object, operation: str) -> bool:
     return (
         entry.get("manager") == FIELD_MANAGER and entry.get("operation") == operation and not entry.get("subresource")
     )
 
 
-def _union(fields: dict, more: dict) -> dict:
+def _union(fields: Object, more: Object) -> Object:
     """Two field sets of managedFields (`fieldsV1`), as one."""
     return {key: _union(fields.get(key) or {}, more.get(key) or {}) for key in fields.keys() | more.keys()}
 
 
-def _read_to_end(answer) -> None:
+def _read_to_end(answer: BaseHTTPResponse) -> None:
     """An answer read to its end, though not looked at: until then it holds its connection,
     and the next request would open another (a TLS handshake, slow for both ends under a
     burst). Not made into objects: no time spent on it."""
     answer.drain_conn()
 
 
-def child_reference(child) -> dict:
+def child_reference(child: Mapping[str, Any]) -> Object:
     """Enough of a child to find it by and to tell its mode: what waits in a queue
     instead of the whole object."""
     metadata = child["metadata"]
@@ -176,7 +170,7 @@ def child_reference(child) -> dict:
     }
 
 
-def read_child(child: dict) -> dict | None:
+def read_child(child: Object) -> Object | None:
     """The live object of a rendered child, or None if it does not exist (yet)."""
     metadata = child["metadata"]
     try:
@@ -186,7 +180,7 @@ def read_child(child: dict) -> dict | None:
     return {**live.to_dict(), "kind": child["kind"]}
 
 
-def owned_children(namespace: str, owner_name: str, owner_uid: str, scaled_objects: bool) -> list[dict]:
+def owned_children(namespace: str, owner_name: str, owner_uid: str, scaled_objects: bool) -> list[Object]:
     """The live children this ModelDeployment controls (not, say, Jobs its CronJob made)."""
     found = []
     for api_version, kind in (*CHILD_KINDS, *([SCALED_OBJECT] if scaled_objects else [])):
@@ -204,7 +198,7 @@ def owned_children(namespace: str, owner_name: str, owner_uid: str, scaled_objec
 
 
 def prune_children(
-    namespace: str, owner_name: str, owner_uid: str, keep: list[dict], scaled_objects: bool = False
+    namespace: str, owner_name: str, owner_uid: str, keep: list[Object], scaled_objects: bool = False
 ) -> list[str]:
     """Deletes owned children not in `keep`; returns what it deleted, as kind/name."""
     wanted = {(child["kind"], child["metadata"]["name"]) for child in keep}

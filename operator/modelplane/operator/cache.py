@@ -14,29 +14,32 @@ whether a child exists decides whether it is written.
 from __future__ import annotations
 
 import threading
+from typing import cast
 
 from modelplane.operator.kube import NotFoundError, resource
+from modelplane.operator.objects import Object
+from modelplane.operator.render.common import WORKLOAD_KINDS
 from modelplane.operator.spec import KIND
 
 # Kinds worth keeping: a ModelDeployment's own, and those whose status is its readiness.
-CACHED_KINDS = (KIND, "Deployment", "Job", "CronJob")
+CACHED_KINDS = (KIND, *WORKLOAD_KINDS)
 
 _lock = threading.Lock()
-_newest: dict[tuple[str, str, str], dict] = {}
+_newest: dict[tuple[str, str, str], Object] = {}
 
 
 def _key(kind: str, namespace: str, name: str) -> tuple[str, str, str]:
     return kind, namespace, name
 
 
-def _version(body: dict) -> int | None:
+def _version(body: Object) -> int | None:
     try:
         return int(body["metadata"]["resourceVersion"])
     except (KeyError, TypeError, ValueError):
         return None
 
 
-def remember(kind: str, body: dict) -> None:
+def remember(kind: str, body: Object) -> None:
     """Keeps `body` unless a newer version of the object is kept already; callers hand
     over a body no one changes any more (a watch event's, an answer's). Versions that
     are not integers (an API server not backed by etcd) are never kept, so every read
@@ -44,18 +47,19 @@ def remember(kind: str, body: dict) -> None:
     _keep(kind, _summary(kind, body))
 
 
-def _keep(kind: str, kept: dict) -> None:
+def _keep(kind: str, kept: Object) -> None:
     version = _version(kept)
     if kind not in CACHED_KINDS or version is None:
         return
     key = _key(kind, kept["metadata"]["namespace"], kept["metadata"]["name"])
     with _lock:
         current = _newest.get(key)
-        if current is None or _version(current) < version:
+        # What is kept has a version: `_keep` keeps nothing else.
+        if current is None or cast(int, _version(current)) < version:
             _newest[key] = kept
 
 
-def _summary(kind: str, body: dict) -> dict:
+def _summary(kind: str, body: Object) -> Object:
     """The object without what status decisions never read and most of its size is:
     managedFields, and a workload's pod spec (its template's metadata stays)."""
     metadata = {key: value for key, value in body["metadata"].items() if key != "managedFields"}
@@ -65,7 +69,7 @@ def _summary(kind: str, body: dict) -> dict:
     return kept
 
 
-def _without_pod_spec(spec: dict, kind: str) -> dict:
+def _without_pod_spec(spec: Object, kind: str) -> Object:
     if kind == "CronJob":
         job = spec.get("jobTemplate") or {}
         return {**spec, "jobTemplate": {**job, "spec": _without_pod_spec(job.get("spec") or {}, "Job")}}
@@ -77,7 +81,7 @@ def forget(kind: str, namespace: str, name: str) -> None:
         _newest.pop(_key(kind, namespace, name), None)
 
 
-def newest(api_version: str, kind: str, namespace: str, name: str, fresh: bool = False) -> dict | None:
+def newest(api_version: str, kind: str, namespace: str, name: str, fresh: bool = False) -> Object | None:
     """The object as last seen (`fresh`: as the API server has it now), or None if it
     does not exist; a workload without its pod spec. Callers must not change what they get."""
     if not fresh and kind in CACHED_KINDS:
@@ -94,7 +98,7 @@ def newest(api_version: str, kind: str, namespace: str, name: str, fresh: bool =
     return kept
 
 
-def newest_child(child: dict) -> dict | None:
+def newest_child(child: Object) -> Object | None:
     """The newest seen of a rendered child."""
     metadata = child["metadata"]
     return newest(child["apiVersion"], child["kind"], metadata["namespace"], metadata["name"])

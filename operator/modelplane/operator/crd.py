@@ -12,7 +12,9 @@ from __future__ import annotations
 import sys
 
 import yaml
+from pydantic import BaseModel
 
+from modelplane.operator.objects import Object
 from modelplane.operator.spec import (
     API_VERSION,
     GROUP,
@@ -28,13 +30,13 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 _DROPPED_KEYS = {"title"}
 
 
-def structural_schema(model: type) -> dict:
+def structural_schema(model: type[BaseModel]) -> Object:
     raw = model.model_json_schema(by_alias=True)
     definitions = raw.pop("$defs", {})
     return _structural(raw, definitions)
 
 
-def _structural(node: dict, definitions: dict) -> dict:
+def _structural(node: Object, definitions: Object) -> Object:
     node = dict(node)
     if "$ref" in node:
         target = definitions[node.pop("$ref").rsplit("/", 1)[-1]]
@@ -64,14 +66,14 @@ def _structural(node: dict, definitions: dict) -> dict:
     return result
 
 
-def _printer_column(name: str, path: str, type_: str = "string", priority: int = 0) -> dict:
-    column = {"name": name, "type": type_, "jsonPath": path}
+def _printer_column(name: str, path: str, type_: str = "string", priority: int = 0) -> Object:
+    column: Object = {"name": name, "type": type_, "jsonPath": path}
     if priority:
         column["priority"] = priority
     return column
 
 
-def custom_resource_definition() -> dict:
+def custom_resource_definition() -> Object:
     spec_schema = structural_schema(ModelDeploymentSpec)
     status_schema = structural_schema(ModelDeploymentStatus)
     return {

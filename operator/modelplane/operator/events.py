@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 
 from modelplane.operator.kube import resource
+from modelplane.operator.objects import Object
 from modelplane.operator.spec import API_VERSION, KIND
 from modelplane.operator.status import now
 
@@ -24,7 +25,7 @@ INSTANCE = socket.gethostname()  # the pod's name, in a cluster
 logger = logging.getLogger(__name__)
 # Posted by one thread, in the order they happened; a daemon, so that Events still queued
 # when the operator exits are dropped rather than holding it up.
-_queued: queue.SimpleQueue[dict] = queue.SimpleQueue()
+_queued: queue.SimpleQueue[Object] = queue.SimpleQueue()
 
 
 def poster(namespace: str, name: str, uid: str | None) -> PostEvent:
@@ -64,7 +65,7 @@ def _post_queued() -> None:
         _create(_queued.get())
 
 
-def _create(event: dict) -> None:
+def _create(event: Object) -> None:
     try:
         resource("v1", "Event").create(
             body=event, namespace=event["metadata"]["namespace"], _request_timeout=REQUEST_SECONDS

@@ -16,21 +16,22 @@ import random
 import time
 from collections.abc import Callable
 
+from modelplane.operator.objects import Object
 from modelplane.operator.workqueue import WorkQueue
 
 SETTLE_SECONDS = 5.0
 
 
-def follows_alias(body: dict) -> bool:
+def follows_alias(body: Object) -> bool:
     spec = body.get("spec") or {}
     return bool((spec.get("model") or {}).get("alias")) and (spec.get("rollout") or {}).get("track", True)
 
 
-def rolling_out(body: dict) -> bool:
+def rolling_out(body: Object) -> bool:
     return bool((body.get("status") or {}).get("targetVersion"))
 
 
-def _followed(body: dict) -> tuple[str, str, float]:
+def _followed(body: Object) -> tuple[str, str, float]:
     spec = body["spec"]
     return spec["model"]["name"], spec["model"]["alias"], (spec.get("rollout") or {}).get("pollIntervalSeconds", 60)
 
@@ -41,11 +42,11 @@ class Watchlist:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self._clock = clock
-        self._bodies: dict[str, dict] = {}
+        self._bodies: dict[str, Object] = {}
         self._due: dict[str, float] = {}
         self.woken = asyncio.Event()
 
-    def observe(self, body: dict) -> None:
+    def observe(self, body: Object) -> None:
         """Takes in a body no one changes any more (a watch event's)."""
         uid = body["metadata"]["uid"]
         if body["metadata"].get("deletionTimestamp") or not (follows_alias(body) or rolling_out(body)):
@@ -55,7 +56,7 @@ class Watchlist:
         self._bodies[uid] = body
         if not follows_alias(body):
             self._due.pop(uid, None)
-        elif uid not in self._due or _followed(before) != _followed(body):
+        elif uid not in self._due or before is None or _followed(before) != _followed(body):
             self._schedule(uid)
 
     def forget(self, uid: str) -> None:
@@ -71,7 +72,7 @@ class Watchlist:
             self.woken.set()
         return len(woken)
 
-    def due_followers(self) -> list[dict]:
+    def due_followers(self) -> list[Object]:
         """The bodies whose poll is due, each scheduled for its next one, jittered so that
         resources created together do not ask together."""
         now = self._clock()
@@ -80,7 +81,7 @@ class Watchlist:
             self._schedule(uid)
         return [copy.deepcopy(self._bodies[uid]) for uid in due]
 
-    def rollouts(self) -> list[dict]:
+    def rollouts(self) -> list[Object]:
         """The bodies of the resources with a rollout in progress."""
         return [copy.deepcopy(body) for body in self._bodies.values() if rolling_out(body)]
 
@@ -91,8 +92,8 @@ class Watchlist:
 async def run(
     watchlist: Watchlist,
     queue: WorkQueue,
-    follow: Callable[[dict], None],
-    settle: Callable[[dict], None],
+    follow: Callable[[Object], None],
+    settle: Callable[[Object], None],
     tick: float = 1.0,
     settle_every: float = SETTLE_SECONDS,
 ) -> None:

@@ -10,23 +10,30 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, cast
 
 import kopf
 from aiohttp import web
 
 from modelplane.operator import cache, events, following, reconcile, webhook
-from modelplane.operator.apply import SCALED_OBJECT, ChildConflict, child_reference, served
+from modelplane.operator.apply import ChildConflict, child_reference, served
+from modelplane.operator.events import PostEvent
+from modelplane.operator.objects import Object
 from modelplane.operator.registry import RegistryError, forget_alias
-from modelplane.operator.render.common import DEPLOYMENT_LABEL, MANAGED_BY, MODEL_VERSION_LABEL
+from modelplane.operator.render.common import DEPLOYMENT_LABEL, MANAGED_BY, MODEL_VERSION_LABEL, SCALED_OBJECT
 from modelplane.operator.render.pod import CONTAINER_NAME
 from modelplane.operator.settings import OperatorSettings
 from modelplane.operator.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from modelplane.operator.workqueue import TryAgain, WorkQueue
 
+if TYPE_CHECKING:
+    # The type of a label filter, which kopf uses in its public signatures but does not export.
+    from kopf._core.intents.filters import MetaFilter
+
 logger = logging.getLogger(__name__)
-CHILDREN = {"app.kubernetes.io/managed-by": MANAGED_BY, DEPLOYMENT_LABEL: kopf.PRESENT}
-PODS = {DEPLOYMENT_LABEL: kopf.PRESENT, MODEL_VERSION_LABEL: kopf.PRESENT}
+CHILDREN: MetaFilter = {"app.kubernetes.io/managed-by": MANAGED_BY, DEPLOYMENT_LABEL: kopf.PRESENT}
+PODS: MetaFilter = {DEPLOYMENT_LABEL: kopf.PRESENT, MODEL_VERSION_LABEL: kopf.PRESENT}
 # Enough of a termination message to say why; the kubelet keeps at most 4 KiB.
 LONGEST_STOP_MESSAGE = 1024
 
@@ -40,7 +47,7 @@ def _settings() -> OperatorSettings:
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_) -> None:
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # kopf turns only failures into Events; the rest are posted on purpose (`events`).
     settings.posting.level = logging.WARNING
     # No watching of CRDs and namespaces, which would need cluster-wide reads even for an
@@ -59,7 +66,9 @@ class _NoDiffBase(kopf.DiffBaseStorage):
     handler here is an event handler. Building it copied each event whole (managed fields
     and all): under a burst, enough work to make the operator read its watches late."""
 
-    def build(self, *, body: kopf.Body, extra_fields=None) -> None:
+    # kopf declares an essence as what `build` returns, but its caller takes None too (and
+    # then keeps and compares nothing), which is the point here.
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None) -> None:  # type: ignore[override]
         return None
 
     def fetch(self, *, body: kopf.Body) -> None:
@@ -81,15 +90,16 @@ _work = WorkQueue()
 _watchlist = following.Watchlist()
 # The generation of each ModelDeployment (by uid) that this operator has taken on since
 # it started: one it has not is a pass to queue.
-_taken: dict[str, int] = {}
+_taken: dict[str, int | None] = {}
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def watch_model_deployment(body: kopf.Body, type: str | None, uid: str, **_) -> None:
+async def watch_model_deployment(body: kopf.Body, type: str | None, uid: str, **_: Any) -> None:
     """Level-triggered, as a controller-runtime reconciler: every event of a resource is
     looked at for a generation not taken on yet. Not kopf's change handlers, whose
     bookkeeping costs each new resource a write of its own before its workload."""
-    namespace, name = body.metadata.namespace, body.metadata.name
+    # ModelDeployments are namespaced: each has a namespace.
+    namespace, name = cast(str, body.metadata.namespace), body.metadata.name
     if type == "DELETED":
         _watchlist.forget(uid)
         cache.forget(KIND, namespace, name)
@@ -114,7 +124,7 @@ async def watch_model_deployment(body: kopf.Body, type: str | None, uid: str, **
     )
 
 
-def _occasion(body: dict, first_seen: bool) -> reconcile.Occasion:
+def _occasion(body: Object, first_seen: bool) -> reconcile.Occasion:
     if not first_seen:
         return reconcile.Occasion.CHANGED
     if body["metadata"].get("generation") == 1 and "observedGeneration" not in (body.get("status") or {}):
@@ -151,7 +161,7 @@ def _finish(namespace: str, name: str, finish_pass: Callable[[], None]) -> None:
         raise TryAgain(f"[{namespace}/{name}] {conflict}") from None
 
 
-def _follow_alias(body: dict) -> None:
+def _follow_alias(body: Object) -> None:
     metadata = body["metadata"]
     try:
         reconcile.follow_alias(
@@ -161,7 +171,7 @@ def _follow_alias(body: dict) -> None:
         logger.warning("[%s/%s] cannot follow the alias: %s", metadata["namespace"], metadata["name"], error)
 
 
-def _settle_rollout(body: dict) -> None:
+def _settle_rollout(body: Object) -> None:
     """Promotes a canary that has been Ready long enough, and acts on the annotations that
     promote a canary or abort a rollout by hand."""
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
@@ -174,7 +184,7 @@ def _wake_followers(model: str, alias: str) -> int:
 
 
 @kopf.on.startup()
-async def start_background_work(memo: kopf.Memo, **_) -> None:
+async def start_background_work(memo: kopf.Memo, **_: Any) -> None:
     memo.background = [
         asyncio.create_task(_work.serve(WORKERS, ORDINARY_WORKERS)),
         asyncio.create_task(following.run(_watchlist, _work, _follow_alias, _settle_rollout)),
@@ -182,14 +192,14 @@ async def start_background_work(memo: kopf.Memo, **_) -> None:
 
 
 @kopf.on.cleanup()
-async def stop_background_work(memo: kopf.Memo, **_) -> None:
+async def stop_background_work(memo: kopf.Memo, **_: Any) -> None:
     for task in memo.background:
         task.cancel()
     await asyncio.gather(*memo.background, return_exceptions=True)
 
 
 @kopf.on.startup()
-async def serve_webhook(memo: kopf.Memo, **_) -> None:
+async def serve_webhook(memo: kopf.Memo, **_: Any) -> None:
     settings = _settings()
     if not settings.webhook_secret:
         return
@@ -200,12 +210,12 @@ async def serve_webhook(memo: kopf.Memo, **_) -> None:
 
 
 @kopf.on.cleanup()
-async def stop_webhook(memo: kopf.Memo, **_) -> None:
+async def stop_webhook(memo: kopf.Memo, **_: Any) -> None:
     if (runner := memo.get("webhook_runner")) is not None:
         await runner.cleanup()
 
 
-def _owned_child(body: kopf.Body) -> dict | None:
+def _owned_child(body: kopf.Body) -> Object | None:
     """Enough of a child a ModelDeployment owns to find and judge it by (its latest
     version is in `cache`); None for anything else."""
     if not any(ref.get("kind") == KIND for ref in body.metadata.get("ownerReferences", [])):
@@ -213,7 +223,12 @@ def _owned_child(body: kopf.Body) -> dict | None:
     return child_reference(body)
 
 
-def _queue_child_work(child: dict, namespace: str, labels: kopf.Labels, work) -> None:
+def _queue_child_work(
+    child: Object,
+    namespace: str,
+    labels: kopf.Labels,
+    work: Callable[[str, str, Object, OperatorSettings, PostEvent], None],
+) -> None:
     """Queues `work(namespace, name, child, settings, post_event)` for the ModelDeployment
     owning this child, replacing any not yet started for the same child."""
     name = labels[DEPLOYMENT_LABEL]
@@ -226,11 +241,14 @@ def _queue_child_work(child: dict, namespace: str, labels: kopf.Labels, work) ->
 @kopf.on.event("apps", "v1", "deployments", labels=CHILDREN)
 @kopf.on.event("batch", "v1", "jobs", labels=CHILDREN)
 @kopf.on.event("batch", "v1", "cronjobs", labels=CHILDREN)
-async def child_changed(body: kopf.Body, type: str | None, namespace: str, labels: kopf.Labels, **_) -> None:
+async def child_changed(
+    body: kopf.Body, type: str | None, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> None:
     """A workload changed, or went: its ModelDeployment's status may have changed, or the
     workload may need re-creating. Skipped: Jobs a CronJob made (the CronJob reports their
     outcome itself) and workloads on their way out (a pruned one must not speak for its
     successor)."""
+    namespace = cast(str, namespace)  # the kinds watched here are namespaced
     if (child := _owned_child(body)) is None:
         return
     if type == "DELETED":
@@ -244,22 +262,26 @@ async def child_changed(body: kopf.Body, type: str | None, namespace: str, label
 @kopf.on.event("", "v1", "services", labels=CHILDREN)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=CHILDREN)
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=CHILDREN)
-async def companion_changed(body: kopf.Body, type: str | None, namespace: str, labels: kopf.Labels, **_) -> None:
+async def companion_changed(
+    body: kopf.Body, type: str | None, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> None:
     """A Service, autoscaler or NetworkPolicy says nothing of readiness; only its
     deletion matters."""
+    namespace = cast(str, namespace)  # the kinds watched here are namespaced
     if type == "DELETED" and (child := _owned_child(body)) is not None:
         _queue_child_work(child, namespace, labels, reconcile.child_deleted)
 
 
 @kopf.on.event("", "v1", "pods", labels=PODS)
-async def pod_changed(body: kopf.Body, type: str | None, namespace: str, labels: kopf.Labels, **_) -> None:
+async def pod_changed(body: kopf.Body, type: str | None, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
     """A model container that exited with a message (a model refused at load, a file that
     cannot be read) makes its workload's Ready say why, not only that pods are not ready."""
+    namespace = cast(str, namespace)  # pods are namespaced
     if type == "DELETED" or (message := _stop_message(body)) is None:
         return
     if not cache.remember_stop(namespace, labels[DEPLOYMENT_LABEL], labels[MODEL_VERSION_LABEL], message):
         return
-    owner = next((ref for ref in body.metadata.get("ownerReferences", []) if ref.get("controller")), {})
+    owner: Object = next((ref for ref in body.metadata.get("ownerReferences", []) if ref.get("controller")), {})
     if owner.get("kind") == "ReplicaSet" and "pod-template-hash" in labels:
         workload = ("apps/v1", "Deployment", owner["name"].removesuffix("-" + labels["pod-template-hash"]))
     elif owner.get("kind") == "Job":
@@ -279,5 +301,6 @@ def _stop_message(pod: kopf.Body) -> str | None:
         for state in (container.get("state") or {}, container.get("lastState") or {}):
             stopped = state.get("terminated") or {}
             if stopped.get("exitCode") and (stopped.get("message") or "").strip():
-                return stopped["message"].strip()[:LONGEST_STOP_MESSAGE]
+                message: str = stopped["message"].strip()[:LONGEST_STOP_MESSAGE]
+                return message
     return None

@@ -9,15 +9,24 @@ generated schema and evaluated with a CEL interpreter, so `modelplane render` an
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from modelplane.operator.crd import structural_schema
+from modelplane.operator.objects import Object
 from modelplane.operator.spec import API_VERSION, KIND, ModelDeploymentSpec
+
+if TYPE_CHECKING:
+    import celpy
+    from celpy.adapter import JSON
+    from celpy.celtypes import Value
 
 
 class ManifestError(ValueError):
@@ -100,7 +109,7 @@ def parse_spec(spec: object, source: str = "manifest", check_rules: bool = True)
     return parsed
 
 
-def _describe(error: dict) -> str:
+def _describe(error: ErrorDetails) -> str:
     field = ".".join(["spec", *(str(part) for part in error["loc"])])
     if error["type"] == "extra_forbidden":
         return f"{field}: unknown field; check its spelling against `kubectl explain modeldeployment.spec`"
@@ -110,19 +119,19 @@ def _describe(error: dict) -> str:
 
 
 @cache
-def _spec_schema() -> dict:
+def _spec_schema() -> Object:
     return structural_schema(ModelDeploymentSpec)
 
 
 @cache
-def _program(rule: str):
+def _program(rule: str) -> celpy.Runner:
     import celpy  # only where rules are checked: the operator leaves that to the API server
 
     environment = celpy.Environment()
     return environment.program(environment.compile(rule))
 
 
-def _broken_rules(schema: dict, value: object):
+def _broken_rules(schema: Object, value: JSON) -> Iterator[str]:
     """The messages of the CEL rules `value` breaks, children first as the API server
     does. Each message names its field itself (a test holds every rule to that)."""
     if isinstance(value, dict):
@@ -137,7 +146,7 @@ def _broken_rules(schema: dict, value: object):
             yield rule["message"]
 
 
-def _cel_value(value: object):
-    import celpy
+def _cel_value(value: JSON) -> Value:
+    from celpy.adapter import json_to_cel
 
-    return celpy.json_to_cel(value)
+    return json_to_cel(value)

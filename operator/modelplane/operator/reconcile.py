@@ -9,22 +9,23 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import Enum
+from typing import cast
 
 from modelplane.operator import cache, rollout
-from modelplane.operator.apply import (
-    GUARD_KINDS,
-    WORKLOAD_KINDS,
-    ChildConflict,
-    apply_children,
-    child_reference,
-    prune_children,
-)
+from modelplane.operator.apply import ChildConflict, apply_children, child_reference, prune_children
 from modelplane.operator.events import PostEvent
 from modelplane.operator.kube import ForbiddenError, NotFoundError, resource
 from modelplane.operator.manifest import ModelDeployment, parse_manifest
+from modelplane.operator.objects import Object
 from modelplane.operator.registry import RegistryError, resolve
 from modelplane.operator.render import ResolvedModel, render
-from modelplane.operator.render.common import DEPLOYMENT_LABEL, MODE_LABEL, MODEL_VERSION_LABEL
+from modelplane.operator.render.common import (
+    DEPLOYMENT_LABEL,
+    GUARD_KINDS,
+    MODE_LABEL,
+    MODEL_VERSION_LABEL,
+    WORKLOAD_KINDS,
+)
 from modelplane.operator.render.online import CANARY, TRACK_LABEL, endpoint
 from modelplane.operator.settings import OperatorSettings
 from modelplane.operator.spec import KIND, Mode, RolloutStrategy
@@ -59,13 +60,13 @@ class Occasion(Enum):
     RECHECK = "recheck"
 
 
-def reconcile(body: dict, settings: OperatorSettings, post_event: PostEvent, occasion: Occasion) -> None:
+def reconcile(body: Object, settings: OperatorSettings, post_event: PostEvent, occasion: Occasion) -> None:
     """One whole pass."""
     apply_pass(body, settings, post_event, occasion)()
 
 
 def apply_pass(
-    body: dict, settings: OperatorSettings, post_event: PostEvent, occasion: Occasion, seen_at: float | None = None
+    body: Object, settings: OperatorSettings, post_event: PostEvent, occasion: Occasion, seen_at: float | None = None
 ) -> Callable[[], None]:
     """The first half of a pass, which makes the workloads what the spec asks for; returns
     the second half, to run at once or to queue behind other resources' first halves:
@@ -79,7 +80,8 @@ def apply_pass(
     An alias is resolved by an answer of the registry asked after `seen_at` (of
     `time.monotonic`), when the change to apply was seen; by default, now."""
     deployment = parse_manifest(body, check_rules=False)
-    namespace, name = deployment.namespace, deployment.name
+    # Namespaced: every ModelDeployment the API server holds has a namespace (and a uid).
+    namespace, name = cast(str, deployment.namespace), deployment.name
     reference = deployment.spec.model
     try:
         # A pinned version is not looked up, but its pods still reach the registry.
@@ -97,7 +99,7 @@ def apply_pass(
     upcoming = copy.deepcopy(body.get("status") or {})
     rollout.begin(upcoming, wanted, deployment.generation, canary_strategy)
     planned = rollout.plan(upcoming, reference.name, canary_strategy)
-    model, canary = planned
+    model, canary = cast(ResolvedModel, planned[0]), planned[1]  # `begin` recorded a serving version
     children = render(deployment, model, settings.render, canary)
     # A workload's guards (its NetworkPolicy) before it, so that none of its pods runs unguarded.
     first = [child for kinds in (GUARD_KINDS, WORKLOAD_KINDS) for child in children if child["kind"] in kinds]
@@ -111,14 +113,14 @@ def apply_pass(
     companions = [child for child in children if child not in first]
     kept = [child_reference(child) for child in children]
     workload, *canaries = (child for child in kept if child["kind"] in WORKLOAD_KINDS)
-    generation, mode, uid = deployment.generation, deployment.spec.mode.value, deployment.uid
+    generation, mode, uid = deployment.generation, deployment.spec.mode.value, cast(str, deployment.uid)
     auto_rollback = deployment.spec.rollout.auto_rollback
     served_at = endpoint(deployment) if mode == "online" else None
     subject = f"alias {reference.alias!r} of {model.name}" if reference.alias else f"the fixed version of {model.name}"
     applied = f"for version {model.version}" + (f" and its canary of version {canary.version}" if canary else "")
     announced = False  # a second half tried again announces nothing twice
 
-    def record(status: dict, body: dict) -> None:
+    def record(status: Object, body: Object) -> None:
         if body["metadata"].get("generation") != generation:
             return  # the spec changed since: the pass of the new generation records
         resolved = f"{subject} is version {wanted.version}"
@@ -178,7 +180,7 @@ def _canary(deployment: ModelDeployment) -> bool:
     return deployment.spec.mode is Mode.online and deployment.spec.rollout.strategy is RolloutStrategy.Canary
 
 
-def _pinned(deployment: ModelDeployment, status: dict) -> ResolvedModel | None:
+def _pinned(deployment: ModelDeployment, status: Object) -> ResolvedModel | None:
     """The version status records, when the alias is not to be followed."""
     if deployment.spec.rollout.track or not deployment.spec.model.alias:
         return None
@@ -195,7 +197,7 @@ def _reconcile_again(namespace: str, name: str, settings: OperatorSettings, post
     reconcile(body, settings, post_event, Occasion.RECHECK)
 
 
-def follow_alias(body: dict, settings: OperatorSettings, post_event: PostEvent) -> None:
+def follow_alias(body: Object, settings: OperatorSettings, post_event: PostEvent) -> None:
     """Asks the registry where the alias points now (an answer shared by every resource
     polling the same model within one interval) and rolls out a version it moved to."""
     deployment = parse_manifest(body, check_rules=False)
@@ -221,7 +223,7 @@ def follow_alias(body: dict, settings: OperatorSettings, post_event: PostEvent) 
 
 
 def workload_changed(
-    namespace: str, name: str, workload: dict, settings: OperatorSettings, post_event: PostEvent
+    namespace: str, name: str, workload: Object, settings: OperatorSettings, post_event: PostEvent
 ) -> None:
     """Recomputes Ready and Progressing, and the progress of a rollout, from a child
     workload that changed, if it is the workload of the ModelDeployment's current mode.
@@ -231,7 +233,7 @@ def workload_changed(
     catching up), the one that writes last then saw the newest workload its watch had
     delivered, whatever version an event carried; a newer one brings an event of its own."""
 
-    def observe(status: dict, body: dict) -> None:
+    def observe(status: Object, body: Object) -> None:
         generation = body["metadata"].get("generation")
         if status.get("observedGeneration") != generation:
             return  # the reconcile of this generation has not recorded yet; it reads the workload itself
@@ -257,7 +259,7 @@ def settle_rollout(namespace: str, name: str, settings: OperatorSettings, post_e
     """Acts on what time and annotations say of a rollout in progress: a canary due for
     promotion, a rollout aborted by hand."""
 
-    def settle(status: dict, body: dict) -> None:
+    def settle(status: Object, body: Object) -> None:
         deployment = parse_manifest(body, check_rules=False)
         canary_seconds = deployment.spec.rollout.canary.duration_seconds if _canary(deployment) else None
         rollout.settle(
@@ -268,12 +270,16 @@ def settle_rollout(namespace: str, name: str, settings: OperatorSettings, post_e
 
 
 def _update_and_follow(
-    namespace: str, name: str, mutate: Callable[[dict, dict], None], settings: OperatorSettings, post_event: PostEvent
+    namespace: str,
+    name: str,
+    mutate: Callable[[Object, Object], None],
+    settings: OperatorSettings,
+    post_event: PostEvent,
 ) -> None:
     """Updates status, announces the change, and renders again if it changed what runs."""
     replanned = False
 
-    def mutate_and_compare(status: dict, body: dict) -> None:
+    def mutate_and_compare(status: Object, body: Object) -> None:
         nonlocal replanned
         deployment = parse_manifest(body, check_rules=False)
         model_name, canary = deployment.spec.model.name, _canary(deployment)
@@ -285,7 +291,7 @@ def _update_and_follow(
         _reconcile_again(namespace, name, settings, post_event)
 
 
-def child_deleted(namespace: str, name: str, child: dict, settings: OperatorSettings, post_event: PostEvent) -> None:
+def child_deleted(namespace: str, name: str, child: Object, settings: OperatorSettings, post_event: PostEvent) -> None:
     """Re-creates what was deleted from outside, from the version status has pinned (a
     deleted workload must not silently change version). Children pruned by a mode switch
     or an edit, or collected with their ModelDeployment or namespace, stay deleted."""
@@ -302,7 +308,8 @@ def child_deleted(namespace: str, name: str, child: dict, settings: OperatorSett
     ):
         return
     deployment = parse_manifest(body, check_rules=False)
-    model, canary = rollout.plan(status, deployment.spec.model.name, _canary(deployment))
+    planned = rollout.plan(status, deployment.spec.model.name, _canary(deployment))
+    model, canary = cast(ResolvedModel, planned[0]), planned[1]  # status records a serving version
     try:
         written = apply_children(render(deployment, model, settings.render, canary))
     except ForbiddenError:
@@ -319,7 +326,7 @@ def child_deleted(namespace: str, name: str, child: dict, settings: OperatorSett
 
 
 def _observe_workload(
-    status: dict, mode: str, workload: dict | None, generation: int | None, auto_rollback: bool
+    status: Object, mode: str, workload: Object | None, generation: int | None, auto_rollback: bool
 ) -> None:
     observed, times = workload_conditions(mode, workload, _stop_message(workload))
     conflicted = (condition(status, READY) or {}).get("reason") == CHILD_CONFLICT
@@ -337,7 +344,7 @@ def _observe_workload(
         del status[key]
 
 
-def _stop_message(workload: dict | None) -> str | None:
+def _stop_message(workload: Object | None) -> str | None:
     """Why the pods of the workload's model version last stopped, if they said (see `cache`)."""
     if workload is None:
         return None
@@ -349,7 +356,7 @@ def _stop_message(workload: dict | None) -> str | None:
     return cache.stop_message(workload["metadata"]["namespace"], labels[DEPLOYMENT_LABEL], labels[MODEL_VERSION_LABEL])
 
 
-def _announce(changed: tuple[dict, dict] | None, post_event: PostEvent) -> dict | None:
+def _announce(changed: tuple[Object, Object] | None, post_event: PostEvent) -> Object | None:
     """Posts the Events a status change is worth; returns the status now recorded."""
     if changed is None:
         return None
@@ -359,7 +366,7 @@ def _announce(changed: tuple[dict, dict] | None, post_event: PostEvent) -> dict 
     return changed[1]
 
 
-def _announce_ready_change(before_status: dict, after_status: dict, post_event: PostEvent) -> None:
+def _announce_ready_change(before_status: Object, after_status: Object, post_event: PostEvent) -> None:
     before, after = condition(before_status, READY) or {}, condition(after_status, READY) or {}
     if not after or before.get("status") == after.get("status"):
         return

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -188,6 +189,10 @@ def _session() -> requests.Session:
     return requests.Session()
 
 
+# What a lookup asks: (registry URI, model, alias, version, credentials' fingerprint).
+_Question = tuple[str, str, str | None, str | None, str]
+
+
 class _Answers:
     """Recent answers of the registry, one lookup at a time per question, and at most one
     every `spacing` seconds: a thousand ModelDeployments of one model created together
@@ -197,17 +202,17 @@ class _Answers:
     def __init__(self, spacing: float):
         self._spacing = spacing
         self._guard = threading.Lock()
-        self._locks: dict[tuple, threading.Lock] = {}
-        self._answers: dict[tuple, tuple[float, ResolvedModel]] = {}
+        self._locks: dict[_Question, threading.Lock] = {}
+        self._answers: dict[_Question, tuple[float, ResolvedModel]] = {}
 
-    def get(self, question: tuple, ask: Callable[[], ResolvedModel], asked_after: float) -> ResolvedModel:
+    def get(self, question: _Question, ask: Callable[[], ResolvedModel], asked_after: float) -> ResolvedModel:
         """An answer asked after the instant `asked_after` (of `time.monotonic`), which
         callers queued behind one lookup share."""
         with self._guard:
             lock = self._locks.setdefault(question, threading.Lock())
         with lock:
             asked, answer = self._answers.get(question, (float("-inf"), None))
-            if asked >= asked_after:
+            if answer is not None and asked >= asked_after:
                 return answer
             # Callers that come meanwhile wait for this lookup, and share it.
             time.sleep(max(0.0, asked + self._spacing - time.monotonic()))
@@ -216,7 +221,7 @@ class _Answers:
             self._answers[question] = (asked, answer)
             return answer
 
-    def forget(self, matches: Callable[[tuple], bool]) -> None:
+    def forget(self, matches: Callable[[_Question], bool]) -> None:
         with self._guard:
             for question in [question for question in self._answers if matches(question)]:
                 del self._answers[question]
@@ -255,6 +260,7 @@ def forget_alias(name: str, alias: str) -> None:
 
 
 def _ask(reference: ModelReference, uri: str, credentials: _Credentials) -> ResolvedModel:
+    query: dict[str, str | None]
     if reference.alias:
         wanted = f"models:/{reference.name}@{reference.alias}"
         path, query = "registered-models/alias", {"name": reference.name, "alias": reference.alias}
@@ -299,7 +305,8 @@ def _model_version(body: bytes, reference: ModelReference, uri: str, wanted: str
     import json
 
     try:
-        found = json.loads(body)["model_version"] if len(body) <= LONGEST_ANSWER_BYTES else None
+        # Any: the registry's answer, checked field by field below.
+        found: Any = json.loads(body)["model_version"] if len(body) <= LONGEST_ANSWER_BYTES else None
         name, version = found["name"], str(found["version"])
         run_id, source = found.get("run_id") or None, found.get("source")
     except (ValueError, TypeError, KeyError):

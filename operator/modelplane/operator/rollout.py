@@ -12,8 +12,10 @@ canary adds when it became Ready (`canaryReadyTime`) and whether it was promoted
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
+from modelplane.operator.objects import Object
 from modelplane.operator.render.common import MODEL_VERSION_LABEL, ResolvedModel
 from modelplane.operator.status import READY, Observed, condition, now, set_condition, workload_conditions
 
@@ -27,7 +29,7 @@ PROMOTE_ANNOTATION = "modelplane.io/promote-canary"
 ABORT_ANNOTATION = "modelplane.io/abort-rollout"
 
 
-def recorded(status: dict, name: str, role: str = SERVING) -> ResolvedModel | None:
+def recorded(status: Object, name: str, role: str = SERVING) -> ResolvedModel | None:
     """The serving (or target) version status records, None if there is none."""
     version = status.get(f"{role}Version")
     if version is None:
@@ -35,12 +37,12 @@ def recorded(status: dict, name: str, role: str = SERVING) -> ResolvedModel | No
     return ResolvedModel(name, version, status.get(f"{role}RunId"), status.get(f"{role}Source"))
 
 
-def rendered(status: dict, name: str) -> ResolvedModel | None:
+def rendered(status: Object, name: str) -> ResolvedModel | None:
     """The version the workload is meant to run now: the one rolling out, else the serving one."""
     return recorded(status, name, TARGET) or recorded(status, name, SERVING)
 
 
-def plan(status: dict, name: str, canary: bool) -> tuple[ResolvedModel | None, ResolvedModel | None]:
+def plan(status: Object, name: str, canary: bool) -> tuple[ResolvedModel | None, ResolvedModel | None]:
     """(stable, canary): the versions to render. Under a canary strategy, the target runs
     beside the serving version until the canary is promoted."""
     target = recorded(status, name, TARGET)
@@ -49,7 +51,7 @@ def plan(status: dict, name: str, canary: bool) -> tuple[ResolvedModel | None, R
     return rendered(status, name), None
 
 
-def _record(status: dict, role: str, model: ResolvedModel | None) -> None:
+def _record(status: Object, role: str, model: ResolvedModel | None) -> None:
     if role == TARGET:  # a canary belongs to one target
         status.pop(CANARY_READY_TIME, None)
         status.pop(CANARY_PROMOTED, None)
@@ -64,7 +66,7 @@ def _record(status: dict, role: str, model: ResolvedModel | None) -> None:
             status[f"{role}{key}"] = value
 
 
-def choose(status: dict, wanted: ResolvedModel) -> ResolvedModel:
+def choose(status: Object, wanted: ResolvedModel) -> ResolvedModel:
     """The version to render: `wanted`, unless it is the one that failed its rollout."""
     serving = recorded(status, wanted.name)
     if serving is not None and wanted.version != serving.version and wanted.version == status.get(FAILED_VERSION):
@@ -72,7 +74,7 @@ def choose(status: dict, wanted: ResolvedModel) -> ResolvedModel:
     return wanted
 
 
-def begin(status: dict, wanted: ResolvedModel, generation: int | None, canary: bool = False) -> None:
+def begin(status: Object, wanted: ResolvedModel, generation: int | None, canary: bool = False) -> None:
     """Records the version `choose` picked for `wanted`: the serving one at creation, else
     the target of a rollout, or no target when it is the serving one again."""
     chosen = choose(status, wanted)
@@ -115,14 +117,14 @@ def begin(status: dict, wanted: ResolvedModel, generation: int | None, canary: b
         set_condition(status, started, generation)
 
 
-def _template_version(workload: dict) -> str | None:
+def _template_version(workload: Object) -> str | None:
     spec = workload.get("spec") or {}
     if workload["kind"] == "CronJob":
         spec = spec.get("jobTemplate", {}).get("spec", {})
     return (spec.get("template", {}).get("metadata", {}).get("labels") or {}).get(MODEL_VERSION_LABEL)
 
 
-def advance(status: dict, workload: dict | None, auto_rollback: bool, generation: int | None) -> None:
+def advance(status: Object, workload: Object | None, auto_rollback: bool, generation: int | None) -> None:
     """Ends a rollout from the workload's Ready condition (already observed into status):
     done once the workload runs the target and is Ready; failed, and back to the serving
     version, once it missed its progress deadline."""
@@ -147,7 +149,7 @@ def advance(status: dict, workload: dict | None, auto_rollback: bool, generation
         )
 
 
-def _fail(status: dict, reason: str, why: str, generation: int | None) -> None:
+def _fail(status: Object, reason: str, why: str, generation: int | None) -> None:
     """Back to the serving version; the target is not tried again until the alias moves."""
     failed, serving = status["targetVersion"], status["modelVersion"]
     status[FAILED_VERSION] = failed
@@ -164,7 +166,7 @@ def _fail(status: dict, reason: str, why: str, generation: int | None) -> None:
     )
 
 
-def advance_canary(status: dict, canary: dict | None, auto_rollback: bool, generation: int | None) -> None:
+def advance_canary(status: Object, canary: Object | None, auto_rollback: bool, generation: int | None) -> None:
     """Follows the canary Deployment: when it became Ready (its duration counts from then,
     and starts over if it stops being Ready), or that it missed its progress deadline."""
     target = status.get("targetVersion")
@@ -194,7 +196,9 @@ def advance_canary(status: dict, canary: dict | None, auto_rollback: bool, gener
             )
 
 
-def settle(status: dict, annotations: dict, canary_seconds: int | None, generation: int | None, at: datetime) -> None:
+def settle(
+    status: Object, annotations: Mapping[str, str], canary_seconds: int | None, generation: int | None, at: datetime
+) -> None:
     """Acts on time and manual control: aborts a rollout annotated with its version;
     promotes a canary (`canary_seconds` is its duration; None: not a canary) that stayed
     Ready that long, or that is annotated with its version."""
@@ -235,7 +239,7 @@ def _parse(timestamp: str) -> datetime:
     return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
-def news(before: dict, after: dict) -> list[tuple[str, str, bool]]:
+def news(before: Object, after: Object) -> list[tuple[str, str, bool]]:
     """The Events a status change is worth, (reason, message, warning): a rollout that
     started, finished, was rolled back or cancelled. One write may hold a whole rollout."""
     serving, target, failed = (before.get(key) for key in ("modelVersion", "targetVersion", FAILED_VERSION))

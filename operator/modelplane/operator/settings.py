@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field
 from importlib.metadata import version
 
+from modelplane.operator.objects import Object
 from modelplane.operator.registry import Registries
 from modelplane.operator.render import NetworkPolicySettings, RenderSettings
 from modelplane.operator.render.common import DEFAULT_RESOURCES
@@ -69,7 +70,7 @@ def _json_variable(name: str) -> object:
         raise SettingsError(f"{name} is not JSON ({error})") from None
 
 
-def _workload_resources() -> dict:
+def _workload_resources() -> Object:
     """The default resources of serving containers: the environment's, else the built-in ones."""
     if WORKLOAD_RESOURCES not in os.environ:
         return copy.deepcopy(DEFAULT_RESOURCES)

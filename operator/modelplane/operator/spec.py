@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
+
+from modelplane.contract import STREAM_URL_PATTERN, DataFormat
 
 GROUP = "modelplane.io"
 VERSION = "v1alpha1"
@@ -46,8 +50,8 @@ def _rules(*rules: Rule) -> ConfigDict:
     return {"json_schema_extra": {"x-kubernetes-validations": [_cel_entry(r) for r in rules]}}
 
 
-def _cel_entry(rule: Rule) -> dict:
-    entry = {"rule": rule.cel, "message": rule.message}
+def _cel_entry(rule: Rule) -> JsonDict:
+    entry: JsonDict = {"rule": rule.cel, "message": rule.message}
     if rule.field:
         entry["fieldPath"] = rule.field
     return entry
@@ -159,12 +163,6 @@ class Online(_Spec):
     """Adaptive batching of concurrent requests."""
 
 
-class DataFormat(str, Enum):
-    parquet = "parquet"
-    csv = "csv"
-    jsonl = "jsonl"
-
-
 class ConcurrencyPolicy(str, Enum):
     Allow = "Allow"
     Forbid = "Forbid"
@@ -242,13 +240,13 @@ class Streaming(_Spec):
         )
     )
 
-    source: str = Field(min_length=1, max_length=2048, pattern=r"^(kafka|redis|nats)://")
+    source: str = Field(min_length=1, max_length=2048, pattern=STREAM_URL_PATTERN)
     """Stream to consume, e.g. kafka://broker:9092/transactions, redis://redis:6379/events, nats://nats:4222/orders."""
 
-    sink: str = Field(min_length=1, max_length=2048, pattern=r"^(kafka|redis|nats)://")
+    sink: str = Field(min_length=1, max_length=2048, pattern=STREAM_URL_PATTERN)
     """Stream the predictions are written to."""
 
-    dead_letter: str | None = Field(default=None, max_length=2048, pattern=r"^(kafka|redis|nats)://")
+    dead_letter: str | None = Field(default=None, max_length=2048, pattern=STREAM_URL_PATTERN)
     """Stream that receives messages which cannot be decoded or scored, with the error."""
 
     consumer_group: str | None = Field(default=None, max_length=256, pattern=r"^[A-Za-z0-9._-]+$")
@@ -327,11 +325,15 @@ class ModelDeploymentSpec(_Spec):
     image: str | None = Field(default=None, max_length=1024)
     """Serving image; defaults to the operator's serving image."""
 
-    resources: dict | None = Field(default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    # The Pod fields below pass through as given: `dict[Any, Any]`, not string keys, so that
+    # their keys are checked no more than the CRD's schema checks them.
+    resources: dict[Any, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
     """Compute resources of the serving container (requests and limits), as in a Pod. They
     replace the operator's default resources whole; {} for none."""
 
-    env: list[dict] | None = Field(
+    env: list[dict[Any, Any]] | None = Field(
         default=None, json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
     )
     """Extra environment variables of the serving container, as in a Pod."""
@@ -339,12 +341,14 @@ class ModelDeploymentSpec(_Spec):
     node_selector: dict[str, str] | None = None
     """Node labels the pods must match."""
 
-    tolerations: list[dict] | None = Field(
+    tolerations: list[dict[Any, Any]] | None = Field(
         default=None, json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
     )
     """Taints the pods tolerate, as in a Pod."""
 
-    affinity: dict | None = Field(default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    affinity: dict[Any, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
     """Affinity rules of the pods, as in a Pod."""
 
     online: Online | None = None

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from modelplane.operator.objects import Object
+
 READY = "Ready"
 MODEL_RESOLVED = "ModelResolved"
 PROGRESSING = "Progressing"
@@ -28,7 +30,7 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def set_condition(status: dict, observed: Observed, generation: int | None) -> None:
+def set_condition(status: Object, observed: Observed, generation: int | None) -> None:
     """Sets one condition, keeping its lastTransitionTime unless its status flips."""
     conditions = status.setdefault("conditions", [])
     current = next((c for c in conditions if c["type"] == observed.type), None)
@@ -48,11 +50,11 @@ def set_condition(status: dict, observed: Observed, generation: int | None) -> N
         current.update(entry)
 
 
-def condition(status: dict, type_: str) -> dict | None:
+def condition(status: Object, type_: str) -> Object | None:
     return next((c for c in status.get("conditions", []) if c["type"] == type_), None)
 
 
-def _deployment_conditions(deployment: dict | None, stopped: str | None) -> list[Observed]:
+def _deployment_conditions(deployment: Object | None, stopped: str | None) -> list[Observed]:
     if deployment is None:
         return [
             Observed(READY, "False", "WorkloadMissing", "the Deployment does not exist yet"),
@@ -83,7 +85,7 @@ def _deployment_conditions(deployment: dict | None, stopped: str | None) -> list
     return [Observed(READY, "False", "ReplicasNotReady", counts), Observed(PROGRESSING, "True", "RollingOut", counts)]
 
 
-def _job_conditions(job: dict | None, stopped: str | None) -> list[Observed]:
+def _job_conditions(job: Object | None, stopped: str | None) -> list[Observed]:
     if job is None:
         return [
             Observed(READY, "False", "WorkloadMissing", "the Job does not exist yet"),
@@ -106,7 +108,7 @@ def _job_conditions(job: dict | None, stopped: str | None) -> list[Observed]:
     return [Observed(READY, "False", "JobRunning", shards), Observed(PROGRESSING, "True", "JobRunning", shards)]
 
 
-def _cronjob_conditions(cronjob: dict) -> list[Observed]:
+def _cronjob_conditions(cronjob: Object) -> list[Observed]:
     if cronjob["spec"].get("suspend"):
         return [
             Observed(READY, "False", "Suspended", "the schedule is suspended (spec.batch.suspend)"),
@@ -118,7 +120,9 @@ def _cronjob_conditions(cronjob: dict) -> list[Observed]:
     ]
 
 
-def workload_conditions(mode: str, workload: dict | None, stopped: str | None = None) -> tuple[list[Observed], dict]:
+def workload_conditions(
+    mode: str, workload: Object | None, stopped: str | None = None
+) -> tuple[list[Observed], Object]:
     """Ready and Progressing as the live workload of `mode` tells them (None: it does not
     exist yet), with `stopped`, why its pods' model container last exited, if it did; and
     the status fields it fills (batch run times)."""

@@ -10,12 +10,13 @@ from collections.abc import Callable
 
 from modelplane.operator import cache
 from modelplane.operator.kube import ConflictError, NotFoundError, resource
+from modelplane.operator.objects import Object
 from modelplane.operator.spec import API_VERSION, KIND
 
 
 def update_status(
-    namespace: str, name: str, mutate: Callable[[dict, dict], None], body: dict | None = None, attempts: int = 5
-) -> tuple[dict, dict] | None:
+    namespace: str, name: str, mutate: Callable[[Object, Object], None], body: Object | None = None, attempts: int = 5
+) -> tuple[Object, Object] | None:
     """Lets `mutate(status, body)` change a copy of the ModelDeployment's status and writes
     it only if it changed. `body`, when the caller has a recent one, saves a read; a
     conflicting write in between makes it re-read and start over. Returns (before, after),

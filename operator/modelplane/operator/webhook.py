@@ -52,7 +52,7 @@ class _SeenDeliveries:
     """The ids of the deliveries accepted within the replay window, oldest first: only
     signed ones are kept, so only the registry's own traffic fills it."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._seen: OrderedDict[str, float] = OrderedDict()
 
     def first_time(self, delivery: str, now: float) -> bool:

@@ -17,6 +17,7 @@ import functools
 import logging
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
+from typing import cast
 
 logger = logging.getLogger(__name__)
 Work = Callable[[], None]
@@ -52,7 +53,8 @@ class WorkQueue:
 
     def add_threadsafe(self, key: Hashable, work: Work, urgent: bool = False, retry: bool = False) -> None:
         """`add`, from another thread (a piece of work queuing what follows it)."""
-        self._loop.call_soon_threadsafe(functools.partial(self.add, key, work, urgent, retry))
+        loop = cast(asyncio.AbstractEventLoop, self._loop)  # set by `serve`, which runs the work that calls this
+        loop.call_soon_threadsafe(functools.partial(self.add, key, work, urgent, retry))
 
     def _add_again(self, key: Hashable, work: Work, urgent: bool) -> None:
         if key not in self._urgent and key not in self._ordinary:

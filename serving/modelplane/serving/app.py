@@ -5,8 +5,10 @@ per transport, each in its protocol's own shape."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import version
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
@@ -19,8 +21,12 @@ from modelplane.serving.model import LoadedModel
 from modelplane.serving.offload import Offload
 from modelplane.serving.protocols import mlflow_scoring, open_inference
 from modelplane.serving.protocols.columns import Columns
-from modelplane.serving.scoring_routes import ScoringRoutes, error_body
+from modelplane.serving.protocols.json_codec import JSON
+from modelplane.serving.scoring_routes import PathArguments, ScoringRoutes, error_body
 from modelplane.serving.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from mlflow.models.utils import PyFuncOutput
 
 
 def create_app(model: LoadedModel, settings: ServeSettings) -> ScoringRoutes:
@@ -35,7 +41,7 @@ def create_app(model: LoadedModel, settings: ServeSettings) -> ScoringRoutes:
     inference = open_inference.Decoder(model.input_schema)
     offload = Offload(on_offload=metrics.bodies_decoded_aside.inc)
 
-    async def predict(data, params):
+    async def predict(data: object, params: dict[str, JSON] | None) -> PyFuncOutput:
         if params is None and batchable(data):
             return await batcher.predict(data)
         # Params apply to a whole predict call, and input without rows cannot join
@@ -47,13 +53,13 @@ def create_app(model: LoadedModel, settings: ServeSettings) -> ScoringRoutes:
         except Exception as error:  # noqa: BLE001 - the model's own failure, with its message
             raise model_failure(error) from None
 
-    async def invocations(read_body, content_type: str, _: dict) -> bytes:
+    async def invocations(read_body: Callable[[], Awaitable[bytes]], content_type: str, _: PathArguments) -> bytes:
         with batcher.arriving():
             body = await read_body()
             data, params = await offload.decode(scoring.reads_itself(content_type), scoring.decode, body, content_type)
         return mlflow_scoring.encode(await predict(data, params))
 
-    async def infer(read_body, _: str, __: dict) -> bytes:
+    async def infer(read_body: Callable[[], Awaitable[bytes]], _: str, __: PathArguments) -> bytes:
         with batcher.arriving():
             body = await read_body()
             data, params, request_id = await offload.decode(inference.reads_itself(), inference.decode, body)
@@ -67,7 +73,7 @@ def create_app(model: LoadedModel, settings: ServeSettings) -> ScoringRoutes:
             )
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI):
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         batcher.start()
         if not scoring.reads_itself("application/json"):
             # Every request goes to the helper: started before the server listens, so
@@ -95,7 +101,7 @@ def create_app(model: LoadedModel, settings: ServeSettings) -> ScoringRoutes:
         return PlainTextResponse("ok")
 
     @app.get("/version")
-    async def versions() -> dict:
+    async def versions() -> dict[str, JSON]:
         return {
             "modelplane": version("modelplane"),
             "mlflow": version("mlflow-skinny"),
@@ -109,23 +115,23 @@ def create_app(model: LoadedModel, settings: ServeSettings) -> ScoringRoutes:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v2")
-    async def server_metadata() -> dict:
+    async def server_metadata() -> dict[str, JSON]:
         return {"name": "modelplane", "version": version("modelplane"), "extensions": []}
 
     @app.get("/v2/health/live")
     @app.get("/v2/health/ready")
-    async def v2_health() -> dict:
+    async def v2_health() -> dict[str, JSON]:
         return {}
 
     @app.get("/v2/models/{name}")
     @app.get("/v2/models/{name}/versions/{model_version}")
-    async def model_metadata(name: str, model_version: str | None = None) -> dict:
+    async def model_metadata(name: str, model_version: str | None = None) -> dict[str, JSON]:
         served(name, model_version)
         return open_inference.metadata(model.input_schema, model.name, model.version, model.dependencies)
 
     @app.get("/v2/models/{name}/ready")
     @app.get("/v2/models/{name}/versions/{model_version}/ready")
-    async def model_ready(name: str, model_version: str | None = None) -> dict:
+    async def model_ready(name: str, model_version: str | None = None) -> dict[str, JSON]:
         served(name, model_version)
         return {"name": model.name, "ready": True}
 

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeAlias, TypeGuard, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -21,10 +22,14 @@ import pandas as pd
 from modelplane.serving.errors import model_failure
 from modelplane.serving.protocols.columns import Columns
 
-Batchable = Columns | pd.DataFrame | np.ndarray
+if TYPE_CHECKING:
+    from mlflow.models.utils import PyFuncOutput
+
+Batchable: TypeAlias = Columns | pd.DataFrame | np.ndarray
+T = TypeVar("T")
 
 
-def batchable(data) -> bool:
+def batchable(data: object) -> TypeGuard[Batchable]:
     """Whether `data` has rows that can be joined with other requests' rows."""
     return isinstance(data, (Columns, pd.DataFrame)) or (isinstance(data, np.ndarray) and data.ndim >= 1)
 
@@ -33,27 +38,27 @@ def rows(data: Batchable) -> int:
     return data.rows if isinstance(data, Columns) else len(data)
 
 
-def join(parts: list[Batchable]):
+def join(parts: list[Batchable]) -> pd.DataFrame | np.ndarray:
     """One model input of all parts' rows, in order."""
     if isinstance(parts[0], Columns):
-        return Columns.join(parts)
+        return Columns.join(cast("list[Columns]", parts))  # a batch's parts are all of one kind
     if len(parts) == 1:
         return parts[0]
     if isinstance(parts[0], pd.DataFrame):
         return pd.concat(parts, ignore_index=True)
-    return np.concatenate(parts)
+    return np.concatenate(cast("list[np.ndarray]", parts))
 
 
 @dataclass
 class _Pending:
     data: Batchable
-    future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    future: asyncio.Future[PyFuncOutput] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class AdaptiveBatcher:
     def __init__(
         self,
-        predict: Callable[[object], object],
+        predict: Callable[[pd.DataFrame | np.ndarray], PyFuncOutput],
         max_size: int,
         max_wait_seconds: float,
         on_batch: Callable[[int], None] = lambda size: None,
@@ -67,7 +72,7 @@ class AdaptiveBatcher:
         # accepting and parsing the requests that will form the next batch.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         self._arriving = 0
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -82,12 +87,12 @@ class AdaptiveBatcher:
         waits for it rather than leaving without it."""
         return _Arrival(self)
 
-    async def alone(self, call: Callable[[], object]):
+    async def alone(self, call: Callable[[], T]) -> T:
         """Runs `call` on the predict thread, outside any batch (for requests that cannot
         share one), so predict calls still never overlap."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
-    async def predict(self, data: Batchable):
+    async def predict(self, data: Batchable) -> PyFuncOutput:
         pending = _Pending(data)
         await self._queue.put(pending)
         return await pending.future
@@ -130,17 +135,19 @@ class AdaptiveBatcher:
 
 
 class _Arrival:
-    def __init__(self, batcher: AdaptiveBatcher):
+    def __init__(self, batcher: AdaptiveBatcher) -> None:
         self._batcher = batcher
 
     def __enter__(self) -> None:
         self._batcher._arriving += 1
 
-    def __exit__(self, *_) -> None:
+    def __exit__(self, *_: object) -> None:
         self._batcher._arriving -= 1
 
 
-def _settle(future: asyncio.Future, result=None, exception: Exception | None = None) -> None:
+def _settle(
+    future: asyncio.Future[PyFuncOutput], result: PyFuncOutput | None = None, exception: Exception | None = None
+) -> None:
     if future.done():  # the caller went away
         return
     if exception is not None:
@@ -149,7 +156,7 @@ def _settle(future: asyncio.Future, result=None, exception: Exception | None = N
         future.set_result(result)
 
 
-def _split(predictions, sizes: list[int]) -> list:
+def _split(predictions: PyFuncOutput, sizes: list[int]) -> list[PyFuncOutput]:
     """Cuts batch predictions back into one slice per request, in order."""
     if len(predictions) != sum(sizes):
         raise ValueError(f"the model returned {len(predictions)} predictions for {sum(sizes)} rows")

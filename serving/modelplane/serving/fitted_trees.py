@@ -9,9 +9,15 @@ and its feature is a column the model is given.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from modelplane.serving.errors import UnsafeModel
+
+if TYPE_CHECKING:
+    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+    from sklearn.tree._tree import Tree
 
 
 def check_trees(model: object) -> None:
@@ -46,7 +52,7 @@ def check_trees(model: object) -> None:
             pending.extend((item, f"{where}.{name}", columns) for name, item in attributes.items())
 
 
-def _check_tree(tree, where: str, columns: float) -> None:
+def _check_tree(tree: Tree, where: str, columns: float) -> None:
     nodes = tree.node_count
     left, right, feature = tree.children_left, tree.children_right, tree.feature
     split = left != -1
@@ -65,7 +71,7 @@ def _check_tree(tree, where: str, columns: float) -> None:
         raise UnsafeModel(f"{where} has a split pointing outside the tree or past the model's {width} columns")
 
 
-def _check_predictor(predictor, where: str, columns: float) -> None:
+def _check_predictor(predictor: TreePredictor, where: str, columns: float) -> None:
     nodes = predictor.nodes
     split = nodes["is_leaf"] == 0
     index = np.arange(len(nodes))

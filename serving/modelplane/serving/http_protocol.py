@@ -12,6 +12,7 @@ misses either is closed. Headers past a size limit get a 431.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -49,7 +50,9 @@ class ReadDeadlines(HttpToolsProtocol):
     _reading_headers = True  # from a request's first byte (or the connection's start) to its headers' end
     _header_bytes = 0
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    # asyncio types the argument as any transport; a stream protocol is given a Transport,
+    # which is what uvicorn's own override (which ignores the same error) takes.
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm(self.header_seconds, self._headers_late)
 
@@ -80,7 +83,7 @@ class ReadDeadlines(HttpToolsProtocol):
         self._disarm()
         self._reading_headers, self._header_bytes = True, 0
 
-    def _arm(self, seconds: float, late) -> None:
+    def _arm(self, seconds: float, late: Callable[[], None]) -> None:
         self._disarm()
         self._deadline = self.loop.call_later(seconds, late)
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 
 class Metrics:
-    def __init__(self, model: str, version: str | None):
+    def __init__(self, model: str, version: str | None) -> None:
         self.registry = CollectorRegistry()
         labels = {"model": model, "version": version or ""}
         self.requests = Counter(
@@ -44,7 +45,7 @@ class Metrics:
             registry=self.registry,
         ).labels(**labels)
         self.labels = labels
-        self._children: dict[tuple[str, int], tuple] = {}
+        self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Counts one answered request and its latency."""
@@ -64,16 +65,16 @@ class MeasuredRequests:
     A plain ASGI wrapper: Starlette's BaseHTTPMiddleware costs a task group per request,
     more than scoring a small batch."""
 
-    def __init__(self, app, metrics: Metrics):
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app, self.metrics = app, metrics
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
         status = 500
 
-        async def send_and_note(message):
+        async def send_and_note(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]

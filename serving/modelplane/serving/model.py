@@ -14,9 +14,14 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from modelplane.serving import model_formats
 from modelplane.serving.errors import ModelLoadError, UnsafeModel
+
+if TYPE_CHECKING:
+    from mlflow.pyfunc import PyFuncModel
+    from mlflow.types import Schema
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +48,13 @@ class LoadedModel:
     name: str
     version: str | None
     path: Path
-    pyfunc: object  # mlflow.pyfunc.PyFuncModel
+    pyfunc: PyFuncModel
     dependencies: tuple[Dependency, ...] = ()
 
     @property
-    def input_schema(self):
-        return self.pyfunc.metadata.get_input_schema()
+    def input_schema(self) -> Schema | None:
+        # MLflow leaves get_input_schema unannotated; it returns the signature's inputs, if any.
+        return cast("Schema | None", self.pyfunc.metadata.get_input_schema())  # type: ignore[no-untyped-call]
 
 
 def load(uri: str, cache: Path, allow_pickle: bool, strict_deps: bool = False) -> LoadedModel:
@@ -78,12 +84,13 @@ def load(uri: str, cache: Path, allow_pickle: bool, strict_deps: bool = False) -
     return LoadedModel(uri=uri, name=name, version=version, path=path, pyfunc=pyfunc, dependencies=dependencies)
 
 
-def _load_pyfunc(path: Path, allow_pickle: bool):
+def _load_pyfunc(path: Path, allow_pickle: bool) -> PyFuncModel:
     if not allow_pickle:
         return model_formats.load_pyfunc(path)
     import mlflow.pyfunc
 
-    return mlflow.pyfunc.load_model(str(path))
+    # An unannotated decorator of MLflow's hides load_model's return type.
+    return cast("PyFuncModel", mlflow.pyfunc.load_model(str(path)))
 
 
 def _move_into_place(downloaded: Path, target: Path) -> None:

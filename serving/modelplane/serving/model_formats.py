@@ -25,9 +25,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from modelplane.serving.errors import ModelLoadError, UnsafeModel
 from modelplane.serving.fitted_trees import check_trees
+
+if TYPE_CHECKING:
+    from mlflow.pyfunc import PyFuncModel
 
 ALLOW_PICKLE_FLAG = "--allow-pickle (MODELPLANE_ALLOW_PICKLE=true)"
 
@@ -57,7 +61,7 @@ def _is_within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def load_pyfunc(folder: Path):
+def load_pyfunc(folder: Path) -> PyFuncModel:
     """The model in `folder` as an MLflow PyFuncModel, read without running its code."""
     from mlflow.models import Model
     from mlflow.pyfunc import PyFuncModel
@@ -87,7 +91,7 @@ def load_pyfunc(folder: Path):
     return PyFuncModel(model_meta=metadata, model_impl=read(folder, flavors[flavor], pyfunc), predict_fn=predict_fn)
 
 
-def _sklearn(folder: Path, flavor: dict, pyfunc: dict):
+def _sklearn(folder: Path, flavor: dict[str, Any], pyfunc: dict[str, Any]) -> object:
     import skops.io
     from mlflow.sklearn import _SklearnModelWrapper
 
@@ -109,7 +113,7 @@ def _sklearn(folder: Path, flavor: dict, pyfunc: dict):
     # skops trusts by default and the types just checked.
     model = skops.io.load(path, trusted=untrusted)
     check_trees(model)
-    return _SklearnModelWrapper(model)
+    return _SklearnModelWrapper(model)  # type: ignore[no-untyped-call]  # MLflow leaves it unannotated
 
 
 _XGBOOST_CLASSES = (
@@ -123,7 +127,7 @@ _XGBOOST_CLASSES = (
 )
 
 
-def _xgboost(folder: Path, flavor: dict, _: dict):
+def _xgboost(folder: Path, flavor: dict[str, Any], _: dict[str, Any]) -> object:
     import xgboost
     from mlflow.xgboost import _XGBModelWrapper
 
@@ -133,10 +137,10 @@ def _xgboost(folder: Path, flavor: dict, _: dict):
         raise UnsafeModel(f"its XGBoost model class {model_class!r} is not one of XGBoost's: {', '.join(classes)}")
     model = classes[model_class]()
     model.load_model(str(inside(folder, flavor.get("data"), "XGBoost model file")))
-    return _XGBModelWrapper(model)
+    return _XGBModelWrapper(model)  # type: ignore[no-untyped-call]  # MLflow leaves it unannotated
 
 
-def _lightgbm(folder: Path, flavor: dict, _: dict):
+def _lightgbm(folder: Path, flavor: dict[str, Any], _: dict[str, Any]) -> object:
     import lightgbm
     from mlflow.lightgbm import _LGBModelWrapper
 
@@ -146,12 +150,13 @@ def _lightgbm(folder: Path, flavor: dict, _: dict):
             f"it is a LightGBM {model_class} stored by unpickling; only a Booster in LightGBM's own "
             "format is read without --allow-pickle"
         )
-    return _LGBModelWrapper(lightgbm.Booster(model_file=str(inside(folder, flavor.get("data"), "LightGBM model file"))))
+    return _LGBModelWrapper(lightgbm.Booster(model_file=str(inside(folder, flavor.get("data"), "LightGBM model file"))))  # type: ignore[no-untyped-call]  # MLflow leaves it unannotated
 
 
 _SKLEARN_PREDICT = ("predict", "predict_proba", "predict_log_proba", "predict_joint_log_proba", "score")
-# loader_module: (reads the model, the predict functions it may name)
-_LOADERS: dict[str, tuple[Callable, tuple[str, ...]]] = {
+# loader_module: (reads the model from its folder, flavor and pyfunc configuration; the
+# predict functions it may name)
+_LOADERS: dict[str, tuple[Callable[[Path, dict[str, Any], dict[str, Any]], object], tuple[str, ...]]] = {
     "mlflow.sklearn": (_sklearn, _SKLEARN_PREDICT),
     "mlflow.xgboost": (_xgboost, ("predict",)),
     "mlflow.lightgbm": (_lightgbm, ("predict",)),

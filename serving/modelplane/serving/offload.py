@@ -20,11 +20,12 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TypeVar
+from typing import TypeVar, TypeVarTuple
 
 from modelplane.serving.errors import InvalidInput, ModelNotReady
 
 T = TypeVar("T")
+Arguments = TypeVarTuple("Arguments")
 
 # From this size on every body is decoded aside: sending a smaller one to the helper and
 # its result back costs more than the parse, when the parse is our own linear one.
@@ -34,13 +35,15 @@ DECODE_SECONDS = 30.0
 
 
 class Offload:
-    def __init__(self, on_offload: Callable[[], None] = lambda: None, decode_seconds: float = DECODE_SECONDS):
+    def __init__(self, on_offload: Callable[[], None] = lambda: None, decode_seconds: float = DECODE_SECONDS) -> None:
         self._pool: ProcessPoolExecutor | None = None
         self._on_offload = on_offload
         self._decode_seconds = decode_seconds
         self._turn = asyncio.Lock()
 
-    async def decode(self, linear: bool, decode: Callable[..., T], body: bytes, *arguments) -> T:
+    async def decode(
+        self, linear: bool, decode: Callable[[bytes, *Arguments], T], body: bytes, *arguments: *Arguments
+    ) -> T:
         """`decode(body, *arguments)`: in place when its cost is `linear` in the body's size
         and the body is small, else in the helper process."""
         if linear and len(body) < LARGE_BODY_BYTES:
@@ -48,7 +51,7 @@ class Offload:
         self._on_offload()
         return await self.in_helper(decode, body, *arguments)
 
-    async def in_helper(self, work: Callable[..., T], *arguments) -> T:
+    async def in_helper(self, work: Callable[[*Arguments], T], *arguments: *Arguments) -> T:
         """`work(*arguments)` in the helper process, started if it is not running. `work`
         and its arguments must pickle: a module-level function or an object's method."""
         # One body at a time, so the deadline counts this body's decoding, not its wait

@@ -12,18 +12,28 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypedDict, cast
 
 import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelplane.serving.errors import ClientGone, PayloadTooLarge, ServingError
 from modelplane.serving.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+
+class PathArguments(TypedDict, total=False):
+    """What a scoring route's path names: the model (and version) of V2's infer route."""
+
+    name: str
+    version: str | None
+
+
 # (a coroutine reading the body, the content type, the path's arguments) to a JSON body;
 # the handler reads the body itself, so the batcher knows a request is on its way in.
-Handler = Callable[[Callable[[], Awaitable[bytes]], str, dict], Awaitable[bytes]]
+Handler = Callable[[Callable[[], Awaitable[bytes]], str, PathArguments], Awaitable[bytes]]
 INVOCATIONS = "/invocations"
 V2_INFER = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer$")
 _ERROR_CODES = {
@@ -54,17 +64,17 @@ def error_body(path: str, error: ServingError) -> bytes:
 class ScoringRoutes:
     def __init__(
         self,
-        fallback,
+        fallback: ASGIApp,
         metrics: Metrics,
         max_body_bytes: int,
         invocations: Handler,
         infer: Handler,
         served: Callable[[str, str | None], None],
-    ):
+    ) -> None:
         self._fallback, self._metrics, self._max_body_bytes = fallback, metrics, max_body_bytes
         self._invocations, self._infer, self._served = invocations, infer, served
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             path = scope["path"]
             if path == INVOCATIONS:
@@ -75,10 +85,14 @@ class ScoringRoutes:
                     if match["version"]
                     else "/v2/models/{name}/infer"
                 )
-                return await self._answer(route, self._infer, match.groupdict(), scope, receive, send)
+                # The pattern's name group always matches, its version group may not.
+                arguments = cast(PathArguments, match.groupdict())
+                return await self._answer(route, self._infer, arguments, scope, receive, send)
         return await self._fallback(scope, receive, send)
 
-    async def _answer(self, route: str, handler: Handler, arguments: dict, scope, receive, send) -> None:
+    async def _answer(
+        self, route: str, handler: Handler, arguments: PathArguments, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         started = time.perf_counter()
         metrics = self._metrics
         metrics.in_flight.inc()
@@ -106,12 +120,13 @@ class ScoringRoutes:
             metrics.in_flight.dec()
             metrics.observe(route, status, time.perf_counter() - started)
 
-    async def _body(self, scope, receive) -> bytes:
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self._max_body_bytes
         declared = _header(scope, b"content-length")
         if declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        size = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -125,8 +140,9 @@ class ScoringRoutes:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _header(scope, name: bytes) -> str:
-    for key, value in scope["headers"]:
+def _header(scope: Scope, name: bytes) -> str:
+    headers: Iterable[tuple[bytes, bytes]] = scope["headers"]
+    for key, value in headers:
         if key == name:
             return value.decode("latin-1")
     return ""

@@ -9,13 +9,28 @@ from __future__ import annotations
 import gc
 import logging
 import os
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from modelplane.serving.settings import ServeSettings
 from modelplane.serving.startup import start
 from modelplane.serving.workers import worker_count
 
+if TYPE_CHECKING:
+    from modelplane.serving.scoring_routes import ScoringRoutes
 
-def main(overrides: dict) -> int:
+
+class _ServerOptions(TypedDict):
+    """What `uvicorn.run` is given besides the app, the same with one worker or several."""
+
+    host: str
+    port: int
+    access_log: bool
+    log_level: str
+    timeout_graceful_shutdown: int
+    http: str
+
+
+def main(overrides: dict[str, Any]) -> int:
     import uvicorn
 
     from modelplane.serving.app import create_app
@@ -29,7 +44,7 @@ def main(overrides: dict) -> int:
     # walks them all stalls every request in flight for a tenth of a second.
     gc.freeze()
     workers = worker_count(settings.workers)
-    serving = {
+    serving: _ServerOptions = {
         "host": settings.host,
         "port": settings.port,
         "access_log": False,
@@ -48,20 +63,21 @@ def main(overrides: dict) -> int:
     return 0
 
 
-def worker_app():
+def worker_app() -> ScoringRoutes:
     """The app of one worker process, configured by the environment its parent set."""
     from modelplane.serving.app import create_app
     from modelplane.serving.http_protocol import ReadDeadlines
     from modelplane.serving.model import load
 
-    settings = ServeSettings()
+    # Its required model comes from the environment, which the settings' signature cannot show.
+    settings = ServeSettings()  # type: ignore[call-arg]
     ReadDeadlines.configure(settings.header_timeout_seconds, settings.body_timeout_seconds)
     app = create_app(load(settings.model, settings.model_cache, settings.allow_pickle), settings)
     gc.freeze()
     return app
 
 
-def _environment(settings: ServeSettings, **changes) -> dict[str, str]:
+def _environment(settings: ServeSettings, **changes: str) -> dict[str, str]:
     values = {**settings.model_dump(mode="json"), **changes}
     return {
         f"MODELPLANE_{key.upper()}": str(value).lower() if isinstance(value, bool) else str(value)

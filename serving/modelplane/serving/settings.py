@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import socket
 import sys
-from enum import Enum
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modelplane.contract import ENV_PREFIX, STREAM_URL_PATTERN, DataFormat, Env
 
 
 class ModelSettings(BaseSettings):
     """What every command that loads a model needs."""
 
-    model_config = SettingsConfigDict(env_prefix="MODELPLANE_", use_attribute_docstrings=True, frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, use_attribute_docstrings=True, frozen=True)
 
     model: str = Field(min_length=1)
     """MLflow model URI: models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN/PATH or a local path."""
@@ -60,12 +62,6 @@ class ServeSettings(ModelSettings):
     is closed."""
 
 
-class DataFormat(str, Enum):
-    parquet = "parquet"
-    csv = "csv"
-    jsonl = "jsonl"
-
-
 class BatchSettings(ModelSettings):
     input: str = Field(min_length=1)
     """File, folder or glob to score: a local path or any fsspec URL."""
@@ -80,7 +76,9 @@ class BatchSettings(ModelSettings):
     """Input column written beside each prediction; the row number in its file when unset."""
 
     shard_index: int = Field(
-        default=0, ge=0, validation_alias=AliasChoices("shard_index", "MODELPLANE_SHARD_INDEX", "JOB_COMPLETION_INDEX")
+        default=0,
+        ge=0,
+        validation_alias=AliasChoices("shard_index", f"{ENV_PREFIX}SHARD_INDEX", Env.JOB_COMPLETION_INDEX),
     )
     """This process's shard (an Indexed Job sets JOB_COMPLETION_INDEX)."""
 
@@ -95,14 +93,14 @@ class BatchSettings(ModelSettings):
 
 
 class StreamSettings(ModelSettings):
-    source: str = Field(min_length=1, pattern=r"^(kafka|redis|nats)://")
+    source: str = Field(min_length=1, pattern=STREAM_URL_PATTERN)
     """Stream to consume: kafka://host:port/topic, redis://host:port/stream or
     nats://host:port/subject?stream=NAME."""
 
-    sink: str = Field(min_length=1, pattern=r"^(kafka|redis|nats)://")
+    sink: str = Field(min_length=1, pattern=STREAM_URL_PATTERN)
     """Stream the predictions are written to."""
 
-    dead_letter: str | None = Field(default=None, pattern=r"^(kafka|redis|nats)://")
+    dead_letter: str | None = Field(default=None, pattern=STREAM_URL_PATTERN)
     """Stream for events that cannot be decoded or scored; unset: they are logged."""
 
     consumer_group: str = Field(default="modelplane", min_length=1)
@@ -128,7 +126,10 @@ class StreamSettings(ModelSettings):
     """Port of /metrics, /healthz and /readyz."""
 
 
-def from_flags(settings: type[BaseSettings], overrides: dict):
+Settings = TypeVar("Settings", bound=BaseSettings)
+
+
+def from_flags(settings: type[Settings], overrides: dict[str, Any]) -> Settings | None:
     """Flags given on the command line over MODELPLANE_* variables over defaults, or None
     after printing which flag (and variable) is wrong."""
     try:
@@ -136,5 +137,7 @@ def from_flags(settings: type[BaseSettings], overrides: dict):
     except ValidationError as error:
         for problem in error.errors():
             field = str(problem["loc"][0])
-            print(f"error: --{field.replace('_', '-')} (MODELPLANE_{field.upper()}): {problem['msg']}", file=sys.stderr)
+            print(
+                f"error: --{field.replace('_', '-')} ({ENV_PREFIX}{field.upper()}): {problem['msg']}", file=sys.stderr
+            )
         return None

@@ -7,15 +7,18 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from modelplane.serving.errors import ModelLoadError
 from modelplane.serving.settings import ModelSettings, from_flags
 
+if TYPE_CHECKING:
+    from modelplane.serving.model import LoadedModel
+
 Settings = TypeVar("Settings", bound=ModelSettings)
 
 
-def start(settings_type: type[Settings], overrides: dict):
+def start(settings_type: type[Settings], overrides: dict[str, Any]) -> int | tuple[Settings, LoadedModel]:
     """(settings, loaded model), or the exit code after saying what is wrong: 2 for a bad
     flag or variable, 1 for a model that cannot be loaded."""
     from modelplane.serving.model import load

@@ -29,8 +29,8 @@ def cpu_quota(cgroup: Path) -> float | None:
     except (OSError, ValueError):
         pass
     try:
-        quota = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
-        period = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
+        cfs_quota = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
+        cfs_period = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
     except (OSError, ValueError):
         return None
-    return quota / period if quota > 0 else None
+    return cfs_quota / cfs_period if cfs_quota > 0 else None

@@ -5,6 +5,7 @@ what the operator would apply."""
 from __future__ import annotations
 
 from modelplane.operator.manifest import ModelDeployment
+from modelplane.operator.objects import Object
 from modelplane.operator.render import batch, online, streaming
 from modelplane.operator.render.common import (
     NetworkPolicySettings,
@@ -22,7 +23,7 @@ _RENDERERS = {Mode.batch: batch.render, Mode.streaming: streaming.render}
 
 def render(
     deployment: ModelDeployment, model: ResolvedModel, settings: RenderSettings, canary: ResolvedModel | None = None
-) -> list[dict]:
+) -> list[Object]:
     """The children of `deployment` for its current mode, labelled, and owned by it when
     its uid is known (always, in the operator), so the garbage collector removes them.
     `canary`, a version run beside `model` on a share of the replicas, is for online only."""

@@ -3,7 +3,11 @@ or once."""
 
 from __future__ import annotations
 
+from typing import cast
+
+from modelplane.contract import Command, Env
 from modelplane.operator.manifest import ModelDeployment
+from modelplane.operator.objects import Object
 from modelplane.operator.render.common import (
     MODEL_VERSION_LABEL,
     RenderSettings,
@@ -12,27 +16,28 @@ from modelplane.operator.render.common import (
     selector_labels,
 )
 from modelplane.operator.render.pod import env_var, model_env, pod_template
+from modelplane.operator.spec import Batch
 
 ROLE = "batch"
 
 
-def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSettings) -> list[dict]:
-    batch = deployment.spec.batch
+def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSettings) -> list[Object]:
+    batch = cast(Batch, deployment.spec.batch)  # required in batch mode (the CRD's rules)
     env = [
         *model_env(deployment, model, settings),
-        env_var("MODELPLANE_INPUT", batch.input),
-        env_var("MODELPLANE_OUTPUT", batch.output),
-        env_var("MODELPLANE_FORMAT", batch.format.value),
+        env_var(Env.INPUT, batch.input),
+        env_var(Env.OUTPUT, batch.output),
+        env_var(Env.FORMAT, batch.format.value),
         # Each pod reads its own shard index from JOB_COMPLETION_INDEX.
-        env_var("MODELPLANE_SHARD_COUNT", batch.parallelism),
+        env_var(Env.SHARD_COUNT, batch.parallelism),
     ]
     if batch.id_column:
-        env.append(env_var("MODELPLANE_ID_COLUMN", batch.id_column))
+        env.append(env_var(Env.ID_COLUMN, batch.id_column))
     if batch.schedule:
         # A scheduled run scores only the files no earlier run has scored.
-        env.append(env_var("MODELPLANE_ONLY_NEW", "true"))
+        env.append(env_var(Env.ONLY_NEW, "true"))
     labels = {**selector_labels(deployment, ROLE), MODEL_VERSION_LABEL: model.version}
-    template = pod_template(deployment, settings, ["batch"], env, labels, restart_policy="Never")
+    template = pod_template(deployment, settings, [Command.batch.value], env, labels, restart_policy="Never")
     job_spec = {
         "completionMode": "Indexed",
         "completions": batch.parallelism,

@@ -7,6 +7,7 @@ NetworkPolicy, so the probes need no rule."""
 
 from __future__ import annotations
 
+from modelplane.operator.objects import Object
 from modelplane.operator.render.common import NetworkPolicySettings
 
 DNS_PORT = 53
@@ -14,7 +15,7 @@ DNS_PORT = 53
 
 def render(
     name: str, pod_selector: dict[str, str], port: int, policy: NetworkPolicySettings, brokers: bool = False
-) -> dict:
+) -> Object:
     """The policy `name` over the pods `pod_selector` selects, which serve on `port`;
     `brokers` adds the egress rules to the brokers."""
     egress = [

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import cast
+
+from modelplane.contract import Command, Env
 from modelplane.operator.manifest import ModelDeployment
+from modelplane.operator.objects import Object
 from modelplane.operator.render import network_policy
 from modelplane.operator.render.common import MODEL_VERSION_LABEL, RenderSettings, ResolvedModel, selector_labels
 from modelplane.operator.render.pod import env_var, http_probes, model_env, pod_template
-from modelplane.operator.spec import Online
+from modelplane.operator.spec import Autoscaling, Online
 
 ROLE = "online"
 PORT_NAME = "http"
@@ -47,7 +51,7 @@ def split_replicas(total: int, weight: int) -> tuple[int, int]:
 
 def render(
     deployment: ModelDeployment, model: ResolvedModel, settings: RenderSettings, canary: ResolvedModel | None = None
-) -> list[dict]:
+) -> list[Object]:
     """With `canary`, a second Deployment runs that version beside `model` on a share of
     the replicas; the Service selects both, so traffic splits by replica ratio."""
     online = settings_of(deployment)
@@ -81,18 +85,18 @@ def _deployment(
     settings: RenderSettings,
     replicas: int | None,
     track: dict[str, str],
-) -> dict:
+) -> Object:
     online = settings_of(deployment)
     env = [
         *model_env(deployment, model, settings),
-        env_var("MODELPLANE_PORT", online.port),
-        env_var("MODELPLANE_MAX_BATCH_SIZE", online.batching.max_batch_size),
-        env_var("MODELPLANE_MAX_BATCH_WAIT_MS", online.batching.max_latency_ms),
+        env_var(Env.PORT, online.port),
+        env_var(Env.MAX_BATCH_SIZE, online.batching.max_batch_size),
+        env_var(Env.MAX_BATCH_WAIT_MS, online.batching.max_latency_ms),
     ]
     template = pod_template(
         deployment,
         settings,
-        ["serve"],
+        [Command.serve.value],
         env,
         {**pod_labels(deployment, model, ROLE), **track},
         ports=[{"name": PORT_NAME, "containerPort": online.port, "protocol": "TCP"}],
@@ -116,7 +120,7 @@ def _deployment(
     }
 
 
-def _service(deployment: ModelDeployment, online: Online) -> dict:
+def _service(deployment: ModelDeployment, online: Online) -> Object:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -129,8 +133,8 @@ def _service(deployment: ModelDeployment, online: Online) -> dict:
     }
 
 
-def _autoscaler(deployment: ModelDeployment, online: Online) -> dict:
-    scaling = online.autoscaling
+def _autoscaler(deployment: ModelDeployment, online: Online) -> Object:
+    scaling = cast(Autoscaling, online.autoscaling)  # made only with autoscaling
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",

@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from modelplane.contract import Env
 from modelplane.operator.manifest import ModelDeployment
+from modelplane.operator.objects import Object
 from modelplane.operator.render.common import TEMPLATE_HASH_ANNOTATION, RenderSettings, ResolvedModel, content_hash
 
 CONTAINER_NAME = "model"
@@ -13,26 +17,26 @@ SCRATCH_DIR = "/tmp"
 RUN_AS_USER = 10001
 
 
-def env_var(name: str, value: object) -> dict:
+def env_var(name: str, value: object) -> Object:
     return {"name": name, "value": str(value)}
 
 
-def model_env(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSettings) -> list[dict]:
+def model_env(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSettings) -> list[Object]:
     """Where the model is and how to fetch it: the pinned version, never the alias, so a
     rescheduled pod cannot change version behind the operator's back."""
     env = [
-        env_var("MODELPLANE_MODEL", model.uri),
-        env_var("MODELPLANE_MODEL_CACHE", MODEL_CACHE_DIR),
+        env_var(Env.MODEL, model.uri),
+        env_var(Env.MODEL_CACHE, MODEL_CACHE_DIR),
         # MLflow and pip write under $HOME; the root filesystem is read-only.
         env_var("HOME", SCRATCH_DIR),
     ]
     registry_uri = deployment.spec.model.registry.uri or settings.registry_uri
     if registry_uri:
         env.append(env_var("MLFLOW_TRACKING_URI", registry_uri))
-    if not any(item.get("name") == "MODELPLANE_ALLOW_PICKLE" for item in deployment.spec.env or ()):
+    if not any(item.get("name") == Env.ALLOW_PICKLE for item in deployment.spec.env or ()):
         # Said outright, so a key of the registry's Secret (envFrom, which `env` overrides)
         # cannot turn it on; spec.env may, where the tenancy policy lets it.
-        env.append(env_var("MODELPLANE_ALLOW_PICKLE", "false"))
+        env.append(env_var(Env.ALLOW_PICKLE, "false"))
     return env
 
 
@@ -40,14 +44,14 @@ def pod_template(
     deployment: ModelDeployment,
     settings: RenderSettings,
     args: list[str],
-    env: list[dict],
+    env: list[Object],
     labels: dict[str, str],
-    ports: list[dict] = (),
-    probes: dict | None = None,
-    lifecycle: dict | None = None,
+    ports: Sequence[Object] = (),
+    probes: Object | None = None,
+    lifecycle: Object | None = None,
     restart_policy: str = "Always",
     termination_grace_seconds: int | None = None,
-) -> dict:
+) -> Object:
     spec = deployment.spec
     container = {
         "name": CONTAINER_NAME,
@@ -105,14 +109,14 @@ def pod_template(
     ):
         if value:
             pod_spec[field] = value
-    template = {"metadata": {"labels": labels}, "spec": pod_spec}
+    template: Object = {"metadata": {"labels": labels}, "spec": pod_spec}
     # A hash of everything above: the operator compares it instead of diffing server-
     # defaulted objects, so an unchanged spec causes no write.
     template["metadata"]["annotations"] = {TEMPLATE_HASH_ANNOTATION: content_hash(template)}
     return template
 
 
-def http_probes(port_name: str) -> dict:
+def http_probes(port_name: str) -> Object:
     """A startup probe that allows ten minutes for the model download and load, so the
     liveness probe never kills a slow load; readiness follows the loaded model.
 
@@ -121,7 +125,7 @@ def http_probes(port_name: str) -> dict:
     after a second would take a loaded pod out of its Service, or restart it. A probe
     then fails only when no answer came before the next one was due."""
 
-    def probe(path: str, period: int, failures: int) -> dict:
+    def probe(path: str, period: int, failures: int) -> Object:
         return {
             "httpGet": {"path": path, "port": port_name},
             "periodSeconds": period,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
+from typing import cast
 
+from modelplane.contract import Command, Env, StreamAddress
 from modelplane.operator.manifest import ModelDeployment
+from modelplane.operator.objects import Object
 from modelplane.operator.render import network_policy
 from modelplane.operator.render.common import MODEL_VERSION_LABEL, RenderSettings, ResolvedModel, selector_labels
 from modelplane.operator.render.pod import env_var, http_probes, model_env, pod_template
+from modelplane.operator.spec import LagAutoscaling, Streaming
 
 ROLE = "streaming"
 METRICS_PORT = 9090
@@ -16,25 +19,27 @@ DRAIN_SECONDS = 60
 
 
 def consumer_group(deployment: ModelDeployment) -> str:
-    return deployment.spec.streaming.consumer_group or f"{deployment.namespace or 'default'}.{deployment.name}"
+    # spec.streaming is required in streaming mode (the CRD's rules), the only mode rendered here.
+    streaming = cast(Streaming, deployment.spec.streaming)
+    return streaming.consumer_group or f"{deployment.namespace or 'default'}.{deployment.name}"
 
 
-def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSettings) -> list[dict]:
-    streaming = deployment.spec.streaming
+def render(deployment: ModelDeployment, model: ResolvedModel, settings: RenderSettings) -> list[Object]:
+    streaming = cast(Streaming, deployment.spec.streaming)
     env = [
         *model_env(deployment, model, settings),
-        env_var("MODELPLANE_SOURCE", streaming.source),
-        env_var("MODELPLANE_SINK", streaming.sink),
-        env_var("MODELPLANE_CONSUMER_GROUP", consumer_group(deployment)),
-        env_var("MODELPLANE_METRICS_PORT", METRICS_PORT),
+        env_var(Env.SOURCE, streaming.source),
+        env_var(Env.SINK, streaming.sink),
+        env_var(Env.CONSUMER_GROUP, consumer_group(deployment)),
+        env_var(Env.METRICS_PORT, METRICS_PORT),
     ]
     if streaming.dead_letter:
-        env.append(env_var("MODELPLANE_DEAD_LETTER", streaming.dead_letter))
+        env.append(env_var(Env.DEAD_LETTER, streaming.dead_letter))
     labels = {**selector_labels(deployment, ROLE), MODEL_VERSION_LABEL: model.version}
     template = pod_template(
         deployment,
         settings,
-        ["stream"],
+        [Command.stream.value],
         env,
         labels,
         ports=[{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
@@ -76,8 +81,9 @@ def workload_name(deployment: ModelDeployment) -> str:
     return f"{deployment.name}-stream"
 
 
-def _scaled_object(deployment: ModelDeployment) -> dict:
-    streaming, scaling = deployment.spec.streaming, deployment.spec.streaming.autoscaling
+def _scaled_object(deployment: ModelDeployment) -> Object:
+    streaming = cast(Streaming, deployment.spec.streaming)
+    scaling = cast(LagAutoscaling, streaming.autoscaling)  # made only with autoscaling
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
@@ -91,32 +97,32 @@ def _scaled_object(deployment: ModelDeployment) -> dict:
     }
 
 
-def _lag_trigger(source: str, group: str, scaling) -> dict:
+def _lag_trigger(source: str, group: str, scaling: LagAutoscaling) -> Object:
     """KEDA's scaler for the source's transport, watching this group's lag."""
-    parts = urlsplit(source)
-    name, options = parts.path.strip("/"), {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    address = StreamAddress.parse(source)
+    name, options = address.name, address.options
     group = options.get("group", group)
     threshold = str(scaling.lag_threshold)
-    if parts.scheme == "kafka":
+    if address.scheme == "kafka":
         return {
             "type": "kafka",
             "metadata": {
-                "bootstrapServers": parts.netloc,
+                "bootstrapServers": address.netloc,
                 "consumerGroup": group,
                 "topic": name,
                 "lagThreshold": threshold,
             },
         }
-    if parts.scheme == "redis":
+    if address.scheme == "redis":
         return {
             "type": "redis-streams",
-            "metadata": {"address": parts.netloc, "stream": name, "consumerGroup": group, "lagCount": threshold},
+            "metadata": {"address": address.netloc, "stream": name, "consumerGroup": group, "lagCount": threshold},
         }
     durable = options.get("durable", group).replace(".", "-")
     return {
         "type": "nats-jetstream",
         "metadata": {
-            "natsServerMonitoringEndpoint": f"{parts.hostname}:{scaling.nats_monitoring_port}",
+            "natsServerMonitoringEndpoint": f"{address.host}:{scaling.nats_monitoring_port}",
             "account": "$G",
             "stream": options.get("stream", ""),
             "consumer": durable,

@@ -14,8 +14,12 @@ import glob
 import hashlib
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from modelplane.serving.errors import BatchError
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
 
 log = logging.getLogger("modelplane.batch")
 READERS = {
@@ -72,7 +76,7 @@ class Share:
         return self.stride == 1
 
 
-def find_inputs(fs, spec: str, root: str) -> list[InputFile]:
+def find_inputs(fs: AbstractFileSystem, spec: str, root: str) -> list[InputFile]:
     # One listing with details gives every file's identity without a request per file.
     if glob.has_magic(root):
         listed, base = fs.glob(root, detail=True), _glob_base(root)
@@ -127,7 +131,7 @@ def _relative(path: str, base: str, spec: str) -> str:
     return path[len(base) + 1 :]
 
 
-def _identity(fs, path: str, info: dict) -> str:
+def _identity(fs: AbstractFileSystem, path: str, info: dict[str, Any]) -> str:
     if info.get("islink"):
         info = fs.info(path)  # a listing stats the link itself; its target is what changes
     fields = [f"{field}={info[field]}" for field in IDENTITY_FIELDS if info.get(field) is not None]

@@ -13,18 +13,25 @@ import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import IO, TYPE_CHECKING
 
 import pandas as pd
 
 from modelplane.serving.batch.inputs import Share
 from modelplane.serving.errors import BatchError
+from modelplane.serving.protocols.json_codec import JSON
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+    from pyarrow.parquet import ParquetWriter
 
 SUFFIXES = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}
 
 
 class Output:
-    def __init__(self, fs, root: str, file_format: str, shard_index: int, chunk_rows: int):
+    def __init__(self, fs: AbstractFileSystem, root: str, file_format: str, shard_index: int, chunk_rows: int) -> None:
         self.fs, self.root, self.format = fs, root.rstrip("/"), file_format
         self.chunk_rows = chunk_rows
         self._staging = f"{self.root}/_temporary/{shard_index}"
@@ -36,15 +43,17 @@ class Output:
         self.fs.makedirs(self._staging, exist_ok=True)
 
     def scored(self, share: Share) -> bool:
-        return self.fs.exists(self._ledger_entry(share))
+        exists: bool = self.fs.exists(self._ledger_entry(share))
+        return exists
 
     @contextmanager
-    def writer(self, share: Share):
+    def writer(self, share: Share) -> Iterator[_Writer]:
         """A writer of `share`'s results, moved into place (and entered in the ledger)
         only when the block ends without an error."""
         # An input's name ends in a readable suffix, never in ".part-I-of-N": a whole
         # file's output and a part's cannot share a name.
         name = share.file.name if share.whole else f"{share.file.name}.part-{share.first}-of-{share.stride}"
+        final: str | None  # None once it turns out nothing was written
         final = f"{self.root}/{name}{SUFFIXES[self.format]}"
         staged = f"{self._staging}/{name}{SUFFIXES[self.format]}"
         self.fs.makedirs(staged.rsplit("/", 1)[0], exist_ok=True)
@@ -73,7 +82,7 @@ class Output:
             },
         )
 
-    def write_json(self, path: str, content: dict) -> None:
+    def write_json(self, path: str, content: dict[str, JSON]) -> None:
         """Writes `path` whole or not at all: staged, then moved into place."""
         staged = f"{self._staging}/{path.rsplit('/', 1)[-1]}"
         with self.fs.open(staged, "w") as handle:
@@ -95,9 +104,9 @@ class Output:
 
 
 class _Writer:
-    def __init__(self, handle, file_format: str):
+    def __init__(self, handle: IO[bytes], file_format: str) -> None:
         self._handle, self._format = handle, file_format
-        self._parquet = None
+        self._parquet: ParquetWriter | None = None
         self.rows = 0
 
     def write(self, frame: pd.DataFrame) -> None:

@@ -12,11 +12,15 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING
 
 import pandas as pd
 
 from modelplane.serving.batch.inputs import BLOCK_BYTES, Share
 from modelplane.serving.errors import BatchError
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
 
 JSON_TYPES = {
     list: "an array",
@@ -28,7 +32,7 @@ JSON_TYPES = {
 }
 
 
-def read_chunks(fs, share: Share, chunk_rows: int) -> Iterator[tuple[int, pd.DataFrame]]:
+def read_chunks(fs: AbstractFileSystem, share: Share, chunk_rows: int) -> Iterator[tuple[int, pd.DataFrame]]:
     """(number of the first row in the file, rows) for each chunk of `share`."""
     first_row = 0
     reader = {"csv": _csv_chunks, "jsonl": _jsonl_chunks, "parquet": _parquet_chunks}[share.file.format]
@@ -38,7 +42,7 @@ def read_chunks(fs, share: Share, chunk_rows: int) -> Iterator[tuple[int, pd.Dat
         first_row += len(chunk)
 
 
-def _csv_chunks(fs, path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _csv_chunks(fs: AbstractFileSystem, path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
     with fs.open(path, "rb") as handle:
         # The parser's errors are caught around each read, never around a yield: what
         # the consumer of a chunk raises is not the file's fault.
@@ -58,7 +62,7 @@ def _csv_chunks(fs, path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
             yield chunk
 
 
-def _csv_error(fs, path: str, error: ValueError) -> BatchError:
+def _csv_error(fs: AbstractFileSystem, path: str, error: ValueError) -> BatchError:
     if isinstance(error, UnicodeDecodeError):
         return _malformed(path, "CSV", f"line {_undecodable_line(fs, path)}", error)
     # pandas' ParserError and its kin. The C parser counts lines from 1 ("in line 9") and
@@ -70,7 +74,7 @@ def _csv_error(fs, path: str, error: ValueError) -> BatchError:
     return _malformed(path, "CSV", "a line it does not name", error)
 
 
-def _jsonl_chunks(fs, path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _jsonl_chunks(fs: AbstractFileSystem, path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
     with fs.open(path, "rb") as handle:
         text = io.TextIOWrapper(handle, encoding="utf-8")
         lines_before = 0
@@ -104,7 +108,7 @@ def _json_line(lines: list[str], lines_before: int, error: Exception) -> tuple[s
     return f"lines {lines_before + 1}-{lines_before + len(lines)}", error
 
 
-def _parquet_chunks(fs, path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _parquet_chunks(fs: AbstractFileSystem, path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -126,7 +130,7 @@ def _parquet_chunks(fs, path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
             yield batch.to_pandas()
 
 
-def _parquet_error(fs, path: str, rows_read: int, chunk_rows: int, error: Exception) -> BatchError:
+def _parquet_error(fs: AbstractFileSystem, path: str, rows_read: int, chunk_rows: int, error: Exception) -> BatchError:
     """Names the first row group, from the one holding row `rows_read`, that cannot be read
     alone: batches run across row groups and the reader reads ahead, so the failed batch
     does not say which group is bad."""
@@ -150,10 +154,11 @@ def _parquet_error(fs, path: str, rows_read: int, chunk_rows: int, error: Except
     return BatchError(f"{path} could not be read after its row {rows_read}: {_first_line(error)}")
 
 
-def _undecodable_line(fs, path: str) -> int:
+def _undecodable_line(fs: AbstractFileSystem, path: str) -> int:
     """The number of the first line that is not UTF-8, read again block by block."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     line = 1
+    handle: IO[bytes]
     with fs.open(path, "rb") as handle:
         while block := handle.read(BLOCK_BYTES):
             pending = len(decoder.getstate()[0])  # the end of a character the last block cut

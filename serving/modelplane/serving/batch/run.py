@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,12 +21,16 @@ from modelplane.serving.errors import BatchError
 from modelplane.serving.settings import BatchSettings
 from modelplane.serving.startup import start, stop
 
+if TYPE_CHECKING:
+    from mlflow.models.utils import PyFuncOutput
+    from mlflow.pyfunc import PyFuncModel
+
 log = logging.getLogger("modelplane.batch")
 ROW_COLUMN = "row"
 PROGRESS_EVERY_SECONDS = 5.0
 
 
-def main(overrides: dict) -> int:
+def main(overrides: dict[str, Any]) -> int:
     started = start(BatchSettings, overrides)
     if isinstance(started, int):
         return started
@@ -38,7 +43,7 @@ def main(overrides: dict) -> int:
     return 0
 
 
-def score_files(pyfunc, settings: BatchSettings) -> int:
+def score_files(pyfunc: PyFuncModel, settings: BatchSettings) -> int:
     import fsspec
 
     input_fs, input_root = fsspec.core.url_to_fs(settings.input)
@@ -70,7 +75,9 @@ def score_files(pyfunc, settings: BatchSettings) -> int:
     return progress.rows
 
 
-def _score_chunk(pyfunc, chunk: pd.DataFrame, first_row: int, share: Share, id_column: str | None) -> pd.DataFrame:
+def _score_chunk(
+    pyfunc: PyFuncModel, chunk: pd.DataFrame, first_row: int, share: Share, id_column: str | None
+) -> pd.DataFrame:
     if id_column is not None and id_column not in chunk.columns:
         raise BatchError(
             f"--id-column {id_column!r} is not a column of {share.file.path}; "
@@ -81,7 +88,7 @@ def _score_chunk(pyfunc, chunk: pd.DataFrame, first_row: int, share: Share, id_c
         features = chunk
     else:
         ids = chunk[id_column]
-        inputs = pyfunc.metadata.get_input_schema()
+        inputs = pyfunc.metadata.get_input_schema()  # type: ignore[no-untyped-call]  # MLflow leaves it unannotated
         wanted = inputs.input_names() if inputs is not None and inputs.has_input_names() else []
         features = chunk if id_column in wanted else chunk.drop(columns=[id_column])
     try:
@@ -94,7 +101,7 @@ def _score_chunk(pyfunc, chunk: pd.DataFrame, first_row: int, share: Share, id_c
     return pd.concat([ids.reset_index(drop=True), prediction_frame(predictions)], axis=1)
 
 
-def prediction_frame(predictions) -> pd.DataFrame:
+def prediction_frame(predictions: PyFuncOutput) -> pd.DataFrame:
     """The model's output as columns: its own for a DataFrame, else `prediction` (or
     `prediction_0`, `prediction_1`, ... for one vector per row)."""
     if isinstance(predictions, pd.DataFrame):
@@ -108,7 +115,7 @@ def prediction_frame(predictions) -> pd.DataFrame:
 
 
 class _Progress:
-    def __init__(self):
+    def __init__(self) -> None:
         self.rows = 0
         self._started = self._reported = time.monotonic()
 

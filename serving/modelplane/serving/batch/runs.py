@@ -22,9 +22,14 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from modelplane.serving.batch.inputs import InputFile
 from modelplane.serving.batch.outputs import Output
+from modelplane.serving.protocols.json_codec import JSON
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
 
 MARKER = re.compile(r"shard-(\d+)-of-(\d+)\.json")
 
@@ -32,10 +37,10 @@ MARKER = re.compile(r"shard-(\d+)-of-(\d+)\.json")
 @dataclass(frozen=True)
 class Run:
     id: str
-    manifest: dict
+    manifest: dict[str, JSON]
 
     @classmethod
-    def of(cls, files: list[InputFile], model: str, shard_count: int, settings: dict) -> Run:
+    def of(cls, files: list[InputFile], model: str, shard_count: int, settings: dict[str, JSON]) -> Run:
         """The run that scores `files` with `model` in `shard_count` shards, as `settings` say."""
         inputs = [
             {"path": file.path, "name": file.name, "format": file.format, "identity": file.identity} for file in files
@@ -48,10 +53,10 @@ class Run:
 class RunMarkers:
     """The markers of one shard of `run` in `output`."""
 
-    def __init__(self, output: Output, run: Run, shard_index: int):
+    def __init__(self, output: Output, run: Run, shard_index: int) -> None:
         self.output, self.run, self.shard_index = output, run, shard_index
         self._folder = f"{output.root}/_runs/{run.id}"
-        self._shards = run.manifest["shards"]
+        self._shards: int = run.manifest["shards"]
 
     def begin(self) -> None:
         """The output is no longer known complete; this shard of the run has not finished."""
@@ -80,7 +85,7 @@ class RunMarkers:
                 self.output.remove(folder, recursive=True)
 
 
-def _finished(fs, folder: str) -> bool:
+def _finished(fs: AbstractFileSystem, folder: str) -> bool:
     try:
         markers = [MARKER.fullmatch(path.rsplit("/", 1)[-1]) for path in fs.ls(folder, detail=False)]
     except FileNotFoundError:

@@ -12,24 +12,35 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 import numpy as np
 import pandas as pd
+from numpy.typing import DTypeLike
 
 from modelplane.serving.errors import InvalidInput
 from modelplane.serving.protocols import json_codec
+from modelplane.serving.protocols.json_codec import JSON
+
+if TYPE_CHECKING:
+    from mlflow.types import Schema
+    from pandas.api.extensions import ExtensionArray
+
+# A column's values: a numpy array, or pandas' nullable array where it holds nulls.
+ColumnArray: TypeAlias = "np.ndarray | ExtensionArray"
 
 
-def _is_number(value) -> bool:
+def _is_number(value: object) -> bool:
     return type(value) in (int, float)
 
 
-def _is_integral(value) -> bool:
+def _is_integral(value: object) -> bool:
     return type(value) is int or (type(value) is float and value.is_integer())
 
 
-_TYPES = {
+_TYPES: dict[str, tuple[Callable[[object], bool], str, DTypeLike]] = {
     # MLflow type: (accepts a value, what the message calls it, numpy dtype)
     "double": (_is_number, "a number", np.float64),
     "float": (_is_number, "a number", np.float32),
@@ -53,7 +64,7 @@ class _Column:
 class Columns:
     """One request's rows, as checked arrays by column name."""
 
-    arrays: dict[str, np.ndarray]
+    arrays: dict[str, ColumnArray]
     rows: int
 
     @staticmethod
@@ -63,7 +74,7 @@ class Columns:
         )
 
 
-def _concat(arrays: list):
+def _concat(arrays: list[ColumnArray]) -> ColumnArray:
     if len(arrays) == 1:
         return arrays[0]
     if all(isinstance(array, np.ndarray) for array in arrays):
@@ -75,12 +86,12 @@ class ColumnSchema:
     """The columns a model takes; `of` gives None for a signature this cannot check
     (tensors, nested arrays or objects), which MLflow's parser then handles."""
 
-    def __init__(self, columns: list[_Column]):
+    def __init__(self, columns: list[_Column]) -> None:
         self.columns = columns
         self._names = {column.name for column in columns}
 
     @classmethod
-    def of(cls, schema) -> ColumnSchema | None:
+    def of(cls, schema: Schema | None) -> ColumnSchema | None:
         if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
             return None
         columns = []
@@ -88,10 +99,11 @@ class ColumnSchema:
             type_name = getattr(spec.type, "name", None)
             if type_name not in _TYPES:
                 return None
-            columns.append(_Column(spec.name, type_name, spec.required))
+            # A schema with input names names every input.
+            columns.append(_Column(cast(str, spec.name), type_name, spec.required))
         return cls(columns)
 
-    def from_records(self, records) -> Columns:
+    def from_records(self, records: JSON) -> Columns:
         if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
             raise InvalidInput("records must be a list of JSON objects, one per row")
         for record in records:
@@ -100,7 +112,7 @@ class ColumnSchema:
             {column.name: [record.get(column.name) for record in records] for column in self.columns}, len(records)
         )
 
-    def from_split(self, split) -> Columns:
+    def from_split(self, split: JSON) -> Columns:
         if not isinstance(split, dict) or not isinstance(split.get("data"), list):
             raise InvalidInput("dataframe_split must be an object with columns and data (a list of rows)")
         names, data = split.get("columns"), split["data"]
@@ -126,7 +138,7 @@ class ColumnSchema:
             len(data),
         )
 
-    def from_columns(self, mapping: dict) -> Columns:
+    def from_columns(self, mapping: dict[str, JSON]) -> Columns:
         self.check_names(mapping)
         lengths = {len(values) for values in mapping.values() if isinstance(values, list)}
         if len(lengths) != 1 or not all(isinstance(values, list) for values in mapping.values()):
@@ -134,7 +146,7 @@ class ColumnSchema:
         rows = lengths.pop()
         return self._build({column.name: mapping.get(column.name, [None] * rows) for column in self.columns}, rows)
 
-    def check_names(self, names) -> None:
+    def check_names(self, names: Iterable[str]) -> None:
         unknown = [name for name in names if name not in self._names]
         if unknown:
             raise InvalidInput(
@@ -142,14 +154,14 @@ class ColumnSchema:
                 f"{', '.join(repr(column.name) for column in self.columns)}"
             )
 
-    def _build(self, values: dict[str, list], rows: int) -> Columns:
+    def _build(self, values: dict[str, list[JSON]], rows: int) -> Columns:
         if rows == 0:
             raise InvalidInput("the request holds no rows; send at least one")
         return Columns({column.name: _array(column, values[column.name]) for column in self.columns}, rows)
 
 
 # Value types that need no look one by one: a column of only these is checked in one pass.
-_PLAIN_TYPES = {
+_PLAIN_TYPES: dict[str, set[type]] = {
     "double": {int, float},
     "float": {int, float},
     "long": {int},
@@ -159,7 +171,7 @@ _PLAIN_TYPES = {
 }
 
 
-def _array(column: _Column, values: list) -> np.ndarray:
+def _array(column: _Column, values: list[JSON]) -> ColumnArray:
     accepts, expected, dtype = _TYPES[column.type]
     nulls = False
     plain = _PLAIN_TYPES.get(column.type)
@@ -185,7 +197,7 @@ def _array(column: _Column, values: list) -> np.ndarray:
         raise InvalidInput(f"column {column.name!r} cannot be read as {column.type}: {error}") from None
 
 
-def _base64(column: _Column, row: int, value):
+def _base64(column: _Column, row: int, value: str | bytes | None) -> bytes | None:
     if value is None or type(value) is bytes:
         return value
     try:

@@ -4,13 +4,18 @@ small bodies, and it writes numpy arrays directly)."""
 from __future__ import annotations
 
 import json
+from typing import Any, TypeAlias
 
 import orjson
 
 from modelplane.serving.errors import InvalidInput
 
+# A value as JSON carries it: an object, array, string, number, boolean or null, nested as
+# the sender chose; what it must be is checked where it is used.
+JSON: TypeAlias = Any
 
-def loads(body: bytes):
+
+def loads(body: bytes) -> JSON:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -29,7 +34,7 @@ def loads(body: bytes):
     return payload
 
 
-def _check_text(payload) -> None:
+def _check_text(payload: JSON) -> None:
     """Refuses nesting deeper than orjson's limit and strings that are not valid Unicode."""
     pending = [(payload, 0)]
     while pending:
@@ -59,7 +64,7 @@ def _check_string(text: str) -> None:
 MAX_DEPTH = 1024
 
 
-def shown(value) -> str:
+def shown(value: object) -> str:
     """A value as an error message quotes it: short, and never failing on what it is."""
     if isinstance(value, list):
         return f"a list of {len(value)}"
@@ -71,5 +76,5 @@ def shown(value) -> str:
         return type(value).__name__
 
 
-def dumps(value) -> bytes:
+def dumps(value: object) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)

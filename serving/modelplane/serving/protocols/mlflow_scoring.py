@@ -11,19 +11,28 @@ its own, before it joins a batch, so one bad request is refused alone.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable, Sized
 from io import StringIO
+from types import ModuleType
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import numpy as np
 
 from modelplane.serving.errors import InvalidInput, UnsupportedMediaType
 from modelplane.serving.protocols import json_codec
 from modelplane.serving.protocols.columns import Columns, ColumnSchema
+from modelplane.serving.protocols.json_codec import JSON
+
+if TYPE_CHECKING:
+    from mlflow.models.utils import PyFuncOutput
+    from mlflow.types import Schema
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+Parsed = TypeVar("Parsed")
 
 
 class Decoder:
-    def __init__(self, schema):
+    def __init__(self, schema: Schema | None) -> None:
         self.schema = schema
         self.columns = ColumnSchema.of(schema)
 
@@ -32,7 +41,7 @@ class Decoder:
         in its size, rather than by MLflow's and pandas' parsers, whose cost can grow faster."""
         return self.columns is not None and _mime(content_type) == "application/json"
 
-    def decode(self, body: bytes, content_type: str) -> tuple[object, dict | None]:
+    def decode(self, body: bytes, content_type: str) -> tuple[object, dict[str, JSON] | None]:
         """The model input (Columns, a DataFrame, an array or a dict) and params of one request."""
         mime = _mime(content_type)
         if mime == "application/json":
@@ -64,16 +73,17 @@ class Decoder:
             return self._mlflow(lambda parsing: parsing.parse_csv_input(StringIO(_text(body)), self.schema)), None
         raise UnsupportedMediaType(f"content type {mime!r} is not served: send application/json or text/csv")
 
-    def _columns(self, payload: dict) -> Columns:
+    def _columns(self, payload: dict[str, JSON]) -> Columns:
+        columns = cast(ColumnSchema, self.columns)  # decode reads a request here only for a model with columns
         key = next(key for key in FORMATS if key in payload)
         value = payload[key]
         if key == "dataframe_split":
-            return self.columns.from_split(value)
+            return columns.from_split(value)
         if isinstance(value, dict):
-            return self.columns.from_columns(value)
-        return self.columns.from_records(value)
+            return columns.from_columns(value)
+        return columns.from_records(value)
 
-    def _mlflow(self, parse, validate: bool = True):
+    def _mlflow(self, parse: Callable[[ModuleType], Parsed], validate: bool = True) -> Parsed:
         from mlflow.exceptions import MlflowException
         from mlflow.models import validate_schema
         from mlflow.pyfunc import scoring_server
@@ -101,11 +111,11 @@ def _mime(content_type: str) -> str:
     return (content_type or "application/json").split(";")[0].strip().lower()
 
 
-def _empty(data) -> bool:
+def _empty(data: object) -> bool:
     if isinstance(data, dict):
         return not data or any(_empty(value) for value in data.values())
     try:
-        return len(data) == 0
+        return len(cast(Sized, data)) == 0
     except TypeError:  # a scalar, or a 0-d array
         return False
 
@@ -117,7 +127,7 @@ def _text(body: bytes) -> str:
         raise InvalidInput(f"the body is not UTF-8 text: {error}") from None
 
 
-def _json_object(body: bytes) -> dict:
+def _json_object(body: bytes) -> dict[str, JSON]:
     payload = json_codec.loads(body)
     if not isinstance(payload, dict):
         raise InvalidInput(f"the body must be a JSON object with one of {', '.join(FORMATS)}")
@@ -131,7 +141,7 @@ def _json_object(body: bytes) -> dict:
     return payload
 
 
-def encode(predictions) -> bytes:
+def encode(predictions: PyFuncOutput) -> bytes:
     """{"predictions": ...} as `mlflow models serve` writes it; plain arrays without its detour."""
     if isinstance(predictions, np.ndarray) and (
         predictions.dtype.kind in "iub" or (predictions.dtype.kind == "f" and np.isfinite(predictions).all())
@@ -140,5 +150,5 @@ def encode(predictions) -> bytes:
     from mlflow.pyfunc.scoring_server import predictions_to_json
 
     out = StringIO()
-    predictions_to_json(predictions, out)
+    predictions_to_json(predictions, out)  # type: ignore[no-untyped-call]  # MLflow leaves it unannotated
     return out.getvalue().encode()

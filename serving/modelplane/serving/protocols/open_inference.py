@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,13 @@ import pandas as pd
 from modelplane.serving.errors import InvalidInput
 from modelplane.serving.protocols import json_codec
 from modelplane.serving.protocols.columns import ColumnSchema
+from modelplane.serving.protocols.json_codec import JSON
+
+if TYPE_CHECKING:
+    from mlflow.models.utils import PyFuncOutput
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    from modelplane.serving.model import Dependency
 
 DTYPES = {
     "BOOL": np.bool_,
@@ -45,8 +54,12 @@ _COLUMN_DATATYPES = {
 }
 
 
+# Each input by name: its elements (flat), its shape and its datatype.
+_Tensors: TypeAlias = "dict[str, tuple[list[JSON], list[int], str]]"
+
+
 class Decoder:
-    def __init__(self, schema):
+    def __init__(self, schema: Schema | None) -> None:
         self.schema = schema
         self.columns = ColumnSchema.of(schema)
 
@@ -55,12 +68,12 @@ class Decoder:
         their size (tensors of other models pass through numpy, pandas and MLflow)."""
         return self.columns is not None
 
-    def decode(self, body: bytes) -> tuple[object, dict | None, str | None]:
+    def decode(self, body: bytes) -> tuple[object, dict[str, JSON] | None, str | None]:
         """(model input, parameters, request id) of one inference request."""
         request = json_codec.loads(body)
         if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or not request["inputs"]:
             raise InvalidInput("an inference request is a JSON object with a non-empty list of inputs")
-        tensors = {}
+        tensors: _Tensors = {}
         for position, tensor in enumerate(request["inputs"]):
             name, values, shape = _tensor(tensor, position)
             if name in tensors:
@@ -74,7 +87,7 @@ class Decoder:
             raise InvalidInput("id must be a string")
         return self._model_input(tensors), _model_params(parameters), request_id
 
-    def _model_input(self, tensors: dict):
+    def _model_input(self, tensors: _Tensors) -> object:
         if self.columns is not None:
             for name, (_, shape, _) in tensors.items():
                 if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
@@ -86,7 +99,7 @@ class Decoder:
         binary = (
             self.schema is not None
             and self.schema.is_tensor_spec()
-            and any(spec.type.kind == "S" for spec in self.schema.inputs)
+            and any(spec.type.kind == "S" for spec in cast("list[TensorSpec]", self.schema.inputs))
         )
         arrays = {
             name: _array(name, values, shape, datatype, binary) for name, (values, shape, datatype) in tensors.items()
@@ -94,8 +107,9 @@ class Decoder:
         data = next(iter(arrays.values())) if len(arrays) == 1 else arrays
         if self.schema is not None:
             if self.schema.is_tensor_spec() and len(self.schema.inputs) > 1 and not isinstance(data, dict):
+                # A model of several tensors names each of them.
                 raise InvalidInput(
-                    f"the model takes {len(self.schema.inputs)} named inputs: {', '.join(self.schema.input_names())}"
+                    f"the model takes {len(self.schema.inputs)} named inputs: {', '.join(cast('list[str]', self.schema.input_names()))}"
                 )
             if not self.schema.is_tensor_spec():
                 data = pd.DataFrame({name: array.reshape(-1) for name, array in arrays.items()})
@@ -103,7 +117,7 @@ class Decoder:
         return data
 
 
-def _tensor(tensor, position: int) -> tuple[str, list, list[int]]:
+def _tensor(tensor: JSON, position: int) -> tuple[str, list[JSON], list[int]]:
     if not isinstance(tensor, dict):
         raise InvalidInput(f"inputs[{position}] must be an object with name, shape, datatype and data")
     missing = [key for key in ("name", "shape", "datatype", "data") if key not in tensor]
@@ -133,15 +147,15 @@ def _tensor(tensor, position: int) -> tuple[str, list, list[int]]:
 _MAX_DIMENSIONS = 32
 
 
-def _flatten(name: str, data, shape: list[int]) -> list:
+def _flatten(name: str, data: JSON, shape: list[int]) -> list[JSON]:
     """The elements of `data`, given flat (row-major) or nested exactly as `shape` says."""
     if not isinstance(data, list):
         return [data]
     if not data or not isinstance(data[0], list):
         return data
-    flat: list = []
+    flat: list[JSON] = []
 
-    def walk(items, depth: int) -> None:
+    def walk(items: JSON, depth: int) -> None:
         innermost = depth == len(shape) - 1
         if (
             depth == len(shape)
@@ -163,7 +177,7 @@ def _flatten(name: str, data, shape: list[int]) -> list:
     return flat
 
 
-def _model_params(parameters: dict | None) -> dict | None:
+def _model_params(parameters: dict[str, JSON] | None) -> dict[str, JSON] | None:
     """The request parameters the model is given: V2's own ones (content_type, headers)
     describe the request, not the model's params, so they are left out."""
     if not parameters:
@@ -178,7 +192,7 @@ _PROTOCOL_PARAMETERS = {"content_type", "headers"}
 _ALL_RIGHT = object()
 
 
-def _array(name: str, values: list, shape: list[int], datatype: str, binary: bool) -> np.ndarray:
+def _array(name: str, values: list[JSON], shape: list[int], datatype: str, binary: bool) -> np.ndarray:
     if datatype == "BYTES":
         return np.array([_bytes(name, value, binary) for value in values], dtype=object).reshape(shape)
     kind = np.dtype(DTYPES[datatype]).kind
@@ -192,7 +206,7 @@ def _array(name: str, values: list, shape: list[int], datatype: str, binary: boo
         raise InvalidInput(f"input {name!r}: data do not fit {datatype}: {error}") from None
 
 
-def _bytes(name: str, value, binary: bool):
+def _bytes(name: str, value: JSON, binary: bool) -> str | bytes:
     if type(value) is not str:
         raise InvalidInput(f"input {name!r}: BYTES elements must be strings (base64 for binary data)")
     if not binary:
@@ -205,7 +219,7 @@ def _bytes(name: str, value, binary: bool):
         ) from None
 
 
-def _validate(data, schema) -> None:
+def _validate(data: object, schema: Schema) -> None:
     from mlflow.exceptions import MlflowException
     from mlflow.models import validate_schema
 
@@ -215,7 +229,7 @@ def _validate(data, schema) -> None:
         raise InvalidInput(error.message) from None
 
 
-def encode(predictions, model: str, version: str | None, request_id: str | None) -> bytes:
+def encode(predictions: PyFuncOutput, model: str, version: str | None, request_id: str | None) -> bytes:
     if isinstance(predictions, pd.DataFrame):
         outputs = [_output(str(column), predictions[column].to_numpy()) for column in predictions.columns]
     elif isinstance(predictions, dict):
@@ -228,7 +242,7 @@ def encode(predictions, model: str, version: str | None, request_id: str | None)
     return json_codec.dumps(response)
 
 
-def _output(name: str, array: np.ndarray) -> dict:
+def _output(name: str, array: np.ndarray) -> dict[str, JSON]:
     kind = array.dtype.kind
     if kind in "biuf":
         datatype = "BOOL" if kind == "b" else array.dtype.name.upper().replace("FLOAT", "FP")
@@ -242,7 +256,9 @@ def _output(name: str, array: np.ndarray) -> dict:
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}
 
 
-def metadata(schema, name: str, version: str | None, dependencies) -> dict:
+def metadata(
+    schema: Schema | None, name: str, version: str | None, dependencies: Iterable[Dependency]
+) -> dict[str, JSON]:
     """The model metadata response, with the dependency check's result as a parameter."""
     return {
         "name": name,
@@ -262,11 +278,12 @@ def metadata(schema, name: str, version: str | None, dependencies) -> dict:
     }
 
 
-def _tensor_metadata(specs) -> list[dict]:
-    described = []
+def _tensor_metadata(specs: Iterable[ColSpec | TensorSpec]) -> list[dict[str, JSON]]:
+    described: list[dict[str, JSON]] = []
     for spec in specs:
         if hasattr(spec, "shape"):  # a TensorSpec
-            datatype = "BYTES" if spec.type.kind in "OSU" else spec.type.name.upper().replace("FLOAT", "FP")
+            dtype = cast("TensorSpec", spec).type
+            datatype = "BYTES" if dtype.kind in "OSU" else dtype.name.upper().replace("FLOAT", "FP")
             described.append({"name": spec.name or "input-0", "datatype": datatype, "shape": list(spec.shape)})
         else:
             described.append(

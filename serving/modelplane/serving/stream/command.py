@@ -10,14 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import TYPE_CHECKING, Any
 
 from modelplane.serving.settings import StreamSettings
 from modelplane.serving.startup import start, stop
 
+if TYPE_CHECKING:
+    from modelplane.serving.model import LoadedModel
+
 log = logging.getLogger("modelplane.stream")
 
 
-def main(overrides: dict) -> int:
+def main(overrides: dict[str, Any]) -> int:
     started = start(StreamSettings, overrides)
     if isinstance(started, int):
         return started
@@ -31,7 +35,7 @@ def main(overrides: dict) -> int:
     return 0
 
 
-async def consume(model, settings: StreamSettings) -> None:
+async def consume(model: LoadedModel, settings: StreamSettings) -> None:
     from modelplane.serving.stream import transports
     from modelplane.serving.stream.metrics import StreamMetrics, serve_health
     from modelplane.serving.stream.scorer import StreamScorer
@@ -45,7 +49,7 @@ async def consume(model, settings: StreamSettings) -> None:
     source = transports.source(settings.source, settings.consumer_group, settings.consumer_name)
     sink = transports.sink(settings.sink)
     dead_letters = transports.sink(settings.dead_letter) if settings.dead_letter else None
-    opened = [sink, *([dead_letters] if dead_letters else []), source]
+    opened: list[transports.Sink | transports.Source] = [sink, *([dead_letters] if dead_letters else []), source]
     try:
         for transport in opened:
             await transport.start()

@@ -9,12 +9,17 @@ the event's key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
 
 from modelplane.serving.errors import InvalidInput
 from modelplane.serving.protocols import json_codec
+from modelplane.serving.protocols.json_codec import JSON
+
+if TYPE_CHECKING:
+    from mlflow.models.utils import PyFuncOutput
 
 ID_FIELD = "id"
 
@@ -27,7 +32,7 @@ class Event:
 
     value: bytes
     key: bytes | None
-    origin: dict
+    origin: dict[str, JSON]
     receipt: object = None
     attempts: int = field(default=0)
     written_at: float | None = None
@@ -42,7 +47,7 @@ class Outgoing:
     headers: dict[str, str]
 
 
-def records_of(event: Event) -> tuple[list[dict], list, bool]:
+def records_of(event: Event) -> tuple[list[dict[str, JSON]], list[JSON], bool]:
     """(records without their ids, the ids, whether the event held a list); InvalidInput
     when the value is not JSON records."""
     payload = json_codec.loads(event.value)
@@ -54,7 +59,7 @@ def records_of(event: Event) -> tuple[list[dict], list, bool]:
     return payload, [record.pop(ID_FIELD, None) for record in payload], True
 
 
-def prediction(event: Event, ids: list, many: bool, values: list, headers: dict[str, str]) -> Outgoing:
+def prediction(event: Event, ids: list[JSON], many: bool, values: list[JSON], headers: dict[str, str]) -> Outgoing:
     """The output event of one input event: each record's id beside its prediction (a
     JSON-able value per record, see `jsonable`)."""
     if not many:
@@ -80,10 +85,10 @@ def dead_letter(event: Event, error: str, headers: dict[str, str]) -> Outgoing:
     return Outgoing(json_codec.dumps(letter), event.key, headers)
 
 
-def jsonable(predictions) -> list:
+def jsonable(predictions: PyFuncOutput) -> list[JSON]:
     """The model's predictions as one JSON-able value per row."""
     if isinstance(predictions, pd.DataFrame):
-        return predictions.to_dict(orient="records")
+        return cast("list[JSON]", predictions.to_dict(orient="records"))
     if isinstance(predictions, (pd.Series, np.ndarray)):
-        return predictions.tolist()
+        return cast("list[JSON]", predictions.tolist())
     return list(predictions)

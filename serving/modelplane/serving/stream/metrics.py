@@ -4,6 +4,7 @@ beside its health and readiness."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -11,14 +12,15 @@ from modelplane.serving.metrics import BATCH_BUCKETS, LATENCY_BUCKETS
 
 # A backlog being worked off takes minutes, not milliseconds.
 END_TO_END_BUCKETS = (*LATENCY_BUCKETS, 30, 60, 300, 900, 3600)
+Metric = TypeVar("Metric", Counter, Gauge, Histogram)
 
 
 class StreamMetrics:
-    def __init__(self, model: str, version: str | None):
+    def __init__(self, model: str, version: str | None) -> None:
         self.registry = CollectorRegistry()
         labels = {"model": model, "version": version or ""}
 
-        def labelled(kind, name: str, help_: str, **extra):
+        def labelled(kind: type[Metric], name: str, help_: str, **extra: Any) -> Metric:
             return kind(name, help_, list(labels), registry=self.registry, **extra).labels(**labels)
 
         self.consumed = labelled(Counter, "modelplane_stream_consumed", "Events read from the source")

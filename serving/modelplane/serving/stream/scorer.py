@@ -13,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pandas as pd
 
 from modelplane.serving.batching import AdaptiveBatcher, rows
 from modelplane.serving.errors import InvalidInput, ModelFailed
 from modelplane.serving.model import LoadedModel
-from modelplane.serving.protocols.columns import ColumnSchema
+from modelplane.serving.protocols.columns import Columns, ColumnSchema
+from modelplane.serving.protocols.json_codec import JSON
 from modelplane.serving.stream import messages
 from modelplane.serving.stream.messages import Event, Outgoing
 from modelplane.serving.stream.metrics import StreamMetrics
@@ -28,6 +31,7 @@ from modelplane.serving.stream.transports import Sink, Source
 
 log = logging.getLogger("modelplane.stream")
 LAG_EVERY_SECONDS = 5.0
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -35,8 +39,8 @@ class Decoded:
     """An event whose value parsed as records."""
 
     event: Event
-    records: list[dict]
-    ids: list
+    records: list[dict[str, JSON]]
+    ids: list[JSON]
     many: bool
 
 
@@ -51,14 +55,14 @@ class StreamScorer:
         batch_size: int,
         batch_wait_seconds: float,
         max_attempts: int,
-    ):
+    ) -> None:
         self.source, self.sink, self.dead_letters, self.metrics = source, sink, dead_letters, metrics
         self.batch_size, self.batch_wait, self.max_attempts = batch_size, batch_wait_seconds, max_attempts
         self.columns = ColumnSchema.of(model.input_schema)
         # Every event of a fetched batch is queued before the batcher looks, so no wait is needed.
         self.batcher = AdaptiveBatcher(model.pyfunc.predict, batch_size, 0, on_batch=metrics.batch_size.observe)
         self.headers = {"model": model.name, "model_version": model.version or ""}
-        self._acknowledging: asyncio.Task | None = None
+        self._acknowledging: asyncio.Task[None] | None = None
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Until `stopping` is set; the batch in hand is finished and acknowledged first."""
@@ -124,7 +128,7 @@ class StreamScorer:
             if len(values) != rows(data):
                 raise ModelFailed(f"the model returned {len(values)} predictions for {rows(data)} rows")
         except (InvalidInput, ModelFailed):
-            scored = []
+            scored: list[Outgoing] = []
             for outcome in await asyncio.gather(*(self._score_alone(each) for each in decoded)):
                 (scored if outcome[0] == "scored" else letters).append(outcome[1])
             return scored
@@ -135,7 +139,7 @@ class StreamScorer:
             start = end
         return scored
 
-    def _input(self, records: list[dict]):
+    def _input(self, records: list[dict[str, JSON]]) -> Columns | pd.DataFrame:
         return self.columns.from_records(records) if self.columns else pd.DataFrame(records)
 
     async def _score_alone(self, decoded: Decoded) -> tuple[str, Outgoing]:
@@ -172,7 +176,9 @@ class StreamScorer:
             log.error("dead letter (no --dead-letter destination set): %s", letter.value.decode())
 
 
-async def _patiently(call, items: list, what: str, attempts: int = 4) -> None:
+async def _patiently(
+    call: Callable[[list[Item]], Awaitable[None]], items: list[Item], what: str, attempts: int = 4
+) -> None:
     """`call(items)`, tried again after a transport error (a repeat writes a batch twice at
     worst, which at-least-once allows); the last error stops the consumer, unacknowledged."""
     for attempt in range(1, attempts + 1):

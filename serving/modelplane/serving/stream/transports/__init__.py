@@ -7,8 +7,8 @@ predictions were confirmed by the sink: that ordering is what makes delivery at 
 from __future__ import annotations
 
 from typing import Protocol
-from urllib.parse import parse_qs, urlsplit
 
+from modelplane.contract import StreamAddress
 from modelplane.serving.stream.messages import Event, Outgoing
 
 
@@ -36,24 +36,8 @@ class Sink(Protocol):
     async def close(self) -> None: ...
 
 
-class Address:
-    """A stream URL taken apart: scheme://host:port/name?options."""
-
-    def __init__(self, url: str):
-        parts = urlsplit(url)
-        if parts.scheme not in ("kafka", "redis", "nats") or not parts.hostname or not parts.path.strip("/"):
-            raise ValueError(
-                f"{url!r} is not a stream URL: use kafka://host:port/topic, "
-                "redis://host:port/stream or nats://host:port/subject?stream=NAME"
-            )
-        self.url, self.scheme, self.host = url, parts.scheme, parts.hostname
-        self.port = parts.port or {"kafka": 9092, "redis": 6379, "nats": 4222}[parts.scheme]
-        self.name = parts.path.strip("/")
-        self.options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-
-
 def source(url: str, group: str, consumer: str) -> Source:
-    address = Address(url)
+    address = StreamAddress.parse(url)
     group = address.options.get("group", group)
     if address.scheme == "kafka":
         from modelplane.serving.stream.transports.kafka import KafkaSource
@@ -69,7 +53,7 @@ def source(url: str, group: str, consumer: str) -> Source:
 
 
 def sink(url: str) -> Sink:
-    address = Address(url)
+    address = StreamAddress.parse(url)
     if address.scheme == "kafka":
         from modelplane.serving.stream.transports.kafka import KafkaSink
 

@@ -10,18 +10,26 @@ from __future__ import annotations
 
 import asyncio
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
+from modelplane.contract import StreamAddress
 from modelplane.serving.stream.messages import Event, Outgoing
-from modelplane.serving.stream.transports import Address
 
 
-def _servers(address: Address) -> str:
-    return f"{address.host}:{address.port}"
+def _servers(address: StreamAddress) -> str:
+    return address.netloc
 
 
 class KafkaSource:
-    def __init__(self, address: Address, group: str):
+    def __init__(self, address: StreamAddress, group: str):
         self.topic = address.name
         self.consumer = Consumer(
             {
@@ -70,7 +78,8 @@ class KafkaSource:
         def measure() -> int:
             total = 0
             for position in self.consumer.position(self.consumer.assignment()):
-                _, high = self.consumer.get_watermark_offsets(position, cached=True) or (0, 0)
+                # None when the offsets are not cached yet, which confluent-kafka's stub leaves out.
+                _, high = self.consumer.get_watermark_offsets(position, cached=True) or (0, 0)  # type: ignore[unreachable]
                 total += max(0, high - max(position.offset, 0))
             return total
 
@@ -81,7 +90,7 @@ class KafkaSource:
 
 
 class KafkaSink:
-    def __init__(self, address: Address):
+    def __init__(self, address: StreamAddress):
         self.topic = address.name
         self.producer = Producer(
             {
@@ -98,7 +107,7 @@ class KafkaSink:
     async def send(self, messages: list[Outgoing]) -> None:
         failures: list[str] = []
 
-        def delivered(error, _message) -> None:
+        def delivered(error: KafkaError | None, _message: Message) -> None:
             if error is not None:
                 failures.append(str(error))
 
@@ -107,7 +116,9 @@ class KafkaSink:
             for message in messages:
                 while True:
                     try:
-                        produce(topic, message.value, message.key, headers=message.headers, on_delivery=delivered)
+                        # confluent-kafka's stub takes headers as a dict invariant in its values, though
+                        # it only reads them: a dict of str values is one it accepts.
+                        produce(topic, message.value, message.key, headers=message.headers, on_delivery=delivered)  # type: ignore[arg-type]
                         break
                     except BufferError:  # the local queue is full: let it drain
                         self.producer.poll(0.1)

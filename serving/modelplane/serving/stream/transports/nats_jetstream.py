@@ -9,29 +9,36 @@ that died is delivered again after `ack_wait` seconds (URL option, default 30).
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING, cast
 
 import nats
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 
+from modelplane.contract import StreamAddress
 from modelplane.serving.stream.messages import Event, Outgoing
-from modelplane.serving.stream.transports import Address
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
 
 KEY_HEADER = "Modelplane-Key"
 
 
-def _server(address: Address) -> str:
-    return f"nats://{address.host}:{address.port}"
+def _server(address: StreamAddress) -> str:
+    return f"nats://{address.netloc}"
 
 
 class NatsSource:
-    def __init__(self, address: Address, group: str):
+    def __init__(self, address: StreamAddress, group: str):
         if "stream" not in address.options:
             raise ValueError(f"{address.url}: name the JetStream stream of the subject, as ?stream=NAME")
         self.address, self.subject, self.stream = address, address.name, address.options["stream"]
         # Durable names may not hold dots; the default group name (namespace.name) does.
         self.durable = address.options.get("durable", group).replace(".", "-")
         self.ack_wait = float(address.options.get("ack_wait", 30))
-        self.connection = self.subscription = None
+        self.connection: Client | None = None
+        self.subscription: JetStreamContext.PullSubscription | None = None
 
     async def start(self) -> None:
         self.connection = await nats.connect(_server(self.address))
@@ -48,6 +55,7 @@ class NatsSource:
         )
 
     async def fetch(self, max_count: int, wait_seconds: float) -> list[Event]:
+        assert self.subscription is not None, "fetch before start"
         try:
             fetched = await self.subscription.fetch(max_count, timeout=max(wait_seconds, 0.01))
         except TimeoutError:  # nats-py's own, or asyncio's from deeper in a fetch: nothing came
@@ -72,11 +80,14 @@ class NatsSource:
         return events
 
     async def ack(self, events: list[Event]) -> None:
-        await asyncio.gather(*(event.receipt.ack() for event in events))
+        assert self.connection is not None, "ack before start"
+        await asyncio.gather(*(cast("Msg", event.receipt).ack() for event in events))
         await self.connection.flush()
 
     async def lag(self) -> int | None:
-        info = await self.connection.jetstream().consumer_info(self.stream, self.durable)
+        assert self.connection is not None, "lag before start"
+        # nats-py leaves consumer_info's return unannotated.
+        info = cast(ConsumerInfo, await self.connection.jetstream().consumer_info(self.stream, self.durable))
         return info.num_pending
 
     async def close(self) -> None:
@@ -88,14 +99,15 @@ class NatsSource:
 
 
 class NatsSink:
-    def __init__(self, address: Address):
+    def __init__(self, address: StreamAddress):
         self.address, self.subject = address, address.name
-        self.connection = None
+        self.connection: Client | None = None
 
     async def start(self) -> None:
         self.connection = await nats.connect(_server(self.address))
 
     async def send(self, messages: list[Outgoing]) -> None:
+        assert self.connection is not None, "send before start"
         jetstream = self.connection.jetstream()
         # Each publish waits for the stream's acknowledgement: stored, not just sent.
         await asyncio.gather(

@@ -9,19 +9,26 @@ and from time to time claims entries another consumer of the group left pending 
 from __future__ import annotations
 
 import time
+from typing import Any, TypeAlias, cast
 
 import redis.asyncio as redis
 from redis.exceptions import ResponseError
 
+from modelplane.contract import StreamAddress
 from modelplane.serving.stream.messages import Event, Outgoing
-from modelplane.serving.stream.transports import Address
 
 CLAIM_EVERY_SECONDS = 30.0
 CLAIM_IDLE_MS = 60_000
 
+# Entries as a client that does not decode answers: (entry id, fields), in bytes.
+_Entries: TypeAlias = "list[tuple[bytes, dict[bytes, bytes] | None]]"
+# XREADGROUP's answer over RESP2, these clients' protocol: [[stream, entries]]. redis-py
+# types the answers of every protocol at once.
+_Resp2Reply: TypeAlias = "list[list[Any]]"
+
 
 class RedisSource:
-    def __init__(self, address: Address, group: str, consumer: str):
+    def __init__(self, address: StreamAddress, group: str, consumer: str):
         self.stream, self.group, self.consumer = address.name, group, consumer
         self.client = redis.Redis(host=address.host, port=address.port)
         # Reading this consumer's own pending entries, after the last one read (its
@@ -40,8 +47,11 @@ class RedisSource:
 
     async def fetch(self, max_count: int, wait_seconds: float) -> list[Event]:
         if self._pending_after is not None:
-            reply = await self.client.xreadgroup(
-                self.group, self.consumer, {self.stream: self._pending_after}, count=max_count
+            reply = cast(
+                _Resp2Reply,
+                await self.client.xreadgroup(
+                    self.group, self.consumer, {self.stream: self._pending_after}, count=max_count
+                ),
             )
             if entries := (reply[0][1] if reply else []):
                 self._pending_after = entries[-1][0]
@@ -54,12 +64,15 @@ class RedisSource:
             )
             if entries:
                 return self._events(entries)
-        reply = await self.client.xreadgroup(
-            self.group, self.consumer, {self.stream: ">"}, count=max_count, block=max(1, int(wait_seconds * 1000))
+        reply = cast(
+            _Resp2Reply,
+            await self.client.xreadgroup(
+                self.group, self.consumer, {self.stream: ">"}, count=max_count, block=max(1, int(wait_seconds * 1000))
+            ),
         )
         return self._events(reply[0][1] if reply else [])
 
-    def _events(self, entries) -> list[Event]:
+    def _events(self, entries: _Entries) -> list[Event]:
         events = []
         for entry_id, fields in entries:
             fields = fields or {}
@@ -78,7 +91,7 @@ class RedisSource:
 
     async def ack(self, events: list[Event]) -> None:
         if events:
-            await self.client.xack(self.stream, self.group, *(event.receipt for event in events))
+            await self.client.xack(self.stream, self.group, *(cast(bytes, event.receipt) for event in events))
 
     async def lag(self) -> int | None:
         groups = await self.client.xinfo_groups(self.stream)
@@ -90,7 +103,7 @@ class RedisSource:
 
 
 class RedisSink:
-    def __init__(self, address: Address):
+    def __init__(self, address: StreamAddress):
         self.stream = address.name
         self.client = redis.Redis(host=address.host, port=address.port)
 
@@ -100,10 +113,12 @@ class RedisSink:
     async def send(self, messages: list[Outgoing]) -> None:
         pipe = self.client.pipeline(transaction=False)
         for message in messages:
-            fields = {"value": message.value, **message.headers}
+            fields: dict[str, bytes | str] = {"value": message.value, **message.headers}
             if message.key is not None:
                 fields["key"] = message.key
-            pipe.xadd(self.stream, fields)
+            # redis-py takes the fields as a dict invariant in its types, though it only reads
+            # them: a dict of str keys and bytes or str values is one it writes.
+            pipe.xadd(self.stream, fields)  # type: ignore[arg-type]
         await pipe.execute()
 
     async def close(self) -> None:
