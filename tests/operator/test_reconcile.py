@@ -51,11 +51,18 @@ def test_ready_waits_for_the_pods(operator: Operator, cluster: ControlPlane, nam
     # A node selector no node matches: the pods stay Pending, so Ready must stay False.
     apply(cluster, namespace, manifest("iris", nodeSelector={"modelplane.io/test": "nowhere"}))
 
-    status = eventually(
+    eventually(
         lambda: condition(status_of(cluster, namespace, "iris"), "Ready") and status_of(cluster, namespace, "iris"),
         what="a Ready condition",
     )
-    time.sleep(2)
+    # The scheduler's verdict, then status as the operator sees the Deployment after it.
+    eventually(lambda: _unschedulable_pods(cluster, namespace), what="the scheduler finding no node for the pods")
+    eventually(
+        lambda: (
+            "0/1 replicas available" in condition(status_of(cluster, namespace, "iris"), "Ready").get("message", "")
+        ),
+        what="status from the Deployment with its pods unscheduled",
+    )
     status = status_of(cluster, namespace, "iris")
 
     assert condition(status, "Ready")["status"] == "False"
@@ -287,3 +294,144 @@ def test_an_event_caught_up_with_late_does_not_undo_what_a_newer_workload_said(
         namespace, "iris", stale, OperatorSettings.from_environment(), lambda reason, message, warning: None
     )
     assert ready(cluster, namespace, "iris", 1), status_of(cluster, namespace, "iris")
+
+
+SHARD_SAID = "cannot read /data/in/part-3.csv: line 7 has 5 fields, expected 4"
+
+
+def _fail_pod(cluster: ControlPlane, namespace: str, pod: dict) -> None:
+    """Reports the pod's model container exited with an error and a termination message,
+    as its kubelet would (kwok's nodes never fail a pod)."""
+    container = pod["spec"]["containers"][0]
+    terminated = {"exitCode": 1, "reason": "Error", "message": SHARD_SAID}
+    status = {
+        "phase": "Failed",
+        "containerStatuses": [
+            {
+                "name": container["name"],
+                "image": container["image"],
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"terminated": terminated},
+            }
+        ],
+    }
+    cluster.kubectl(
+        "patch",
+        "pod",
+        pod["metadata"]["name"],
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
+
+
+def _job_pods(cluster: ControlPlane, namespace: str, job: str) -> list[dict]:
+    listing = cluster.kubectl("get", "pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name={job}", "-o", "json")
+    return json.loads(listing.stdout)["items"]
+
+
+def _run_a_batch_whose_shards_fail(cluster: ControlPlane, namespace: str) -> str:
+    """A batch ModelDeployment `iris` of four shards, held Pending (no node matches) until
+    each is reported failed; returns its Job's name once the Job controller failed it."""
+    batch = {"input": "/data/in", "output": "/data/out", "parallelism": 4}
+    apply(
+        cluster, namespace, manifest("iris", mode="batch", batch=batch, nodeSelector={"modelplane.io/test": "nowhere"})
+    )
+    eventually(
+        lambda: condition(status_of(cluster, namespace, "iris"), "Ready").get("reason") == "JobRunning",
+        what="Ready=False, JobRunning",
+    )
+    (job,) = (child.removeprefix("Job/") for child in children(cluster, namespace))
+    pods = eventually(lambda: len(found := _job_pods(cluster, namespace, job)) == 4 and found, what="four shards")
+
+    for pod in pods:
+        _fail_pod(cluster, namespace, pod)
+
+    eventually(
+        lambda: any(
+            c["type"] == "Failed" and c["status"] == "True"
+            for c in cluster.get("job", job, namespace)["status"].get("conditions", [])
+        ),
+        what="the Job failed",
+    )
+    return job
+
+
+def test_a_failed_batch_job_makes_ready_false_with_what_a_shard_said(
+    operator: Operator, cluster: ControlPlane, namespace: str
+):
+    _run_a_batch_whose_shards_fail(cluster, namespace)
+
+    status = eventually(
+        lambda: (
+            (s := status_of(cluster, namespace, "iris"))
+            and condition(s, "Ready").get("reason") == "JobFailed"
+            and SHARD_SAID in condition(s, "Ready")["message"]
+            and s
+        ),
+        what="Ready=False, JobFailed, with what a shard said",
+    )
+    failed = condition(status, "Ready")
+    assert failed["status"] == "False"
+    assert failed["message"].endswith(f"; a shard said: {SHARD_SAID}"), failed["message"]
+    assert condition(status, "Progressing")["reason"] == "JobFailed"
+    assert condition(status, "Progressing")["status"] == "False"
+
+
+def _warnings(cluster: ControlPlane, namespace: str, name: str) -> list[str]:
+    """The messages of the Warning Events about the ModelDeployment `name`."""
+    selector = f"involvedObject.kind=ModelDeployment,involvedObject.name={name},type=Warning"
+    listing = cluster.kubectl("get", "events", "-n", namespace, "--field-selector", selector, "-o", "json").stdout
+    return [event["message"] for event in json.loads(listing)["items"]]
+
+
+def test_a_failed_batch_job_is_announced_with_a_warning(operator: Operator, cluster: ControlPlane, namespace: str):
+    _run_a_batch_whose_shards_fail(cluster, namespace)
+    eventually(
+        lambda: condition(status_of(cluster, namespace, "iris"), "Ready").get("reason") == "JobFailed",
+        what="Ready=False, JobFailed",
+    )
+
+    # Posted with the status change that says JobFailed, so it is listed within seconds.
+    eventually(
+        lambda: any(message.startswith("JobFailed: ") for message in _warnings(cluster, namespace, "iris")),
+        timeout=20,
+        what="a Warning Event saying the Job failed",
+    )
+
+
+def test_a_schedule_reports_when_it_last_ran_and_last_succeeded(
+    operator: Operator, cluster: ControlPlane, namespace: str
+):
+    batch = {"input": "/data/in", "output": "/data/out", "schedule": "* * * * *"}
+    apply(cluster, namespace, manifest("iris", mode="batch", batch=batch))
+    status = eventually(lambda: ready(cluster, namespace, "iris"), what="Ready")
+    assert condition(status, "Ready")["reason"] == "Scheduled"
+
+    def times_match() -> dict | None:
+        """Status once it holds the times of a completed run, the CronJob's own."""
+        found = status_of(cluster, namespace, "iris")
+        cron = cluster.get("cronjob", "iris", namespace).get("status") or {}
+        times = ("lastScheduleTime", "lastSuccessfulTime")
+        ran = cron.get("lastSuccessfulTime") and all(found.get(key) == cron.get(key) for key in times)
+        return found if ran else None
+
+    # The CronJob controller starts a run within the minute; kwok's pods complete it.
+    status = eventually(times_match, timeout=150, what="a completed run's times in status")
+    assert condition(status, "Ready")["reason"] == "Scheduled"
+
+
+def _unschedulable_pods(cluster: ControlPlane, namespace: str) -> bool:
+    pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
+    return bool(pods) and all(
+        any(
+            c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable"
+            for c in (p.get("status") or {}).get("conditions", [])
+        )
+        for p in pods
+    )

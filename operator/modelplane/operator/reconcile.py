@@ -368,8 +368,12 @@ def _announce(changed: tuple[Object, Object] | None, post_event: PostEvent) -> O
 
 def _announce_ready_change(before_status: Object, after_status: Object, post_event: PostEvent) -> None:
     before, after = condition(before_status, READY) or {}, condition(after_status, READY) or {}
-    if not after or before.get("status") == after.get("status"):
+    if not after:
         return
-    if not before and after["status"] != "True" and after["reason"] not in FAILURES:
+    # A failure is news even when Ready was False already: a Job is not Ready while it runs.
+    failed = after["reason"] in FAILURES and before.get("reason") != after["reason"]
+    if before.get("status") == after["status"] and not failed:
+        return
+    if not before and after["status"] != "True" and not failed:
         return  # a new workload not ready *yet* is no news; its becoming Ready is
     post_event(f"Ready{after['status']}", f"{after['reason']}: {after['message']}", after["reason"] in FAILURES)
