@@ -133,9 +133,25 @@ def restricted_namespace(cluster: ControlPlane, namespace: str) -> str:
     return namespace
 
 
+# The markers of tests that need a part of the test bed, and the fixtures that start one.
+TESTBED_MARKERS = ("cluster", "registry", "brokers", "node")
+TESTBED_FIXTURES = {"cluster", "crd", "namespace", "registry", "kafka_broker", "redis_broker", "nats_broker", "node"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The node tier runs last, so its real node and pods share the machine with no
+    """A test that needs none of the test bed and is not `slow` is of the unit tier (`-m
+    unit`: seconds, no set-up); one that starts a part of the test bed must say so with its
+    marker. The node tier runs last, so its real node and pods share the machine with no
     other test."""
+    for item in items:
+        if not any(item.get_closest_marker(marker) for marker in TESTBED_MARKERS):
+            started = TESTBED_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+            if started:
+                raise pytest.UsageError(
+                    f"{item.nodeid} uses {', '.join(sorted(started))}: mark it {' or '.join(TESTBED_MARKERS)}"
+                )
+            if not item.get_closest_marker("slow"):
+                item.add_marker(pytest.mark.unit)
     items.sort(key=lambda item: item.get_closest_marker("node") is not None)
 
 

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 
 def test_the_demo_serves_a_prediction_from_a_local_registry(tmp_path: Path):
     modelplane = Path(sys.executable).parent / "modelplane"

@@ -10,10 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import REPO
 from tests.scanner import scan, unexpected
+
+pytestmark = pytest.mark.slow
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 # As a platform team would describe its cluster in the chart's networkPolicy values.

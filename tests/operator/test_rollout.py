@@ -12,6 +12,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -66,6 +67,32 @@ def _serving_version(cluster: ControlPlane, namespace: str, name: str) -> str:
 
 def _reasons(cluster: ControlPlane, namespace: str, name: str) -> list[str]:
     return sorted(reason for reason, _ in events(cluster, namespace, name))
+
+
+def _parse_time(stamp: str) -> datetime:
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def _event_time(cluster: ControlPlane, namespace: str, name: str, reason: str) -> datetime:
+    """When the operator posted its one Event of `reason` about the ModelDeployment `name`."""
+    listing = cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}", "-o", "json"
+    ).stdout
+    (event,) = [event for event in json.loads(listing)["items"] if event["reason"] == reason]
+    return _parse_time(event["firstTimestamp"])
+
+
+def _polls_seen(registry: Registry, model: str, count: int, what: str) -> None:
+    """Waits until the registry has been asked `count` more times where `model`'s alias
+    points: the operator polled meanwhile, so what polling would have changed, it has."""
+    start = registry.log_path.stat().st_size
+
+    def asked() -> int:
+        with registry.log_path.open("rb") as log:
+            log.seek(start)
+            return log.read().decode(errors="replace").count(f"/registered-models/alias?name={model}&alias=champion ")
+
+    eventually(lambda: asked() >= count, timeout=(count + 1) * POLL_SECONDS * 2, what=f"{count} {what}")
 
 
 def _following(name: str, model: str, **rollout) -> dict:
@@ -128,7 +155,9 @@ def test_the_registry_webhook_rolls_out_at_once_and_a_bad_signature_changes_noth
     from mlflow import MlflowClient
 
     apply(cluster, namespace, _following("hooked", promoted_model, pollIntervalSeconds=3600))
-    eventually(lambda: ready(cluster, namespace, "hooked"), what="Ready")
+    # Beside it, one that polls the same alias: its move shows time enough for a wake-up to act.
+    apply(cluster, namespace, _following("polling", promoted_model, pollIntervalSeconds=POLL_SECONDS))
+    eventually(lambda: ready(cluster, namespace, "hooked") and ready(cluster, namespace, "polling"), what="Ready")
     moved = json.dumps(
         {
             "entity": "model_version_alias",
@@ -141,7 +170,11 @@ def test_the_registry_webhook_rolls_out_at_once_and_a_bad_signature_changes_noth
 
     assert _deliver(operator.webhook_url, moved, signature=None) == 401
     assert _deliver(operator.webhook_url, moved, signature="v1,bm90IHRoZSBzaWduYXR1cmU=") == 401
-    time.sleep(POLL_SECONDS)
+    eventually(
+        lambda: status_of(cluster, namespace, "polling").get("modelVersion") == "2",
+        timeout=60,
+        what="the polling one at version 2",
+    )
     assert _serving_version(cluster, namespace, "hooked") == "1"
 
     client = MlflowClient(registry.tracking_uri)
@@ -195,7 +228,7 @@ def test_a_version_that_never_becomes_ready_is_rolled_back_once(
     eventually(lambda: _serving_version(cluster, namespace, "careful") == "1", what="the Deployment back at 1")
     eventually(lambda: ready(cluster, namespace, "careful"), what="Ready again")
 
-    time.sleep(3 * POLL_SECONDS)  # polls that see the alias still on the failed version
+    _polls_seen(registry, unready_model, 3, "polls that see the alias still on the failed version")
     assert _serving_version(cluster, namespace, "careful") == "1"
     assert _reasons(cluster, namespace, "careful").count("RolloutStarted") == 1
     assert _reasons(cluster, namespace, "careful").count("RolledBack") == 1
@@ -224,7 +257,7 @@ def test_a_rollout_cut_short_by_an_operator_crash_resumes(
         what="the resumed rollout rolled back",
     )
     eventually(lambda: _serving_version(cluster, namespace, "resumed") == "1", what="the Deployment back at 1")
-    time.sleep(2 * POLL_SECONDS)
+    _polls_seen(registry, unready_model, 2, "polls that see the alias still on the failed version")
     reasons = _reasons(cluster, namespace, "resumed")
     assert (reasons.count("RolloutStarted"), reasons.count("RolledBack")) == (1, 1), events(
         cluster, namespace, "resumed"
@@ -362,7 +395,11 @@ def test_a_canary_that_stays_ready_for_its_duration_is_promoted(
     )
     promoted = next(message for reason, message in events(cluster, namespace, "patient") if reason == "CanaryPromoted")
     assert "Ready for 10 s" in promoted, promoted
-    assert ready_at  # the duration counted from the canary's readiness, recorded in status
+    # The duration counted from the canary's readiness, as recorded in status.
+    promoted_at = _event_time(cluster, namespace, "patient", "CanaryPromoted")
+    assert promoted_at - _parse_time(ready_at) >= timedelta(seconds=10), (
+        f"Ready at {ready_at}, promoted at {promoted_at}"
+    )
     assert not _exists(cluster, namespace, "deployment", "patient-canary")
 
 
@@ -405,14 +442,23 @@ def test_a_pinned_deployment_stays_on_its_version(
 ):
     pinned = _following("pinned", promoted_model, pollIntervalSeconds=POLL_SECONDS, track=False)
     apply(cluster, namespace, {**pinned, "spec": {**pinned["spec"], "online": {"replicas": 1}}})
-    eventually(lambda: ready(cluster, namespace, "pinned"), what="Ready")
+    # Beside it, one that follows the same alias: the operator's polls of it show the move seen.
+    apply(cluster, namespace, _following("tracking", promoted_model, pollIntervalSeconds=POLL_SECONDS))
+    eventually(lambda: ready(cluster, namespace, "pinned") and ready(cluster, namespace, "tracking"), what="Ready")
 
     _move_alias(registry, promoted_model, "2")
     # An edit makes a full pass, which must not resolve the alias again either.
     apply(cluster, namespace, {**pinned, "spec": {**pinned["spec"], "online": {"replicas": 2}}})
-    time.sleep(3 * POLL_SECONDS)
+    eventually(lambda: ready(cluster, namespace, "pinned", generation=2), what="the edit's pass recorded in status")
+    eventually(
+        lambda: status_of(cluster, namespace, "tracking").get("modelVersion") == "2",
+        timeout=60,
+        what="the follower beside it at version 2",
+    )
+    _polls_seen(registry, promoted_model, 3, "polls of the alias after it moved")
 
-    assert status_of(cluster, namespace, "pinned")["modelVersion"] == "1"
+    status = status_of(cluster, namespace, "pinned")
+    assert status["modelVersion"] == "1" and "targetVersion" not in status, status
     assert _serving_version(cluster, namespace, "pinned") == "1"
     assert cluster.get("deployment", "pinned", namespace)["spec"]["replicas"] == 2
 
@@ -449,3 +495,66 @@ def test_a_fleet_following_ten_models_asks_the_registry_about_once_per_model_per
     # Jittered intervals of 0.8 to 1.2 x POLL_SECONDS: at most 1.25 calls per model per interval.
     intervals = window / POLL_SECONDS
     assert 10 <= len(asked) <= 10 * (intervals * 1.25 + 1), f"{len(asked)} registry calls in {window} s"
+
+
+def _template_version(workload: dict) -> tuple[str, str]:
+    """(the version label, the model URI) of a CronJob's or a Job's pods."""
+    spec = workload["spec"].get("jobTemplate", {}).get("spec") or workload["spec"]
+    template = spec["template"]
+    env = {var["name"]: var.get("value") for var in template["spec"]["containers"][0]["env"]}
+    return template["metadata"]["labels"]["modelplane.io/model-version"], env["MODELPLANE_MODEL"]
+
+
+def _scheduled_jobs(cluster: ControlPlane, namespace: str, cronjob: str) -> dict[str, dict]:
+    """The Jobs the CronJob `cronjob` started, by name."""
+    listing = json.loads(cluster.kubectl("get", "jobs", "-n", namespace, "-o", "json").stdout)["items"]
+    return {
+        job["metadata"]["name"]: job
+        for job in listing
+        if any(
+            ref["kind"] == "CronJob" and ref["name"] == cronjob for ref in job["metadata"].get("ownerReferences", [])
+        )
+    }
+
+
+def test_a_schedule_runs_the_version_the_alias_moved_to_from_its_next_run(
+    operator: Operator,
+    cluster: ControlPlane,
+    namespace: str,
+    registry: Registry,
+    promoted_model: str,
+):
+    scheduled = _following("nightly", promoted_model, pollIntervalSeconds=POLL_SECONDS)
+    scheduled["spec"] |= {
+        "mode": "batch",
+        "batch": {"input": "/data/in", "output": "/data/out", "schedule": "* * * * *"},
+    }
+    apply(cluster, namespace, scheduled)
+    assert eventually(lambda: ready(cluster, namespace, "nightly"), what="Ready")["modelVersion"] == "1"
+    assert _template_version(cluster.get("cronjob", "nightly", namespace)) == ("1", f"models:/{promoted_model}/1")
+
+    _move_alias(registry, promoted_model, "2")
+
+    eventually(
+        lambda: _template_version(cluster.get("cronjob", "nightly", namespace))[0] == "2",
+        timeout=60,
+        what="the CronJob's template at version 2",
+    )
+    assert _template_version(cluster.get("cronjob", "nightly", namespace)) == ("2", f"models:/{promoted_model}/2")
+    before = set(_scheduled_jobs(cluster, namespace, "nightly"))
+    status = eventually(
+        lambda: (s := status_of(cluster, namespace, "nightly")).get("modelVersion") == "2" and s,
+        timeout=60,
+        what="status at version 2",
+    )
+    assert "targetVersion" not in status
+    assert condition(status, "RolledOut")["reason"] == "RolloutComplete"
+
+    # The CronJob controller starts the next run within the minute.
+    jobs = eventually(
+        lambda: (found := _scheduled_jobs(cluster, namespace, "nightly")).keys() - before and found,
+        timeout=90,
+        what="a run started after the template changed",
+    )
+    for name in jobs.keys() - before:
+        assert _template_version(jobs[name]) == ("2", f"models:/{promoted_model}/2")

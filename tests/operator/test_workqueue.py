@@ -72,7 +72,7 @@ def test_a_failing_piece_of_work_does_not_stop_the_others():
 
 
 def test_failed_work_that_retries_is_tried_again_after_a_delay_doubling_with_each_failure():
-    queue, attempts = WorkQueue(first_retry_seconds=0.2), []
+    queue, attempts, retried_by_marker = WorkQueue(first_retry_seconds=0.2), [], []
 
     def flaky() -> None:
         attempts.append(time.monotonic())
@@ -80,15 +80,23 @@ def test_failed_work_that_retries_is_tried_again_after_a_delay_doubling_with_eac
             raise ConnectionError("the API server went away")
 
     async def serve() -> None:
+        loop = asyncio.get_running_loop()
         serving = asyncio.create_task(queue.serve(workers=2))
         queue.add("record", flaky, retry=True)
+        while len(attempts) < 1 or len(queue):
+            await asyncio.sleep(0.01)
+        # The first failure has been handled and its retry scheduled. A marker due 0.3 s
+        # from now runs after a retry due at 0.2 s and before one due at 0.4 s, whatever the
+        # load: the event loop runs its timers in the order they are due.
+        loop.call_later(0.3, lambda: retried_by_marker.append(len(attempts) > 1 or len(queue) > 0))
         while len(attempts) < 3:
             await asyncio.sleep(0.01)
         serving.cancel()
 
     asyncio.run(asyncio.wait_for(serve(), timeout=10))
     first_delay, second_delay = (later - earlier for earlier, later in itertools.pairwise(attempts))
-    assert 0.19 <= first_delay < 0.39 and second_delay >= 0.39
+    assert retried_by_marker == [True], "the first retry came later than 0.3 s after the failure"
+    assert first_delay >= 0.19 and second_delay >= 0.39
 
 
 def test_urgent_work_is_taken_before_work_queued_earlier():
@@ -151,16 +159,20 @@ def test_a_retry_gives_way_to_newer_work_queued_under_its_key():
         raise ConnectionError("the API server went away")
 
     async def serve() -> None:
+        loop = asyncio.get_running_loop()
         serving = asyncio.create_task(queue.serve(workers=1))
         queue.add("record", fail, retry=True)
         while len(queue):
             await asyncio.sleep(0.01)
+        # The failure is handled and its retry timer set; this one is due just after it.
+        retry_was_due = loop.create_future()
+        loop.call_later(0.31, retry_was_due.set_result, None)
         queue.add("record", lambda: time.sleep(0.5) or done.append("newer"))  # under way when the retry is due
         await asyncio.sleep(0.1)
         queue.add("record", lambda: done.append("newest"))  # queued when the retry is due
+        await retry_was_due
         while len(queue):
             await asyncio.sleep(0.01)
-        await asyncio.sleep(0.4)
         serving.cancel()
 
     asyncio.run(serve())

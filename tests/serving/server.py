@@ -47,3 +47,13 @@ def metric(url: str, name: str, **labels: str) -> float:
         for sample in family.samples
         if sample.name == name and labels.items() <= sample.labels.items()
     )
+
+
+def batching(url: str) -> tuple[float, float, float]:
+    """(requests scored, predict calls, predict calls of one request alone) so far, from a
+    server's /metrics: its histogram of requests per predict call."""
+    return (
+        metric(url, "modelplane_batch_requests_sum"),
+        metric(url, "modelplane_batch_requests_count"),
+        metric(url, "modelplane_batch_requests_bucket", le="1.0"),
+    )

@@ -8,13 +8,14 @@ import json
 import os
 import re
 import signal
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import show_logs_on_failure
-from tests.serving.server import MODELPLANE
+from tests.serving.server import MODELPLANE, metric
 from tests.serving.streams import StreamClient
 from tests.testbed.brokers import Broker
 from tests.testbed.process import Component, free_port
@@ -22,6 +23,9 @@ from tests.waiting import eventually
 
 pytestmark = [pytest.mark.registry, pytest.mark.brokers]
 BATCH = 50
+# Far more events than a consumer scores while the test sees its first batches written, so
+# a signal sent then lands on a consumer with work still in hand.
+BACKLOG = 10_000
 TRANSPORTS = ["kafka", "redis", "nats"]
 
 
@@ -70,6 +74,27 @@ class Consumer:
 
     def signal(self, signum: int) -> None:
         os.kill(self.process.pid, signum)
+
+    def written(self) -> float:
+        """Predictions written to the sink so far, by the consumer's own count."""
+        return metric(f"http://127.0.0.1:{self.metrics}", "modelplane_stream_produced_total")
+
+    def signal_while_scoring(self, signum: int) -> None:
+        """Starts the consumer on a backlog and sends `signum` as soon as its first batches
+        are written, polled closely: the signal lands while it works through the backlog."""
+        self.process.start()
+        deadline = time.monotonic() + 120
+        while not self._has_written(2 * BATCH):
+            assert self.process.process.poll() is None, f"exited with code {self.process.process.returncode}"
+            assert time.monotonic() < deadline, "wrote nothing in 120 s"
+            time.sleep(0.01)
+        self.signal(signum)
+
+    def _has_written(self, count: int) -> bool:
+        try:
+            return self.written() >= count
+        except OSError:  # its metrics server is not listening yet
+            return False
 
 
 @pytest.fixture
@@ -137,68 +162,79 @@ def test_poison_events_are_dead_lettered_and_the_rest_flows(consumer: Consumer, 
     assert set(letters) == {"bad-json", "bad-column", "bad-type"}
     assert letters["bad-json"]["payload"] == "{not json" and "not valid JSON" in letters["bad-json"]["error"]
     assert "petal colour" in letters["bad-column"]["error"]
-    assert letters["bad-type"]["origin"] and letters["bad-type"]["attempts"] >= 0
+    # Refused as input before any predict call: no attempt at scoring it was spent.
+    assert letters["bad-type"]["origin"] and letters["bad-type"]["attempts"] == 0
+    assert letters["bad-type"]["error"].startswith("invalid event"), letters["bad-type"]["error"]
 
 
 def test_a_killed_consumer_loses_nothing_and_repeats_at_most_a_batch(
     consumer: Consumer, streams: StreamClient, iris_features
 ):
-    total = 3000
-    streams.produce("in", _events(iris_features, total))
-    consumer.start()
-    eventually(lambda: len(streams.read("out")) >= 300, timeout=60, what="300 outputs before the kill")
-
-    consumer.signal(signal.SIGKILL)
+    streams.produce("in", _events(iris_features, BACKLOG))
+    consumer.signal_while_scoring(signal.SIGKILL)
     consumer.process.process.wait()
-    consumer.start()
+    written = len(streams.read("out"))
+    assert written < BACKLOG, f"all {BACKLOG} events were scored before the kill: it landed on an idle consumer"
 
+    consumer.start()
     outputs = eventually(
-        lambda: (found := streams.read("out")) and len({v["id"] for _, v, _ in found}) == total and found,
+        lambda: (found := streams.read("out")) and len({v["id"] for _, v, _ in found}) == BACKLOG and found,
         timeout=120,
         what="an output for every input",
     )
-    assert len(outputs) - total <= BATCH, f"{len(outputs) - total} duplicates, more than one batch of {BATCH}"
+    assert len(outputs) - BACKLOG <= BATCH, f"{len(outputs) - BACKLOG} duplicates, more than one batch of {BATCH}"
 
 
 def test_sigterm_drains_and_exits_zero(consumer: Consumer, streams: StreamClient, iris_features):
-    streams.produce("in", _events(iris_features, 2000))
-    consumer.start()
-    eventually(lambda: len(streams.read("out")) >= 100, timeout=60, what="100 outputs")
-
-    consumer.signal(signal.SIGTERM)
+    streams.produce("in", _events(iris_features, BACKLOG))
+    consumer.signal_while_scoring(signal.SIGTERM)
     assert consumer.process.process.wait(timeout=30) == 0
     written = len(streams.read("out"))
+    assert written < BACKLOG, f"all {BACKLOG} events were scored before SIGTERM: there was nothing to drain"
 
     # Whatever was written before the exit was acknowledged: a new run repeats none of it.
     consumer.start()
     outputs = eventually(
-        lambda: (found := streams.read("out")) and len(found) >= 2000 and found,
+        lambda: (found := streams.read("out")) and len(found) >= BACKLOG and found,
         timeout=120,
         what="the rest scored after the restart",
     )
-    assert len(outputs) == 2000, f"{len(outputs) - 2000} repeated after a drained stop ({written} before it)"
+    assert len(outputs) == BACKLOG, f"{len(outputs) - BACKLOG} repeated after a drained stop ({written} before it)"
 
 
 def test_a_redis_consumer_claims_what_a_dead_one_left_pending(
     request, server_env: dict[str, str], testbed_dir: Path, redis_broker: Broker, iris_features
 ):
+    import redis
+
     streams = StreamClient(redis_broker, "claimed")
-    total = 2000
-    streams.produce("in", _events(iris_features, total))
-    dead = Consumer(request, server_env, testbed_dir / "logs", streams).start()
-    eventually(lambda: len(streams.read("out")) >= 200, timeout=60, what="200 outputs before the kill")
-    dead.signal(signal.SIGKILL)
-    dead.process.process.wait()
+    streams.produce("in", _events(iris_features, BACKLOG))
+    dead = Consumer(request, server_env, testbed_dir / "logs", streams)
+    try:
+        dead.signal_while_scoring(signal.SIGKILL)
+    finally:
+        dead.process.stop()
+
+    def pending() -> dict[str, int]:
+        """Entries delivered and not yet acknowledged, by consumer."""
+        client = redis.Redis(host=redis_broker.host, port=redis_broker.port, decode_responses=True)
+        summary = client.xpending(streams.name("in"), "scorers")
+        client.close()
+        return {each["name"]: each["pending"] for each in summary["consumers"]}
+
+    left_pending = pending()
+    assert left_pending.get("consumer-0", 0) > 0, f"the kill left nothing pending: {left_pending}"
 
     # Another pod of the group, under its own name: the dead one's entries are claimed
     # once idle (3 s in this test's URL), not left pending for ever.
     successor = Consumer(request, server_env, testbed_dir / "logs", streams, name="consumer-1").start()
     try:
         eventually(
-            lambda: len({value["id"] for _, value, _ in streams.read("out")}) == total,
+            lambda: len({value["id"] for _, value, _ in streams.read("out")}) == BACKLOG,
             timeout=90,
             what="an output for every input, the dead consumer's pending ones included",
         )
+        eventually(lambda: not pending(), timeout=30, what="every entry acknowledged, the claimed ones included")
     finally:
         successor.process.stop()
 

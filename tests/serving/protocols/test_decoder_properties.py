@@ -16,6 +16,8 @@ from modelplane.serving.errors import ServingError
 from modelplane.serving.protocols import mlflow_scoring, open_inference
 from modelplane.serving.scoring_routes import error_body
 
+pytestmark = pytest.mark.slow
+
 COLUMNS = Schema(
     [
         ColSpec("double", "length"),

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from tests.conftest import Registry
+from tests.serving.server import batching
 from tests.testbed.registry import digit_scan
 
 pytestmark = pytest.mark.registry
@@ -74,8 +75,13 @@ def test_v2_and_mlflow_requests_share_batches_and_each_gets_its_own_answer(serve
         )
         return response.json()["predictions"][0]
 
+    before = batching(server)
     with ThreadPoolExecutor(32) as pool:
         assert list(pool.map(one, range(len(iris_features)))) == reference
+    scored, batches, alone = (after - start for after, start in zip(batching(server), before, strict=True))
+
+    assert scored == len(iris_features)
+    assert scored - alone > scored / 2, f"{scored - alone} of {scored} requests shared a predict call ({batches:.0f})"
 
 
 @pytest.mark.parametrize(
