@@ -53,3 +53,13 @@ def test_the_console_script_lists_its_commands():
     script = Path(sys.executable).parent / "modelplane"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
     assert "demo" in result.stdout
+
+
+def test_the_contract_loads_the_standard_library_alone():
+    """Both sides import it: it must bring neither side's dependencies nor its own."""
+    before = _modules_loaded_by("pass")
+    loaded = _modules_loaded_by("import modelplane.contract") - before
+    stdlib = set(sys.stdlib_module_names)
+    foreign = {name for name in loaded if name.split(".")[0] not in stdlib and name.split(".")[0] != "modelplane"}
+    assert not foreign
+    assert {name for name in loaded if name.startswith("modelplane.")} == {"modelplane.contract"}

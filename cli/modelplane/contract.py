@@ -67,46 +67,61 @@ class DataFormat(str, Enum):
     jsonl = "jsonl"
 
 
-STREAM_SCHEMES = ("kafka", "redis", "nats")
-# What a field holding a stream URL must start with; `StreamAddress.parse` checks the rest.
-STREAM_URL_PATTERN = r"^(kafka|redis|nats)://"
-STREAM_URL_FORMS = "kafka://host:port/topic, redis://host:port/stream or nats://host:port/subject?stream=NAME"
 DEFAULT_PORTS = {"kafka": 9092, "redis": 6379, "nats": 4222}
+STREAM_SCHEMES = tuple(DEFAULT_PORTS)
+# What a field holding a stream URL must start with; `StreamAddress.parse` checks the rest.
+STREAM_URL_PATTERN = rf"^({'|'.join(STREAM_SCHEMES)})://"
+STREAM_URL_FORMS = "kafka://host:port/topic, redis://host:port/stream or nats://host:port/subject?stream=NAME"
 
 
 @dataclass(frozen=True)
 class StreamAddress:
     """A stream URL taken apart: scheme://host[:port]/name[?options]. `options` holds
     `group` (a consumer group other than the deployment's), and for NATS `stream` (the
-    JetStream stream) and `durable`."""
+    JetStream stream) and `durable`.
+
+    `split` never fails, for what only passes a URL on (the operator's autoscaler
+    trigger, which names the servers as written); `parse` refuses a URL the runtime
+    cannot connect to."""
 
     url: str
     scheme: str
+    netloc: str  # as written
     host: str
-    port: int
+    port: int  # as written, else the scheme's default
     name: str
     options: dict[str, str] = field(default_factory=dict)
 
     @property
-    def netloc(self) -> str:
-        """host:port, the host bracketed if it is an IPv6 address."""
+    def server(self) -> str:
+        """host:port to connect to, the host bracketed if it is an IPv6 address."""
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @classmethod
+    def split(cls, url: str) -> StreamAddress:
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or out of range: `parse` refuses it
+            port = None
+        return cls(
+            url=url,
+            scheme=parts.scheme,
+            netloc=parts.netloc,
+            host=parts.hostname or "",
+            port=port or DEFAULT_PORTS.get(parts.scheme, 0),
+            name=parts.path.strip("/"),
+            options={key: values[-1] for key, values in parse_qs(parts.query).items()},
+        )
 
     @classmethod
     def parse(cls, url: str) -> StreamAddress:
         """The address, or ValueError naming the forms a stream URL takes."""
         try:
-            parts = urlsplit(url)
-            port = parts.port
+            urlsplit(url).port  # noqa: B018 - raises for a port that is not a number in range
         except ValueError:
-            parts, port = None, None
-        if parts is None or parts.scheme not in STREAM_SCHEMES or not parts.hostname or not parts.path.strip("/"):
+            raise ValueError(f"{url!r} is not a stream URL: use {STREAM_URL_FORMS}") from None
+        address = cls.split(url)
+        if address.scheme not in STREAM_SCHEMES or not address.host or not address.name:
             raise ValueError(f"{url!r} is not a stream URL: use {STREAM_URL_FORMS}")
-        return cls(
-            url=url,
-            scheme=parts.scheme,
-            host=parts.hostname,
-            port=port or DEFAULT_PORTS[parts.scheme],
-            name=parts.path.strip("/"),
-            options={key: values[-1] for key, values in parse_qs(parts.query).items()},
-        )
+        return address

@@ -246,7 +246,7 @@ def _run_batch(workload: LocalWorkload, follow: bool) -> int:
 def _batch_once(workload: LocalWorkload) -> int:
     """One run: a process per shard, as an Indexed Job runs a pod per completion index."""
     shards = [
-        subprocess.Popen(_command(workload), env={**os.environ, **workload.env, "JOB_COMPLETION_INDEX": str(i)})
+        subprocess.Popen(_command(workload), env={**os.environ, **workload.env, Env.JOB_COMPLETION_INDEX: str(i)})
         for i in range(workload.shards)
     ]
     try:

@@ -62,8 +62,8 @@ def _rendered(mode: str) -> tuple[list[str], dict[str, str]]:
         }
     )
     workload = next(child for child in render(deployment, MODEL, SETTINGS) if child["kind"] in WORKLOAD_KINDS)
-    spec_ = workload["spec"]
-    container = (spec_.get("jobTemplate", {}).get("spec") or spec_)["template"]["spec"]["containers"][0]
+    workload_spec = workload["spec"]
+    container = (workload_spec.get("jobTemplate", {}).get("spec") or workload_spec)["template"]["spec"]["containers"][0]
     return container["args"], {var["name"]: var["value"] for var in container["env"] if "value" in var}
 
 
@@ -104,12 +104,19 @@ def test_every_variable_of_the_contract_is_a_setting_of_some_command():
     assert {setting_name(name) for name in named} <= settings
 
 
-def test_stream_urls_parse_one_way_on_both_sides():
+def test_a_stream_url_is_taken_apart_one_way():
     address = StreamAddress.parse("nats://nats.example:4223/orders?stream=ORDERS&durable=scorers")
     assert (address.scheme, address.netloc, address.name) == ("nats", "nats.example:4223", "orders")
     assert address.options == {"stream": "ORDERS", "durable": "scorers"}
     assert StreamAddress.parse("redis://redis/events").port == 6379
     assert StreamAddress.parse("kafka://[::1]:9093/in").netloc == "[::1]:9093"
-    for url in ("kafka://", "kafka://broker:9092/", "amqp://broker/q", "kafka://broker:port/t", "kafka:///t"):
+    refused = ("kafka://", "kafka://broker:9092/", "amqp://broker/q", "kafka://broker:port/t", "kafka:///t")
+    for url in (*refused, "kafka://broker:99999/t"):
         with pytest.raises(ValueError, match="is not a stream URL"):
             StreamAddress.parse(url)
+        StreamAddress.split(url)  # what only passes a URL on never fails
+
+
+def test_the_autoscaler_trigger_names_the_servers_as_written_and_the_runtime_connects_with_a_port():
+    address = StreamAddress.split("kafka://Broker/in")
+    assert (address.netloc, address.server) == ("Broker", "broker:9092")

@@ -100,7 +100,6 @@ def test_the_loop_queues_due_polls_and_settles_rollouts():
 
     asyncio.run(asyncio.wait_for(until_settled_twice(), timeout=30))
     # Settling recurs on real time; the fake clock stood still after the first poll, so
-    # however many ticks passed meanwhile, the follower was polled once, and first.
-    assert done[0] == ("follow", "follower")
+    # however many ticks passed meanwhile, the follower was polled once.
     assert done.count(("follow", "follower")) == 1, done
     assert set(done[1:]) == {("settle", "rolling")}

@@ -55,11 +55,12 @@ def test_ready_waits_for_the_pods(operator: Operator, cluster: ControlPlane, nam
         lambda: condition(status_of(cluster, namespace, "iris"), "Ready") and status_of(cluster, namespace, "iris"),
         what="a Ready condition",
     )
-    # The scheduler's verdict, then status as the operator sees the Deployment after it.
+    # The scheduler's verdict, then status from a Deployment that has its (unplaced) pod.
     eventually(lambda: _unschedulable_pods(cluster, namespace), what="the scheduler finding no node for the pods")
     eventually(
         lambda: (
-            "0/1 replicas available" in condition(status_of(cluster, namespace, "iris"), "Ready").get("message", "")
+            "0/1 replicas available, 1 updated"
+            in condition(status_of(cluster, namespace, "iris"), "Ready").get("message", "")
         ),
         what="status from the Deployment with its pods unscheduled",
     )
@@ -400,7 +401,6 @@ def test_a_failed_batch_job_is_announced_with_a_warning(operator: Operator, clus
     # Posted with the status change that says JobFailed, so it is listed within seconds.
     eventually(
         lambda: any(message.startswith("JobFailed: ") for message in _warnings(cluster, namespace, "iris")),
-        timeout=20,
         what="a Warning Event saying the Job failed",
     )
 

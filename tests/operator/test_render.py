@@ -198,6 +198,21 @@ def test_consumers_scale_on_lag_only_where_keda_is_installed(source, trigger, me
     assert found["type"] == trigger and metadata.items() <= found["metadata"].items()
 
 
+@pytest.mark.parametrize(
+    ("source", "servers"), [("kafka://Broker/in", "Broker"), ("kafka://broker:99999/in", "broker:99999")]
+)
+def test_the_lag_trigger_names_the_servers_as_written_and_leaves_refusing_to_the_runtime(source, servers):
+    """The runtime refuses a URL it cannot connect to, with its reason, in the pod's status;
+    rendering passes the URL on, so a bad one never stops a pass."""
+    deployment = _deployment(
+        mode="streaming",
+        streaming={"source": source, "sink": "kafka://kafka:9092/out", "autoscaling": {"maxReplicas": 3}},
+    )
+    children = render(deployment, MODEL, RenderSettings(**{**SETTINGS.__dict__, "scaled_objects": True}))
+    (trigger,) = children[1]["spec"]["triggers"]
+    assert trigger["metadata"]["bootstrapServers"] == servers
+
+
 def test_the_template_hash_follows_the_pod_template_only():
     def template_hash(deployment: ModelDeployment, model: ResolvedModel) -> str:
         return render(deployment, model, SETTINGS)[0]["spec"]["template"]["metadata"]["annotations"][

@@ -51,7 +51,15 @@ def _ledger(output: Path) -> set[str]:
 
 
 def _staged(output: Path) -> list[Path]:
-    return [path for path in (output / "_temporary").rglob("*.parquet") if path.stat().st_size > 0]
+    return [path for path in (output / "_temporary").rglob("*.parquet") if _size(path) > 0]
+
+
+def _size(path: Path) -> int:
+    """Its size, or 0 once the run has moved it into place."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def test_a_run_killed_part_way_is_resumed_by_only_new_scoring_exactly_the_files_left(env, tmp_path: Path):

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.conftest import Registry
-from tests.serving.server import metric
+from tests.serving.server import batching, metric
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.registry
@@ -30,17 +30,8 @@ def picky(serve_model, registry: Registry) -> str:
     return serve_model(f"models:/{registry.models.picky}/1", "--allow-pickle", "--max-batch-wait-ms", LONGEST_WINDOW_MS)
 
 
-def _batches(url: str) -> tuple[float, float, float]:
-    """(requests scored, predict calls, predict calls of one request) so far."""
-    return (
-        metric(url, "modelplane_batch_requests_sum"),
-        metric(url, "modelplane_batch_requests_count"),
-        metric(url, "modelplane_batch_requests_bucket", le="1.0"),
-    )
-
-
 def _since(url: str, before: tuple[float, float, float]) -> tuple[float, float, float]:
-    after = _batches(url)
+    after = batching(url)
     return after[0] - before[0], after[1] - before[1], after[2] - before[2]
 
 
@@ -51,7 +42,7 @@ def _body(x: float) -> bytes:
 def test_a_lone_request_is_scored_in_a_predict_call_of_its_own(picky: str):
     # That it does not wait for the window is shown in test_batching.py, with a window of an
     # hour: the server takes at most 10 s, which only a time limit could tell from a slow answer.
-    before = _batches(picky)
+    before = batching(picky)
 
     response = requests.post(
         picky + "/invocations", data=_body(3.0), headers={"Content-Type": "application/json"}, timeout=60
@@ -64,7 +55,7 @@ def test_a_lone_request_is_scored_in_a_predict_call_of_its_own(picky: str):
 
 def test_a_request_that_fails_its_batch_fails_alone_and_its_batch_mates_are_answered(picky: str):
     values = [1.0, 2.0, -1.0, 3.0, 4.0, 5.0]
-    before = _batches(picky)
+    before = batching(picky)
     # Every request's headers first, so each is on its way in when the first body lands:
     # the batch that forms waits for them all (within its window), then leaves.
     held = [_send_headers(picky, len(_body(x))) for x in values]

@@ -27,13 +27,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelplane.contract import Env
 from modelplane.serving.errors import ModelLoadError, UnsafeModel
 from modelplane.serving.fitted_trees import check_trees
 
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
 
-ALLOW_PICKLE_FLAG = "--allow-pickle (MODELPLANE_ALLOW_PICKLE=true)"
+ALLOW_PICKLE_FLAG = f"--allow-pickle ({Env.ALLOW_PICKLE}=true)"
 
 
 def check_contained(folder: Path) -> None:

@@ -11,6 +11,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from modelplane.contract import ENV_PREFIX
 from modelplane.serving.settings import ServeSettings
 from modelplane.serving.startup import start
 from modelplane.serving.workers import worker_count
@@ -80,6 +81,6 @@ def worker_app() -> ScoringRoutes:
 def _environment(settings: ServeSettings, **changes: str) -> dict[str, str]:
     values = {**settings.model_dump(mode="json"), **changes}
     return {
-        f"MODELPLANE_{key.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
+        f"{ENV_PREFIX}{key.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
         for key, value in values.items()
     }

@@ -99,7 +99,7 @@ def _scaled_object(deployment: ModelDeployment) -> Object:
 
 def _lag_trigger(source: str, group: str, scaling: LagAutoscaling) -> Object:
     """KEDA's scaler for the source's transport, watching this group's lag."""
-    address = StreamAddress.parse(source)
+    address = StreamAddress.split(source)  # the runtime refuses a bad one, with its reason
     name, options = address.name, address.options
     group = options.get("group", group)
     threshold = str(scaling.lag_threshold)

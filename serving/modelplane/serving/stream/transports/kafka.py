@@ -25,7 +25,7 @@ from modelplane.serving.stream.messages import Event, Outgoing
 
 
 def _servers(address: StreamAddress) -> str:
-    return address.netloc
+    return address.server
 
 
 class KafkaSource:

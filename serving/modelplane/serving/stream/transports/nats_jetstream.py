@@ -26,7 +26,7 @@ KEY_HEADER = "Modelplane-Key"
 
 
 def _server(address: StreamAddress) -> str:
-    return f"nats://{address.netloc}"
+    return f"nats://{address.server}"
 
 
 class NatsSource:
