@@ -24,8 +24,7 @@ from modelplane.contract import Env
 
 if TYPE_CHECKING:
     from modelplane.operator.manifest import ModelDeployment
-    from modelplane.operator.render import ResolvedModel
-    from modelplane.operator.spec import ModelReference
+    from modelplane.operator.spec import ModelReference, ResolvedModel
 
 LOCAL_REGISTRY = Path(".modelplane") / "mlflow.db"  # where `modelplane demo` registers its model
 # Variables that make the local interpreter, the dynamic linker or a shell run code of
@@ -155,7 +154,7 @@ def _resolve(reference: ModelReference, registry_uri: str) -> ResolvedModel:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from modelplane.operator.render import ResolvedModel
+    from modelplane.operator.spec import ResolvedModel
 
     client = MlflowClient(tracking_uri=registry_uri, registry_uri=registry_uri)
     try:

@@ -11,8 +11,9 @@ from pydantic_settings import BaseSettings
 from modelplane.cli import _parser
 from modelplane.contract import ENV_PREFIX, Command, DataFormat, Env, StreamAddress, setting_name
 from modelplane.operator.manifest import parse_manifest
-from modelplane.operator.render import RenderSettings, ResolvedModel, render
+from modelplane.operator.render import RenderSettings, render
 from modelplane.operator.render.common import WORKLOAD_KINDS
+from modelplane.operator.spec import ResolvedModel
 from modelplane.serving.settings import BatchSettings, ServeSettings, StreamSettings
 
 SETTINGS = RenderSettings(serving_image="example.invalid/serving:test", registry_uri="http://mlflow:5000")

@@ -21,12 +21,25 @@ def operator(request: pytest.FixtureRequest, crd: ControlPlane, registry: Regist
 
 
 @pytest.fixture
-def operator_client(cluster: ControlPlane, monkeypatch: pytest.MonkeyPatch):
-    """The operator's client module (`modelplane.operator.kube`), for its own code run in
-    this process, connected to the test bed as its admin."""
-    from modelplane.operator import kube
+def operator_client(cluster: ControlPlane):
+    """The operator's own client (`modelplane.operator.kube`), for its code run in this
+    process, connected to the test bed as its admin."""
+    from modelplane.operator.kube import Kube
 
-    monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(cluster.kubeconfig))
-    kube.dynamic_client.cache_clear()
-    yield kube
-    kube.dynamic_client.cache_clear()
+    return Kube(connections=4, kubeconfig=str(cluster.kubeconfig))
+
+
+@pytest.fixture
+def operator_context(cluster: ControlPlane, registry: Registry, monkeypatch: pytest.MonkeyPatch):
+    """What the operator's passes work with, as the operator makes it, for its code run in
+    this process as the test bed's admin, with the test bed's registry as its default."""
+    from modelplane.operator.context import OperatorContext
+    from modelplane.operator.settings import OperatorSettings
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry.tracking_uri)
+    context = OperatorContext.connect(
+        OperatorSettings.from_environment(), threads=4, kubeconfig=str(cluster.kubeconfig)
+    )
+    context.events.start()
+    yield context
+    context.events.stop()

@@ -27,7 +27,7 @@ def _config_map(namespace: str, name: str, owner: dict) -> dict:
 
 
 def _connections_opened(kube) -> int:
-    pools = kube.dynamic_client().client.rest_client.pool_manager.pools
+    pools = kube.api_client.rest_client.pool_manager.pools
     # urllib3's container refuses iteration; keys() copies them under its lock.
     return sum(pools[key].num_connections for key in pools.keys())  # noqa: SIM118
 
@@ -40,9 +40,11 @@ def test_writing_one_child_after_another_reuses_one_connection(
     operator_client.resource("v1", "ConfigMap")  # discovery, before counting
     opened_before = _connections_opened(operator_client)
 
-    written = apply_children([_config_map(namespace, f"child-{index}", owner) for index in range(5)], compare=False)
+    written = apply_children(
+        operator_client, [_config_map(namespace, f"child-{index}", owner) for index in range(5)], compare=False
+    )
     edited = [{**_config_map(namespace, f"child-{index}", owner), "data": {"model": "edited"}} for index in range(5)]
-    applied = apply_children(edited)  # read, taken over and applied: each kind of request
+    applied = apply_children(operator_client, edited)  # read, taken over and applied: each kind of request
 
     assert (written, applied) == (5, 5)
     assert cluster.get("configmap", "child-4", namespace)["data"] == {"model": "edited"}
@@ -56,9 +58,9 @@ def test_a_created_child_loses_a_field_the_next_apply_leaves_out(
     from modelplane.operator.apply import FIELD_MANAGER, apply_children
 
     created = {**_config_map(namespace, "child", owner), "data": {"model": "child", "dropped": "soon"}}
-    assert apply_children([created], compare=False) == 1
+    assert apply_children(operator_client, [created], compare=False) == 1
 
-    assert apply_children([_config_map(namespace, "child", owner)]) == 1
+    assert apply_children(operator_client, [_config_map(namespace, "child", owner)]) == 1
 
     live = operator_client.resource("v1", "ConfigMap").get(name="child", namespace=namespace).to_dict()
     # Left owned by the create, the field would stay.
@@ -73,11 +75,16 @@ def test_creating_a_child_that_exists_applies_it_instead(
 ):
     from modelplane.operator.apply import apply_children
 
-    assert apply_children([_config_map(namespace, "child", owner)], compare=False) == 1
+    assert apply_children(operator_client, [_config_map(namespace, "child", owner)], compare=False) == 1
     # The same pass tried again, after it created the child: unchanged, nothing written.
-    assert apply_children([_config_map(namespace, "child", owner)], compare=False) == 0
+    assert apply_children(operator_client, [_config_map(namespace, "child", owner)], compare=False) == 0
 
-    assert apply_children([{**_config_map(namespace, "child", owner), "data": {"model": "edited"}}], compare=False) == 1
+    assert (
+        apply_children(
+            operator_client, [{**_config_map(namespace, "child", owner), "data": {"model": "edited"}}], compare=False
+        )
+        == 1
+    )
     assert cluster.get("configmap", "child", namespace)["data"] == {"model": "edited"}
 
 
@@ -95,7 +102,7 @@ def test_an_object_of_the_childs_name_that_the_owner_does_not_control_is_left_al
     theirs = cluster.get("configmap", "child", namespace)
 
     with pytest.raises(ChildConflict) as conflict:
-        apply_children([_config_map(namespace, "child", owner)], compare=compare)
+        apply_children(operator_client, [_config_map(namespace, "child", owner)], compare=compare)
 
     assert "ConfigMap/child already exists and is not controlled by this ModelDeployment" in str(conflict.value)
     assert cluster.get("configmap", "child", namespace) == theirs

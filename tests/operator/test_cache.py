@@ -4,7 +4,16 @@ only when it has not seen an object (that path runs in every operator test)."""
 
 from __future__ import annotations
 
-from modelplane.operator import cache
+import pytest
+
+from modelplane.operator.cache import ObjectCache
+from modelplane.operator.kube import Kube
+
+
+@pytest.fixture
+def cache() -> ObjectCache:
+    """A cache whose client never connects: every object these tests read was seen."""
+    return ObjectCache(Kube(connections=1))
 
 
 def _deployment(name: str, version: str, replicas: int = 1) -> dict:
@@ -29,7 +38,7 @@ def _deployment(name: str, version: str, replicas: int = 1) -> dict:
     }
 
 
-def test_the_newest_version_by_resource_version_is_kept_whatever_order_they_arrive_in():
+def test_the_newest_version_by_resource_version_is_kept_whatever_order_they_arrive_in(cache: ObjectCache):
     cache.remember("Deployment", _deployment("ordered", "20", replicas=2))
     cache.remember("Deployment", _deployment("ordered", "9", replicas=1))  # older, arriving late
     kept = cache.newest("apps/v1", "Deployment", "cached", "ordered")
@@ -38,7 +47,7 @@ def test_the_newest_version_by_resource_version_is_kept_whatever_order_they_arri
     assert cache.newest("apps/v1", "Deployment", "cached", "ordered")["spec"]["replicas"] == 3
 
 
-def test_what_is_kept_leaves_out_managed_fields_and_the_pod_spec_but_not_the_template_labels():
+def test_what_is_kept_leaves_out_managed_fields_and_the_pod_spec_but_not_the_template_labels(cache: ObjectCache):
     cache.remember("Deployment", _deployment("trimmed", "5"))
     kept = cache.newest("apps/v1", "Deployment", "cached", "trimmed")
     assert "managedFields" not in kept["metadata"]
@@ -46,7 +55,7 @@ def test_what_is_kept_leaves_out_managed_fields_and_the_pod_spec_but_not_the_tem
     assert kept["status"] == {"availableReplicas": 1} and kept["kind"] == "Deployment"
 
 
-def test_a_cron_job_keeps_its_job_template_labels():
+def test_a_cron_job_keeps_its_job_template_labels(cache: ObjectCache):
     cron = {
         "metadata": {"name": "nightly", "namespace": "cached", "resourceVersion": "3"},
         "spec": {
@@ -62,16 +71,14 @@ def test_a_cron_job_keeps_its_job_template_labels():
     assert kept["spec"]["schedule"] == "0 2 * * *"
 
 
-def test_objects_without_integer_versions_and_kinds_not_cached_are_not_kept():
+def test_objects_without_integer_versions_and_kinds_not_cached_are_not_kept(cache: ObjectCache):
     cache.remember("Deployment", _deployment("opaque", "not-a-number"))
     cache.remember("Service", {**_deployment("service", "4"), "kind": "Service"})
-    with cache._lock:
-        assert ("Deployment", "cached", "opaque") not in cache._newest
-        assert ("Service", "cached", "service") not in cache._newest
+    assert not cache.holds("Deployment", "cached", "opaque")
+    assert not cache.holds("Service", "cached", "service")
 
 
-def test_a_forgotten_object_is_no_longer_kept():
+def test_a_forgotten_object_is_no_longer_kept(cache: ObjectCache):
     cache.remember("Deployment", _deployment("gone", "7"))
     cache.forget("Deployment", "cached", "gone")
-    with cache._lock:
-        assert ("Deployment", "cached", "gone") not in cache._newest
+    assert not cache.holds("Deployment", "cached", "gone")

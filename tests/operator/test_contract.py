@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from modelplane.operator.manifest import parse_manifest
-from modelplane.operator.registry import Registries, resolve
+from modelplane.operator.registry import Registries, RegistryClient
 from modelplane.operator.render import RenderSettings, render
 from modelplane.operator.render.pod import MODEL_CACHE_DIR, SCRATCH_DIR
 from modelplane.serving.settings import ServeSettings
@@ -29,7 +29,9 @@ def test_the_rendered_container_serves_a_prediction(request, registry: Registry,
         }
     )
     settings = RenderSettings(serving_image="unused", registry_uri=registry.tracking_uri)
-    workload = render(deployment, resolve(deployment.spec.model, Registries(registry.tracking_uri)), settings)[0]
+    workload = render(
+        deployment, RegistryClient(Registries(registry.tracking_uri)).resolve(deployment.spec.model), settings
+    )[0]
     container = workload["spec"]["template"]["spec"]["containers"][0]
     # The pod's emptyDir mounts become temporary folders; the port is chosen by the test.
     folders = {MODEL_CACHE_DIR: str(tmp_path / "cache"), SCRATCH_DIR: str(tmp_path / "scratch")}

@@ -72,12 +72,15 @@ def test_the_poster_marks_warnings_cuts_long_messages_and_outlives_a_failed_post
 ):
     from modelplane.operator import events
 
+    poster = events.EventPoster(operator_client)
+    poster.start()
     # About a ModelDeployment no operator acts on: only these Events name it.
     name, uid = "never-applied", "8d7c4bd6-3c5e-4f0e-9d59-0c3d3d0b4a11"
     # A namespace that does not exist: the API server refuses this one.
-    events.poster(f"{namespace}-gone", name, uid)("Lost", "never posted", False)
-    events.poster(namespace, name, uid)("Refused", "x" * 5000, True)
-    events.poster(namespace, name, uid)("Noted", "a note", False)
+    poster.poster(f"{namespace}-gone", name, uid)("Lost", "never posted", False)
+    poster.poster(namespace, name, uid)("Refused", "x" * 5000, True)
+    poster.poster(namespace, name, uid)("Noted", "a note", False)
+    poster.stop()  # after posting what was queued
 
     posted = eventually(
         lambda: (found := _events(cluster, namespace, name)) and len(found) == 2 and found, what="two Events"

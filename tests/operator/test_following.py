@@ -19,8 +19,10 @@ class Clock:
 def _body(uid: str, alias: str | None = "champion", interval: int = 60, status: dict | None = None, **rollout) -> dict:
     model = {"name": "iris", **({"alias": alias} if alias else {"version": "1"})}
     return {
+        "apiVersion": "modelplane.io/v1alpha1",
+        "kind": "ModelDeployment",
         "metadata": {"uid": uid, "namespace": "ns", "name": uid},
-        "spec": {"model": model, "rollout": {"pollIntervalSeconds": interval, **rollout}},
+        "spec": {"mode": "online", "model": model, "rollout": {"pollIntervalSeconds": interval, **rollout}},
         "status": status or {},
     }
 
@@ -74,9 +76,9 @@ def test_the_webhook_makes_the_followers_of_its_alias_due_at_once():
 def test_the_loop_queues_due_polls_and_settles_rollouts():
     clock = Clock()
     watchlist, queue = Watchlist(clock), WorkQueue()
-    watchlist.observe(_body("follower", interval=1))
+    watchlist.observe(_body("follower", interval=5))
     watchlist.observe(_body("rolling", alias=None, status={"targetVersion": "2"}))
-    clock.now += 2
+    clock.now += 7
     done = []
 
     async def until_settled_twice() -> None:

@@ -279,10 +279,9 @@ def test_an_event_caught_up_with_late_does_not_undo_what_a_newer_workload_said(
     operator: Operator,
     cluster: ControlPlane,
     namespace: str,
-    operator_client,
+    operator_context,
 ):
     from modelplane.operator import reconcile
-    from modelplane.operator.settings import OperatorSettings
 
     apply(cluster, namespace, manifest("iris"))
     eventually(lambda: ready(cluster, namespace, "iris", 1), what="Ready")
@@ -291,9 +290,7 @@ def test_an_event_caught_up_with_late_does_not_undo_what_a_newer_workload_said(
     stale["status"] = {"observedGeneration": stale["metadata"]["generation"], "replicas": 1, "updatedReplicas": 1}
 
     # The operator's own code, in this process, as the test bed's admin.
-    reconcile.workload_changed(
-        namespace, "iris", stale, OperatorSettings.from_environment(), lambda reason, message, warning: None
-    )
+    reconcile.workload_changed(operator_context, namespace, "iris", stale)
     assert ready(cluster, namespace, "iris", 1), status_of(cluster, namespace, "iris")
 
 

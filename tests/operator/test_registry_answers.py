@@ -20,13 +20,12 @@ from modelplane.operator.registry import (
     ModelNotFound,
     Registries,
     RegistryAccessDenied,
+    RegistryClient,
     RegistryNotAllowed,
     RegistryUnreachable,
-    forget_alias,
-    resolve,
+    own_credentials,
 )
-from modelplane.operator.render.common import ResolvedModel
-from modelplane.operator.spec import ModelReference
+from modelplane.operator.spec import ModelReference, ResolvedModel
 from tests.testbed.process import free_port
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
@@ -192,7 +191,7 @@ def test_the_registry_is_the_references_else_the_default_and_none_is_an_error():
 
 def test_a_registry_not_allowed_is_never_asked(server: ScriptedRegistry):
     with pytest.raises(RegistryNotAllowed):
-        resolve(_reference(server.uri), Registries(allowed_hosts=("tenant.example",)))
+        RegistryClient(Registries(allowed_hosts=("tenant.example",))).resolve(_reference(server.uri))
 
     assert server.asked == []
 
@@ -201,7 +200,7 @@ def test_a_registry_not_allowed_is_never_asked(server: ScriptedRegistry):
 
 
 def test_an_alias_is_resolved_to_the_version_the_registry_names(server: ScriptedRegistry):
-    found = resolve(_reference(server.uri), Registries())
+    found = RegistryClient(Registries()).resolve(_reference(server.uri))
 
     assert found == ResolvedModel("iris", "3", RUN_ID, "models:/m-1")
     assert [(path, query) for path, query, _ in server.asked] == [
@@ -212,7 +211,7 @@ def test_an_alias_is_resolved_to_the_version_the_registry_names(server: Scripted
 def test_a_fixed_version_is_looked_up_by_its_number(server: ScriptedRegistry):
     server.answer = (200, _version(version=7, run_id=None, source=None), {})
 
-    found = resolve(_reference(server.uri, name="iris", version="7"), Registries())
+    found = RegistryClient(Registries()).resolve(_reference(server.uri, name="iris", version="7"))
 
     assert found == ResolvedModel("iris", "7", None, None)
     assert [(path, query) for path, query, _ in server.asked] == [
@@ -238,7 +237,7 @@ def test_each_refusal_of_the_registry_has_its_reason_and_never_its_body(
     server.answer = (status, body, {})
 
     with pytest.raises(error) as raised:
-        resolve(_reference(server.uri), Registries())
+        RegistryClient(Registries()).resolve(_reference(server.uri))
 
     assert says.format(uri=server.uri) in str(raised.value)
     assert UNREPEATABLE not in str(raised.value) and "error_code" not in str(raised.value)
@@ -248,7 +247,7 @@ def test_a_redirect_is_not_followed(server: ScriptedRegistry, elsewhere: Scripte
     server.answer = (302, b"", {"Location": f"{elsewhere.uri}/api/2.0/mlflow/registered-models/alias"})
 
     with pytest.raises(RegistryUnreachable, match=r"\(HTTP 302\)"):
-        resolve(_reference(server.uri), Registries())
+        RegistryClient(Registries()).resolve(_reference(server.uri))
 
     assert len(server.asked) == 1 and elsewhere.asked == []
 
@@ -286,7 +285,7 @@ def test_an_answer_that_is_not_a_model_version_of_it_is_refused_unrepeated(serve
     server.answer = (200, body, {})
 
     with pytest.raises(RegistryUnreachable, match="with something that is not an MLflow model version of it") as raised:
-        resolve(_reference(server.uri), Registries())
+        RegistryClient(Registries()).resolve(_reference(server.uri))
 
     assert UNREPEATABLE not in str(raised.value) and "rm -rf" not in str(raised.value)
 
@@ -296,7 +295,7 @@ def test_an_answer_longer_than_any_model_version_is_refused(server: ScriptedRegi
     server.answer = (200, _version() + b" " * registry.LONGEST_ANSWER_BYTES, {})
 
     with pytest.raises(RegistryUnreachable, match="not an MLflow model version"):
-        resolve(_reference(server.uri), Registries())
+        RegistryClient(Registries()).resolve(_reference(server.uri))
 
 
 def test_an_answer_just_under_the_limit_is_read(server: ScriptedRegistry):
@@ -306,14 +305,14 @@ def test_an_answer_just_under_the_limit_is_read(server: ScriptedRegistry):
     padded["model_version"]["description"] = "x" * room
     server.answer = (200, json.dumps(padded).encode(), {})
 
-    assert resolve(_reference(server.uri), Registries()).version == "3"
+    assert RegistryClient(Registries()).resolve(_reference(server.uri)).version == "3"
 
 
 def test_a_registry_that_does_not_listen_is_unreachable():
     closed = f"http://127.0.0.1:{free_port()}"
 
     with pytest.raises(RegistryUnreachable, match=f"cannot reach the registry at {closed} .*: ConnectionError"):
-        resolve(_reference(closed), Registries())
+        RegistryClient(Registries()).resolve(_reference(closed))
 
 
 # Credentials
@@ -323,18 +322,16 @@ def test_a_registry_that_does_not_listen_is_unreachable():
 def operator_token(monkeypatch: pytest.MonkeyPatch):
     """The operator's own registry token, as its environment gives it."""
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "operator-own-token")
-    registry._own_credentials.cache_clear()
-    yield "operator-own-token"
-    registry._own_credentials.cache_clear()
+    return "operator-own-token"
 
 
 def test_the_operators_token_goes_to_its_default_registry_alone(
     server: ScriptedRegistry, elsewhere: ScriptedRegistry, operator_token: str
 ):
-    registries = Registries(default_uri=server.uri)
+    client = RegistryClient(Registries(default_uri=server.uri), None, own_credentials())
 
-    resolve(_reference(), registries)
-    resolve(_reference(elsewhere.uri), registries)
+    client.resolve(_reference())
+    client.resolve(_reference(elsewhere.uri))
 
     assert [authorization for _, _, authorization in server.asked] == [f"Bearer {operator_token}"]
     assert [authorization for _, _, authorization in elsewhere.asked] == [None]
@@ -345,7 +342,7 @@ def test_a_secret_ref_without_a_namespace_to_read_it_from_sends_nothing(server: 
         {"name": "iris", "alias": "champion", "registry": {"uri": server.uri, "secretRef": {"name": "creds"}}}
     )
 
-    resolve(reference, Registries(default_uri=server.uri), namespace=None)
+    RegistryClient(Registries(default_uri=server.uri), None, own_credentials()).resolve(reference, namespace=None)
 
     assert [authorization for _, _, authorization in server.asked] == [None]
 
@@ -354,58 +351,62 @@ def test_a_secret_ref_without_a_namespace_to_read_it_from_sends_nothing(server: 
 
 
 def test_an_answer_asked_after_the_instant_wanted_is_shared(server: ScriptedRegistry):
+    client = RegistryClient(Registries())
     reference = _reference(server.uri)
     since = time.monotonic()
 
-    first = resolve(reference, Registries(), asked_after=since)
+    first = client.resolve(reference, asked_after=since)
     server.answer = (200, _version(version="4"), {})
-    shared = resolve(reference, Registries(), asked_after=since)
+    shared = client.resolve(reference, asked_after=since)
 
     assert first == shared and shared.version == "3"
     assert len(server.asked) == 1
 
 
 def test_an_answer_from_before_the_instant_wanted_is_asked_again(server: ScriptedRegistry):
+    client = RegistryClient(Registries())
     reference = _reference(server.uri)
 
-    resolve(reference, Registries())
+    client.resolve(reference)
     server.answer = (200, _version(version="4"), {})
 
-    assert resolve(reference, Registries()).version == "4"
+    assert client.resolve(reference).version == "4"
     assert len(server.asked) == 2
 
 
 def test_a_moved_alias_is_asked_again_whatever_the_instant(server: ScriptedRegistry):
+    client = RegistryClient(Registries())
     reference = _reference(server.uri)
     since = time.monotonic()
-    resolve(reference, Registries(), asked_after=since)
+    client.resolve(reference, asked_after=since)
     server.answer = (200, _version(version="4"), {})
 
-    forget_alias("iris", "champion")
+    client.forget_alias("iris", "champion")
 
-    assert resolve(reference, Registries(), asked_after=since).version == "4"
+    assert client.resolve(reference, asked_after=since).version == "4"
     assert len(server.asked) == 2
 
 
 def test_a_failed_lookup_is_not_remembered(server: ScriptedRegistry):
+    client = RegistryClient(Registries())
     reference = _reference(server.uri)
     since = time.monotonic()
     server.answer = (503, b"", {})
     with pytest.raises(RegistryUnreachable):
-        resolve(reference, Registries(), asked_after=since)
+        client.resolve(reference, asked_after=since)
     server.answer = (200, _version(), {})
 
-    assert resolve(reference, Registries(), asked_after=since).version == "3"
+    assert client.resolve(reference, asked_after=since).version == "3"
     assert len(server.asked) == 2
 
 
 def test_callers_queued_behind_one_lookup_share_it(server: ScriptedRegistry):
+    client = RegistryClient(Registries())
     reference = _reference(server.uri)
     since = time.monotonic()
     found: list[ResolvedModel] = []
     callers = [
-        threading.Thread(target=lambda: found.append(resolve(reference, Registries(), asked_after=since)))
-        for _ in range(8)
+        threading.Thread(target=lambda: found.append(client.resolve(reference, asked_after=since))) for _ in range(8)
     ]
     for caller in callers:
         caller.start()

@@ -12,9 +12,10 @@ import pytest
 import yaml
 
 from modelplane.operator.manifest import ModelDeployment, load_manifests, parse_manifest
-from modelplane.operator.render import NetworkPolicySettings, RenderSettings, ResolvedModel, render
+from modelplane.operator.render import NetworkPolicySettings, RenderSettings, render
 from modelplane.operator.render.common import DEFAULT_RESOURCES, MODEL_VERSION_LABEL, TEMPLATE_HASH_ANNOTATION
 from modelplane.operator.render.online import split_replicas
+from modelplane.operator.spec import ResolvedModel
 from tests.conftest import REPO
 from tests.testbed.cluster import ControlPlane
 from tests.waiting import eventually

@@ -14,7 +14,7 @@ from typing import Any
 
 from urllib3 import BaseHTTPResponse
 
-from modelplane.operator.kube import ConflictError, NotFoundError, resource
+from modelplane.operator.kube import ConflictError, Kube, NotFoundError
 from modelplane.operator.objects import Object
 from modelplane.operator.render.common import (
     CHILD_KINDS,
@@ -39,7 +39,7 @@ class ChildConflict(Exception):
         self.kind, self.name = kind, name
 
 
-def apply_children(children: list[Object], compare: bool = True) -> int:
+def apply_children(kube: Kube, children: list[Object], compare: bool = True) -> int:
     """Applies each child whose rendered content changed; returns how many were written.
     Without `compare`, for a resource just created, each is created unread (and applied
     as usual where it exists after all: the same pass, tried again).
@@ -51,19 +51,19 @@ def apply_children(children: list[Object], compare: bool = True) -> int:
     for child in map(copy.deepcopy, children):
         desired_hash = content_hash(child)
         child["metadata"].setdefault("annotations", {})[SPEC_HASH_ANNOTATION] = desired_hash
-        live = read_child(child) if compare else None
+        live = read_child(kube, child) if compare else None
         if live is None:
-            if _create(child):
+            if _create(kube, child):
                 written += 1
                 continue
-            if (live := read_child(child)) is None:
+            if (live := read_child(kube, child)) is None:
                 raise RuntimeError(f"{child['kind']}/{child['metadata']['name']} was deleted as it was created")
         if not _controlled(live, child):
             raise ChildConflict(child["kind"], child["metadata"]["name"])
         if (live["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION) == desired_hash:
             continue
-        _take_over_created_fields(child, live)
-        _apply(child)
+        _take_over_created_fields(kube, child, live)
+        _apply(kube, child)
         written += 1
     return written
 
@@ -76,13 +76,13 @@ def _controlled(live: Object, child: Object) -> bool:
     )
 
 
-def _create(child: Object) -> bool:
+def _create(kube: Kube, child: Object) -> bool:
     """Creates the child; False if it exists. A create costs the API server about a third
     less than a server-side apply (measured on the test bed), which under a burst of new
     resources is what each waits for; its fields are taken over by the first apply."""
     try:
         _read_to_end(
-            resource(child["apiVersion"], child["kind"]).create(
+            kube.resource(child["apiVersion"], child["kind"]).create(
                 body=child, namespace=child["metadata"]["namespace"], field_manager=FIELD_MANAGER, serialize=False
             )
         )
@@ -91,11 +91,11 @@ def _create(child: Object) -> bool:
     return True
 
 
-def _apply(child: Object) -> None:
+def _apply(kube: Kube, child: Object) -> None:
     # Server-side apply: fields this manager stops setting are removed, and fields others
     # own (the autoscaler's replica count) are left to them.
     _read_to_end(
-        resource(child["apiVersion"], child["kind"]).server_side_apply(
+        kube.resource(child["apiVersion"], child["kind"]).server_side_apply(
             body=child,
             namespace=child["metadata"]["namespace"],
             field_manager=FIELD_MANAGER,
@@ -105,7 +105,7 @@ def _apply(child: Object) -> None:
     )
 
 
-def _take_over_created_fields(child: Object, live: Object) -> None:
+def _take_over_created_fields(kube: Kube, child: Object, live: Object) -> None:
     """Makes the fields this manager set by creating the child its applied ones, as
     kubectl does when it moves an object to server-side apply: else a created field the
     next apply leaves out would stay, owned by the create. The write is guarded by the
@@ -123,7 +123,7 @@ def _take_over_created_fields(child: Object, live: Object) -> None:
     taken_over.pop("subresource", None)
     metadata = live["metadata"]
     _read_to_end(
-        resource(child["apiVersion"], child["kind"]).patch(
+        kube.resource(child["apiVersion"], child["kind"]).patch(
             name=metadata["name"],
             namespace=metadata["namespace"],
             content_type="application/json-patch+json",
@@ -170,21 +170,23 @@ def child_reference(child: Mapping[str, Any]) -> Object:
     }
 
 
-def read_child(child: Object) -> Object | None:
+def read_child(kube: Kube, child: Object) -> Object | None:
     """The live object of a rendered child, or None if it does not exist (yet)."""
     metadata = child["metadata"]
     try:
-        live = resource(child["apiVersion"], child["kind"]).get(name=metadata["name"], namespace=metadata["namespace"])
+        live = kube.resource(child["apiVersion"], child["kind"]).get(
+            name=metadata["name"], namespace=metadata["namespace"]
+        )
     except NotFoundError:
         return None
     return {**live.to_dict(), "kind": child["kind"]}
 
 
-def owned_children(namespace: str, owner_name: str, owner_uid: str, scaled_objects: bool) -> list[Object]:
+def owned_children(kube: Kube, namespace: str, owner_name: str, owner_uid: str, scaled_objects: bool) -> list[Object]:
     """The live children this ModelDeployment controls (not, say, Jobs its CronJob made)."""
     found = []
     for api_version, kind in (*CHILD_KINDS, *([SCALED_OBJECT] if scaled_objects else [])):
-        listing = resource(api_version, kind).get(
+        listing = kube.resource(api_version, kind).get(
             namespace=namespace, label_selector=f"{DEPLOYMENT_LABEL}={owner_name}"
         )
         for item in listing.items:
@@ -198,17 +200,17 @@ def owned_children(namespace: str, owner_name: str, owner_uid: str, scaled_objec
 
 
 def prune_children(
-    namespace: str, owner_name: str, owner_uid: str, keep: list[Object], scaled_objects: bool = False
+    kube: Kube, namespace: str, owner_name: str, owner_uid: str, keep: list[Object], scaled_objects: bool = False
 ) -> list[str]:
     """Deletes owned children not in `keep`; returns what it deleted, as kind/name."""
     wanted = {(child["kind"], child["metadata"]["name"]) for child in keep}
     deleted = []
-    for child in owned_children(namespace, owner_name, owner_uid, scaled_objects):
+    for child in owned_children(kube, namespace, owner_name, owner_uid, scaled_objects):
         key = (child["kind"], child["metadata"]["name"])
         if key in wanted:
             continue
         try:
-            resource(child["apiVersion"], child["kind"]).delete(
+            kube.resource(child["apiVersion"], child["kind"]).delete(
                 name=key[1],
                 namespace=namespace,
                 body={"propagationPolicy": "Background"},
@@ -217,14 +219,3 @@ def prune_children(
             continue
         deleted.append(f"{key[0]}/{key[1]}")
     return deleted
-
-
-def served(api_version: str, kind: str) -> bool:
-    """Whether the API server serves `kind` (an add-on's CRD is installed)."""
-    from kubernetes.dynamic.exceptions import ResourceNotFoundError
-
-    try:
-        resource(api_version, kind)
-    except ResourceNotFoundError:
-        return False
-    return True

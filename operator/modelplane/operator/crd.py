@@ -1,4 +1,4 @@
-"""Generates the ModelDeployment CRD from the pydantic models in `spec.py`.
+"""Generates the ModelDeployment CRD from the pydantic models in `spec.py` and `status.py`.
 
 Kubernetes wants a structural schema: every node typed, no references, no `anyOf` for
 optional fields. Pydantic's JSON schema has all three, so it is rewritten here: refs are
@@ -22,8 +22,8 @@ from modelplane.operator.spec import (
     PLURAL,
     VERSION,
     ModelDeploymentSpec,
-    ModelDeploymentStatus,
 )
+from modelplane.operator.status import ModelDeploymentStatus
 
 CRD_NAME = f"{PLURAL}.{GROUP}"
 

@@ -15,25 +15,39 @@ import functools
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from modelplane.operator.manifest import parse_manifest
 from modelplane.operator.objects import Object
+from modelplane.operator.status import ModelDeploymentStatus
 from modelplane.operator.workqueue import WorkQueue
 
 SETTLE_SECONDS = 5.0
 
 
-def follows_alias(body: Object) -> bool:
-    spec = body.get("spec") or {}
-    return bool((spec.get("model") or {}).get("alias")) and (spec.get("rollout") or {}).get("track", True)
+@dataclass(frozen=True)
+class _Followed:
+    """What the loop needs of a resource: the alias it follows, if any, how often it asks
+    the registry, and whether it has a rollout in progress."""
+
+    model: str
+    alias: str | None
+    poll_interval_seconds: float
+    rolling_out: bool
+
+    @classmethod
+    def of(cls, body: Object) -> _Followed:
+        spec = parse_manifest(body, check_rules=False).spec
+        return cls(
+            spec.model.name,
+            spec.model.alias if spec.rollout.track else None,
+            spec.rollout.poll_interval_seconds,
+            ModelDeploymentStatus.of(body).target_version is not None,
+        )
 
 
-def rolling_out(body: Object) -> bool:
-    return bool((body.get("status") or {}).get("targetVersion"))
-
-
-def _followed(body: Object) -> tuple[str, str, float]:
-    spec = body["spec"]
-    return spec["model"]["name"], spec["model"]["alias"], (spec.get("rollout") or {}).get("pollIntervalSeconds", 60)
+def _asking(followed: _Followed) -> tuple[str, str | None, float]:
+    return followed.model, followed.alias, followed.poll_interval_seconds
 
 
 class Watchlist:
@@ -43,29 +57,32 @@ class Watchlist:
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self._clock = clock
         self._bodies: dict[str, Object] = {}
+        self._followed: dict[str, _Followed] = {}
         self._due: dict[str, float] = {}
         self.woken = asyncio.Event()
 
     def observe(self, body: Object) -> None:
         """Takes in a body no one changes any more (a watch event's)."""
         uid = body["metadata"]["uid"]
-        if body["metadata"].get("deletionTimestamp") or not (follows_alias(body) or rolling_out(body)):
+        followed = _Followed.of(body)
+        if body["metadata"].get("deletionTimestamp") or not (followed.alias or followed.rolling_out):
             self.forget(uid)
             return
-        before = self._bodies.get(uid)
-        self._bodies[uid] = body
-        if not follows_alias(body):
+        before = self._followed.get(uid)
+        self._bodies[uid], self._followed[uid] = body, followed
+        if not followed.alias:
             self._due.pop(uid, None)
-        elif uid not in self._due or before is None or _followed(before) != _followed(body):
+        elif uid not in self._due or before is None or _asking(before) != _asking(followed):
             self._schedule(uid)
 
     def forget(self, uid: str) -> None:
         self._bodies.pop(uid, None)
+        self._followed.pop(uid, None)
         self._due.pop(uid, None)
 
     def wake(self, model: str, alias: str) -> int:
         """Makes the followers of `model`@`alias` due now; says how many there are."""
-        woken = [uid for uid in self._due if _followed(self._bodies[uid])[:2] == (model, alias)]
+        woken = [uid for uid in self._due if (self._followed[uid].model, self._followed[uid].alias) == (model, alias)]
         for uid in woken:
             self._due[uid] = self._clock()
         if woken:
@@ -83,10 +100,10 @@ class Watchlist:
 
     def rollouts(self) -> list[Object]:
         """The bodies of the resources with a rollout in progress."""
-        return [copy.deepcopy(body) for body in self._bodies.values() if rolling_out(body)]
+        return [copy.deepcopy(self._bodies[uid]) for uid, followed in self._followed.items() if followed.rolling_out]
 
     def _schedule(self, uid: str) -> None:
-        self._due[uid] = self._clock() + _followed(self._bodies[uid])[2] * random.uniform(0.8, 1.2)
+        self._due[uid] = self._clock() + self._followed[uid].poll_interval_seconds * random.uniform(0.8, 1.2)
 
 
 async def run(

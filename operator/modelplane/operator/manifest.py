@@ -9,8 +9,8 @@ generated schema and evaluated with a CEL interpreter, so `modelplane render` an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +48,7 @@ class ModelDeployment:
     spec: ModelDeploymentSpec
     uid: str | None = None
     generation: int | None = None
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 def load_manifests(path: Path) -> list[ModelDeployment]:
@@ -92,6 +93,7 @@ def parse_manifest(document: object, source: str = "manifest", check_rules: bool
         spec=spec,
         uid=metadata.get("uid"),
         generation=metadata.get("generation"),
+        annotations=metadata.get("annotations") or {},
     )
 
 
@@ -110,12 +112,12 @@ def parse_spec(spec: object, source: str = "manifest", check_rules: bool = True)
 
 
 def _describe(error: ErrorDetails) -> str:
-    field = ".".join(["spec", *(str(part) for part in error["loc"])])
+    where = ".".join(["spec", *(str(part) for part in error["loc"])])
     if error["type"] == "extra_forbidden":
-        return f"{field}: unknown field; check its spelling against `kubectl explain modeldeployment.spec`"
+        return f"{where}: unknown field; check its spelling against `kubectl explain modeldeployment.spec`"
     if error["type"] == "missing":
-        return f"{field}: required"
-    return f"{field}: {error['msg']}"
+        return f"{where}: required"
+    return f"{where}: {error['msg']}"
 
 
 @cache

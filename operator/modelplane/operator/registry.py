@@ -21,14 +21,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
-from modelplane.operator.render.common import ResolvedModel
-from modelplane.operator.spec import ModelReference
+from modelplane.operator.kube import ForbiddenError, Kube, NotFoundError
+from modelplane.operator.spec import ModelReference, ResolvedModel
 
 TIMEOUT_SECONDS = 10
 # More than any model version's description; a longer answer is not a registry's.
@@ -120,7 +119,7 @@ def _same_registry(uri: str, other: str | None) -> bool:
 
 
 @dataclass(frozen=True)
-class _Credentials:
+class Credentials:
     token: str | None = None
     username: str | None = None
     password: str | None = None
@@ -139,54 +138,16 @@ class _Credentials:
         return {}
 
 
-ANONYMOUS = _Credentials()
+ANONYMOUS = Credentials()
 
 
-@cache
-def _own_credentials() -> _Credentials:
-    return _Credentials(
+def own_credentials() -> Credentials:
+    """The operator's own, from MLflow's variables in its environment."""
+    return Credentials(
         os.environ.get("MLFLOW_TRACKING_TOKEN") or None,
         os.environ.get("MLFLOW_TRACKING_USERNAME") or None,
         os.environ.get("MLFLOW_TRACKING_PASSWORD") or None,
     )
-
-
-def _credentials(reference: ModelReference, uri: str, registries: Registries, namespace: str | None) -> _Credentials:
-    secret = reference.registry.secret_ref
-    if secret is not None:
-        return _read_secret(secret.name, namespace) if namespace else ANONYMOUS
-    return _own_credentials() if _same_registry(uri, registries.default_uri) else ANONYMOUS
-
-
-def _read_secret(name: str, namespace: str) -> _Credentials:
-    from modelplane.operator.kube import ForbiddenError, NotFoundError, resource
-
-    try:
-        data = resource("v1", "Secret").get(name=name, namespace=namespace).to_dict().get("data") or {}
-    except NotFoundError:
-        raise CredentialsUnavailable(
-            f"spec.model.registry.secretRef names the Secret {name}, which does not exist in the namespace {namespace}"
-        ) from None
-    except ForbiddenError:
-        raise CredentialsUnavailable(
-            f"the operator may not read the Secret {name} of spec.model.registry.secretRef in the namespace {namespace}"
-        ) from None
-
-    def value(key: str) -> str | None:
-        try:
-            return base64.b64decode(data[key]).decode() if data.get(key) else None
-        except ValueError:
-            raise CredentialsUnavailable(f"the key {key} of the Secret {name} is not text") from None
-
-    return _Credentials(
-        value("MLFLOW_TRACKING_TOKEN"), value("MLFLOW_TRACKING_USERNAME"), value("MLFLOW_TRACKING_PASSWORD")
-    )
-
-
-@cache
-def _session() -> requests.Session:
-    # Connections are pooled; credentials travel per request, never on the session.
-    return requests.Session()
 
 
 # What a lookup asks: (registry URI, model, alias, version, credentials' fingerprint).
@@ -232,34 +193,84 @@ class _Answers:
 # server together: at 0.2 s, in batches of about 40 at a burst's pace, which made each
 # wait longer for its workload than the lookups saved (measured on the test bed).
 LOOKUP_SPACING_SECONDS = 0.05
-_answers = _Answers(LOOKUP_SPACING_SECONDS)
 
 
-def resolve(
-    reference: ModelReference, registries: Registries, namespace: str | None = None, asked_after: float | None = None
-) -> ResolvedModel:
-    """The version `reference` names (its alias resolved), with its run and source: an
-    answer asked after the instant `asked_after` (of `time.monotonic`; by default, now).
-    `namespace` is the ModelDeployment's, where its secretRef is read.
+class RegistryClient:
+    """Asks the registries a ModelDeployment may name, with the credentials that belong to
+    each, and keeps their recent answers. Safe to share between threads."""
 
-    A new or edited ModelDeployment takes an answer asked after its change was seen: an
-    older one, even a second old, could deploy the version the alias just left. Resources
-    polling one model on the same interval, with the same credentials, share one registry
-    call per interval."""
-    uri = registries.uri_of(reference)
-    credentials = _credentials(reference, uri, registries, namespace)
-    question = (uri, reference.name, reference.alias, reference.version, credentials.fingerprint)
-    return _answers.get(
-        question, lambda: _ask(reference, uri, credentials), time.monotonic() if asked_after is None else asked_after
+    def __init__(
+        self,
+        registries: Registries,
+        kube: Kube | None = None,
+        credentials: Credentials = ANONYMOUS,
+        spacing: float = LOOKUP_SPACING_SECONDS,
+    ) -> None:
+        """`kube` reads the Secrets of `secretRef`s (None: there is no cluster to read them
+        from, and such a reference is asked anonymously); `credentials` are the operator's
+        own, for its default registry only."""
+        self.registries = registries
+        self._kube, self._own_credentials = kube, credentials
+        self._answers = _Answers(spacing)
+        # Connections are pooled; credentials travel per request, never on the session.
+        self._session = requests.Session()
+
+    def resolve(
+        self, reference: ModelReference, namespace: str | None = None, asked_after: float | None = None
+    ) -> ResolvedModel:
+        """The version `reference` names (its alias resolved), with its run and source: an
+        answer asked after the instant `asked_after` (of `time.monotonic`; by default, now).
+        `namespace` is the ModelDeployment's, where its secretRef is read.
+
+        A new or edited ModelDeployment takes an answer asked after its change was seen: an
+        older one, even a second old, could deploy the version the alias just left. Resources
+        polling one model on the same interval, with the same credentials, share one registry
+        call per interval."""
+        uri = self.registries.uri_of(reference)
+        credentials = self._credentials(reference, uri, namespace)
+        question = (uri, reference.name, reference.alias, reference.version, credentials.fingerprint)
+        return self._answers.get(
+            question,
+            lambda: _ask(self._session, reference, uri, credentials),
+            time.monotonic() if asked_after is None else asked_after,
+        )
+
+    def forget_alias(self, name: str, alias: str) -> None:
+        """Drops what is known of where an alias points (in any registry): it just moved."""
+        self._answers.forget(lambda question: question[1:3] == (name, alias))
+
+    def _credentials(self, reference: ModelReference, uri: str, namespace: str | None) -> Credentials:
+        secret = reference.registry.secret_ref
+        if secret is not None:
+            # Without a cluster to read it from (`modelplane render`), anonymously.
+            return _read_secret(self._kube, secret.name, namespace) if namespace and self._kube else ANONYMOUS
+        return self._own_credentials if _same_registry(uri, self.registries.default_uri) else ANONYMOUS
+
+
+def _read_secret(kube: Kube, name: str, namespace: str) -> Credentials:
+    try:
+        data = kube.resource("v1", "Secret").get(name=name, namespace=namespace).to_dict().get("data") or {}
+    except NotFoundError:
+        raise CredentialsUnavailable(
+            f"spec.model.registry.secretRef names the Secret {name}, which does not exist in the namespace {namespace}"
+        ) from None
+    except ForbiddenError:
+        raise CredentialsUnavailable(
+            f"the operator may not read the Secret {name} of spec.model.registry.secretRef in the namespace {namespace}"
+        ) from None
+
+    def value(key: str) -> str | None:
+        try:
+            return base64.b64decode(data[key]).decode() if data.get(key) else None
+        except ValueError:
+            raise CredentialsUnavailable(f"the key {key} of the Secret {name} is not text") from None
+
+    return Credentials(
+        value("MLFLOW_TRACKING_TOKEN"), value("MLFLOW_TRACKING_USERNAME"), value("MLFLOW_TRACKING_PASSWORD")
     )
 
 
-def forget_alias(name: str, alias: str) -> None:
-    """Drops what is known of where an alias points (in any registry): it just moved."""
-    _answers.forget(lambda question: question[1:3] == (name, alias))
-
-
-def _ask(reference: ModelReference, uri: str, credentials: _Credentials) -> ResolvedModel:
+def _ask(session: requests.Session, reference: ModelReference, uri: str, credentials: Credentials) -> ResolvedModel:
     query: dict[str, str | None]
     if reference.alias:
         wanted = f"models:/{reference.name}@{reference.alias}"
@@ -269,7 +280,7 @@ def _ask(reference: ModelReference, uri: str, credentials: _Credentials) -> Reso
         path, query = "model-versions/get", {"name": reference.name, "version": reference.version}
     try:
         # Not redirected: the address asked is the one that was allowed.
-        with _session().get(
+        with session.get(
             f"{uri}/api/2.0/mlflow/{path}",
             params=query,
             headers=credentials.headers(),

@@ -9,9 +9,10 @@ from pathlib import Path
 import yaml
 
 from modelplane.operator.manifest import ManifestError, load_manifests
-from modelplane.operator.registry import Registries, RegistryError, resolve
-from modelplane.operator.render import ResolvedModel, render
+from modelplane.operator.registry import Registries, RegistryClient, RegistryError
+from modelplane.operator.render import render
 from modelplane.operator.settings import OperatorSettings, SettingsError
+from modelplane.operator.spec import ResolvedModel
 
 
 def main(path: Path, serving_image: str | None, registry_uri: str | None, version: str | None) -> int:
@@ -28,6 +29,8 @@ def main(path: Path, serving_image: str | None, registry_uri: str | None, versio
         registry_uri=registry_uri or defaults.registry_uri,
     )
     documents = []
+    # No cluster to read a secretRef from: such a registry is asked anonymously.
+    registry = RegistryClient(Registries(settings.registry_uri), kube=None)
     try:
         for deployment in load_manifests(path):
             reference = deployment.spec.model
@@ -37,7 +40,7 @@ def main(path: Path, serving_image: str | None, registry_uri: str | None, versio
                 # A fixed version needs no registry: render stays usable offline, in GitOps.
                 model = ResolvedModel(reference.name, reference.version)
             else:
-                model = resolve(reference, Registries(settings.registry_uri))
+                model = registry.resolve(reference)
             documents += render(deployment, model, settings)
     except ManifestError as error:
         print(f"error: {error}", file=sys.stderr)

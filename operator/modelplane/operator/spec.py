@@ -121,6 +121,21 @@ class ModelReference(_Spec):
     """Where the registry is and how to authenticate to it."""
 
 
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What the registry resolved a ModelReference to: one version, as the registry
+    described it. Recorded in status, rendered into the workloads."""
+
+    name: str
+    version: str
+    run_id: str | None = None
+    source: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
 class Autoscaling(_Spec):
     model_config = _rules(
         Rule(
@@ -362,76 +377,3 @@ class ModelDeploymentSpec(_Spec):
 
     rollout: Rollout = Field(default_factory=Rollout, json_schema_extra={"default": {}})
     """How new model versions reach the workloads."""
-
-
-class ConditionStatus(str, Enum):
-    true = "True"
-    false = "False"
-    unknown = "Unknown"
-
-
-class Condition(_Spec):
-    type: str = Field(max_length=316)
-    """Condition type: Ready (the summary), ModelResolved or Progressing."""
-
-    status: ConditionStatus
-    """True, False or Unknown."""
-
-    reason: str = Field(max_length=1024)
-    """One CamelCase word saying why, e.g. MinimumReplicasAvailable or RegistryUnreachable."""
-
-    message: str = Field(default="", max_length=32768)
-    """What happened, for a person."""
-
-    observed_generation: int | None = Field(default=None, ge=0)
-    """The metadata.generation this condition was computed from."""
-
-    last_transition_time: str = Field(json_schema_extra={"format": "date-time"})
-    """When the status last changed."""
-
-
-class ModelDeploymentStatus(_Spec):
-    observed_generation: int | None = Field(default=None, ge=0)
-    """The metadata.generation the operator last acted on."""
-
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
-    """Observed state, by the Kubernetes API conventions."""
-
-    model_version: str | None = None
-    """Registry version the workloads run."""
-
-    model_run_id: str | None = None
-    """MLflow run that produced the running version."""
-
-    model_source: str | None = None
-    """Artifact location of the running version."""
-
-    target_version: str | None = None
-    """Version being rolled out, while a rollout is in progress."""
-
-    target_run_id: str | None = None
-    """MLflow run that produced the version being rolled out."""
-
-    target_source: str | None = None
-    """Artifact location of the version being rolled out."""
-
-    failed_version: str | None = None
-    """Version whose rollout failed and was rolled back; not tried again until the alias moves."""
-
-    canary_ready_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
-    """When the canary of the target version became Ready (strategy Canary)."""
-
-    canary_promoted: bool | None = None
-    """The canary of the target version was promoted: every replica is rolling to it."""
-
-    endpoint: str | None = None
-    """In-cluster address of the online API (Service DNS name and port)."""
-
-    last_schedule_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
-    """When a batch run was last started."""
-
-    last_successful_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
-    """When a batch run last completed successfully."""

@@ -5,48 +5,60 @@ ModelDeployment seen (`cache`), and the API server after a conflict."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
-from modelplane.operator import cache
-from modelplane.operator.kube import ConflictError, NotFoundError, resource
+from modelplane.operator.cache import ObjectCache
+from modelplane.operator.kube import ConflictError, Kube, NotFoundError
+from modelplane.operator.manifest import ModelDeployment, parse_manifest
 from modelplane.operator.objects import Object
 from modelplane.operator.spec import API_VERSION, KIND
+from modelplane.operator.status import ModelDeploymentStatus
+
+# mutate(status, deployment) changes `status`, the deployment's own, in place.
+Mutation = Callable[[ModelDeploymentStatus, ModelDeployment], None]
+# (before, after) a write; the same twice when nothing changed.
+Change = tuple[ModelDeploymentStatus, ModelDeploymentStatus]
 
 
-def update_status(
-    namespace: str, name: str, mutate: Callable[[Object, Object], None], body: Object | None = None, attempts: int = 5
-) -> tuple[Object, Object] | None:
-    """Lets `mutate(status, body)` change a copy of the ModelDeployment's status and writes
-    it only if it changed. `body`, when the caller has a recent one, saves a read; a
-    conflicting write in between makes it re-read and start over. Returns (before, after),
-    or None if the object is gone."""
-    deployments = resource()
-    fresh = False
-    for _ in range(attempts):
-        if body is None:
-            body = cache.newest(API_VERSION, KIND, namespace, name, fresh=fresh)
+class StatusStore:
+    def __init__(self, kube: Kube, cache: ObjectCache) -> None:
+        self._kube, self._cache = kube, cache
+
+    def update(
+        self, namespace: str, name: str, mutate: Mutation, body: Object | None = None, attempts: int = 5
+    ) -> Change | None:
+        """Lets `mutate` change the ModelDeployment's status and writes it only if it
+        changed. `body`, when the caller has a recent one, saves a read; a conflicting
+        write in between makes it re-read and start over. Returns (before, after), or None
+        if the object is gone."""
+        fresh = False
+        for _ in range(attempts):
             if body is None:
+                body = self._cache.newest(API_VERSION, KIND, namespace, name, fresh=fresh)
+                if body is None:
+                    return None
+            written = body.get("status") or {}
+            before, after = ModelDeploymentStatus.of(body), ModelDeploymentStatus.of(body)
+            mutate(after, parse_manifest(body, check_rules=False))
+            changed = after.to_object()
+            if changed == before.to_object():
+                return before, after
+            # A merge patch: fields `mutate` cleared are sent as null to delete them.
+            patch = {key: changed.get(key) for key in written.keys() | changed.keys()}
+            try:
+                answer = self._kube.resource().status.patch(
+                    name=name,
+                    namespace=namespace,
+                    body={"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]}, "status": patch},
+                    content_type="application/merge-patch+json",
+                )
+            except ConflictError:
+                body, fresh = None, True
+                continue
+            except NotFoundError:
                 return None
-        before = body.get("status") or {}
-        after = copy.deepcopy(before)
-        mutate(after, body)
-        if after == before:
+            self._cache.remember(KIND, answer.to_dict())
             return before, after
-        # A merge patch: keys dropped by `mutate` are sent as null to delete them.
-        patch = {key: after.get(key) for key in before.keys() | after.keys()}
-        try:
-            written = deployments.status.patch(
-                name=name,
-                namespace=namespace,
-                body={"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]}, "status": patch},
-                content_type="application/merge-patch+json",
-            )
-        except ConflictError:
-            body, fresh = None, True
-            continue
-        except NotFoundError:
-            return None
-        cache.remember(KIND, written.to_dict())
-        return before, after
-    raise RuntimeError(f"could not write the status of {namespace}/{name}: it kept changing under {attempts} attempts")
+        raise RuntimeError(
+            f"could not write the status of {namespace}/{name}: it kept changing under {attempts} attempts"
+        )

@@ -60,6 +60,10 @@ class WorkQueue:
         if key not in self._urgent and key not in self._ordinary:
             self.add(key, work, urgent, retry=True)
 
+    def queued(self) -> list[tuple[Hashable, bool]]:
+        """(key, urgent) of the work queued and not yet started, urgent first."""
+        return [(key, True) for key in self._urgent] + [(key, False) for key in self._ordinary]
+
     def __len__(self) -> int:
         """Pieces of work queued or under way."""
         return len(self._urgent) + len(self._ordinary) + len(self._working)

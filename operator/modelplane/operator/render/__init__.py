@@ -10,13 +10,12 @@ from modelplane.operator.render import batch, online, streaming
 from modelplane.operator.render.common import (
     NetworkPolicySettings,
     RenderSettings,
-    ResolvedModel,
     child_labels,
     owner_reference,
 )
-from modelplane.operator.spec import Mode
+from modelplane.operator.spec import Mode, ResolvedModel
 
-__all__ = ["NetworkPolicySettings", "RenderSettings", "ResolvedModel", "render"]
+__all__ = ["NetworkPolicySettings", "RenderSettings", "render"]
 
 _RENDERERS = {Mode.batch: batch.render, Mode.streaming: streaming.render}
 

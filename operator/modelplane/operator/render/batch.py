@@ -11,12 +11,11 @@ from modelplane.operator.objects import Object
 from modelplane.operator.render.common import (
     MODEL_VERSION_LABEL,
     RenderSettings,
-    ResolvedModel,
     content_hash,
     selector_labels,
 )
 from modelplane.operator.render.pod import env_var, model_env, pod_template
-from modelplane.operator.spec import Batch
+from modelplane.operator.spec import Batch, ResolvedModel
 
 ROLE = "batch"
 

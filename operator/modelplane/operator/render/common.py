@@ -36,20 +36,6 @@ MODEL_VERSION_LABEL = "modelplane.io/model-version"
 TEMPLATE_HASH_ANNOTATION = "modelplane.io/template-hash"
 
 
-@dataclass(frozen=True)
-class ResolvedModel:
-    """A registry model pinned to one version, as the registry described it."""
-
-    name: str
-    version: str
-    run_id: str | None = None
-    source: str | None = None
-
-    @property
-    def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
-
-
 # What a serving container gets when its ModelDeployment sets no `spec.resources`: a
 # shared cluster schedules and evicts by requests, and a container without limits can
 # take a node's memory. The requests fit a small model at rest (iris holds 166-179 MiB)

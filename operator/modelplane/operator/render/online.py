@@ -8,9 +8,9 @@ from modelplane.contract import Command, Env
 from modelplane.operator.manifest import ModelDeployment
 from modelplane.operator.objects import Object
 from modelplane.operator.render import network_policy
-from modelplane.operator.render.common import MODEL_VERSION_LABEL, RenderSettings, ResolvedModel, selector_labels
+from modelplane.operator.render.common import MODEL_VERSION_LABEL, RenderSettings, selector_labels
 from modelplane.operator.render.pod import env_var, http_probes, model_env, pod_template
-from modelplane.operator.spec import Autoscaling, Online
+from modelplane.operator.spec import Autoscaling, Online, ResolvedModel
 
 ROLE = "online"
 PORT_NAME = "http"

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from modelplane.contract import Env
 from modelplane.operator.manifest import ModelDeployment
 from modelplane.operator.objects import Object
-from modelplane.operator.render.common import TEMPLATE_HASH_ANNOTATION, RenderSettings, ResolvedModel, content_hash
+from modelplane.operator.render.common import TEMPLATE_HASH_ANNOTATION, RenderSettings, content_hash
+from modelplane.operator.spec import ResolvedModel
 
 CONTAINER_NAME = "model"
 MODEL_CACHE_DIR = "/var/cache/modelplane"

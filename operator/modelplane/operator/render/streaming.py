@@ -8,9 +8,9 @@ from modelplane.contract import Command, Env, StreamAddress
 from modelplane.operator.manifest import ModelDeployment
 from modelplane.operator.objects import Object
 from modelplane.operator.render import network_policy
-from modelplane.operator.render.common import MODEL_VERSION_LABEL, RenderSettings, ResolvedModel, selector_labels
+from modelplane.operator.render.common import MODEL_VERSION_LABEL, RenderSettings, selector_labels
 from modelplane.operator.render.pod import env_var, http_probes, model_env, pod_template
-from modelplane.operator.spec import LagAutoscaling, Streaming
+from modelplane.operator.spec import LagAutoscaling, ResolvedModel, Streaming
 
 ROLE = "streaming"
 METRICS_PORT = 9090
