@@ -33,7 +33,7 @@ def main() -> int:
     import mlflow.pyfunc
 
     from modelplane.demo import iris_features
-    from modelplane.serving.batch.run import score_files
+    from modelplane.serving.batch.scoring import score_files
     from modelplane.serving.settings import BatchSettings
 
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as temporary:

@@ -40,7 +40,7 @@ def test_the_standard_library_operator_module_is_not_shadowed_at_the_repository_
             "modelplane.operator.handlers",
             {"fastapi", "uvicorn", "sklearn", "pandas", "mlflow", "celpy", "modelplane.serving"},
         ),
-        ("modelplane.serving.app", {"kopf", "kubernetes", "modelplane.operator"}),
+        ("modelplane.serving.http.app", {"kopf", "kubernetes", "modelplane.operator"}),
     ],
 )
 def test_each_part_loads_only_what_it_needs(package: str, forbidden: set[str]):

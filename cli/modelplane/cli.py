@@ -65,7 +65,7 @@ def _run_serve(args: argparse.Namespace) -> int:
             "strict_deps",
         )
     }
-    return _main("modelplane.serving.serve")(overrides)
+    return _main("modelplane.serving.serve_command")(overrides)
 
 
 def _run_batch(args: argparse.Namespace) -> int:
@@ -86,7 +86,7 @@ def _run_batch(args: argparse.Namespace) -> int:
             "strict_deps",
         )
     }
-    return _main("modelplane.serving.batch.run")(overrides)
+    return _main("modelplane.serving.batch_command")(overrides)
 
 
 def _run_stream(args: argparse.Namespace) -> int:
@@ -109,7 +109,7 @@ def _run_stream(args: argparse.Namespace) -> int:
             "strict_deps",
         )
     }
-    return _main("modelplane.serving.stream.command")(overrides)
+    return _main("modelplane.serving.stream_command")(overrides)
 
 
 def _model_flags(command: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,11 +17,14 @@ if TYPE_CHECKING:
     from modelplane.serving.model import LoadedModel
 
 Settings = TypeVar("Settings", bound=ModelSettings)
+# What a command does once its settings are read and its model is loaded; its exit code.
+Command = Callable[[Settings, "LoadedModel"], int]
 
 
-def start(settings_type: type[Settings], overrides: dict[str, Any]) -> int | tuple[Settings, LoadedModel]:
-    """(settings, loaded model), or the exit code after saying what is wrong: 2 for a bad
-    flag or variable, 1 for a model that cannot be loaded."""
+def run(settings_type: type[Settings], overrides: dict[str, Any], command: Command[Settings]) -> int:
+    """Reads the settings, loads the model and runs `command` with both; the exit code.
+    Before the command runs, it stops after saying what is wrong: with 2 for a bad flag
+    or variable, with 1 for a model that cannot be loaded."""
     from modelplane.serving.model import load
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -31,7 +35,7 @@ def start(settings_type: type[Settings], overrides: dict[str, Any]) -> int | tup
         model = load(settings.model, settings.model_cache, settings.allow_pickle, settings.strict_deps)
     except ModelLoadError as error:
         return stop(str(error))
-    return settings, model
+    return command(settings, model)
 
 
 # Where Kubernetes takes a container's termination message from, unless its pod says

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from mlflow.types import ColSpec, Schema, TensorSpec
 
 from modelplane.serving.errors import ServingError
+from modelplane.serving.http.routes import error_body
 from modelplane.serving.protocols import mlflow_scoring, open_inference
-from modelplane.serving.scoring_routes import error_body
 
 pytestmark = pytest.mark.slow
 

@@ -20,8 +20,8 @@ from typing import IO, TYPE_CHECKING
 import pandas as pd
 
 from modelplane.serving.batch.inputs import Share
+from modelplane.serving.dataplane.json_codec import JSON
 from modelplane.serving.errors import BatchError
-from modelplane.serving.protocols.json_codec import JSON
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem

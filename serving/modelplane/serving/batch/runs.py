@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from modelplane.serving.batch.inputs import InputFile
 from modelplane.serving.batch.outputs import Output
-from modelplane.serving.protocols.json_codec import JSON
+from modelplane.serving.dataplane.json_codec import JSON
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem

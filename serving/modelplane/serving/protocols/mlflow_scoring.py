@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 import numpy as np
 
+from modelplane.serving.dataplane import json_codec
+from modelplane.serving.dataplane.columns import Columns, ColumnSchema
+from modelplane.serving.dataplane.json_codec import JSON
 from modelplane.serving.errors import InvalidInput, UnsupportedMediaType
-from modelplane.serving.protocols import json_codec
-from modelplane.serving.protocols.columns import Columns, ColumnSchema
-from modelplane.serving.protocols.json_codec import JSON
 
 if TYPE_CHECKING:
     from mlflow.models.utils import PyFuncOutput

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 import pandas as pd
 
+from modelplane.serving.dataplane import json_codec
+from modelplane.serving.dataplane.json_codec import JSON
 from modelplane.serving.errors import InvalidInput
-from modelplane.serving.protocols import json_codec
-from modelplane.serving.protocols.json_codec import JSON
 
 if TYPE_CHECKING:
     from mlflow.models.utils import PyFuncOutput

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from modelplane.serving.metrics import BATCH_BUCKETS, LATENCY_BUCKETS
+from modelplane.serving.buckets import BATCH_BUCKETS, LATENCY_BUCKETS
 
 # A backlog being worked off takes minutes, not milliseconds.
 END_TO_END_BUCKETS = (*LATENCY_BUCKETS, 30, 60, 300, 900, 3600)

@@ -1,7 +1,7 @@
 """The consume-score-produce loop, the same for every transport.
 
 Each fetched batch is decoded event by event (an undecodable event is dead-lettered alone),
-scored through the serving runtime's batcher in one predict call (a batch that fails, or
+scored through the data plane in one predict call (a batch that fails, or
 holds a schema-invalid event, is scored again event by event, so only the events that
 fail by themselves fail), written to the sink, and only once the sink confirmed it
 acknowledged at the source, while the next batch is fetched and scored. A crash at any
@@ -19,11 +19,12 @@ from typing import TypeVar
 
 import pandas as pd
 
-from modelplane.serving.batching import AdaptiveBatcher, rows
+from modelplane.serving.dataplane.batcher import rows
+from modelplane.serving.dataplane.columns import Columns
+from modelplane.serving.dataplane.json_codec import JSON
+from modelplane.serving.dataplane.plane import DataPlane
 from modelplane.serving.errors import InvalidInput, ModelFailed
 from modelplane.serving.model import LoadedModel
-from modelplane.serving.protocols.columns import Columns, ColumnSchema
-from modelplane.serving.protocols.json_codec import JSON
 from modelplane.serving.stream import messages
 from modelplane.serving.stream.messages import Event, Outgoing
 from modelplane.serving.stream.metrics import StreamMetrics
@@ -58,15 +59,14 @@ class StreamScorer:
     ) -> None:
         self.source, self.sink, self.dead_letters, self.metrics = source, sink, dead_letters, metrics
         self.batch_size, self.batch_wait, self.max_attempts = batch_size, batch_wait_seconds, max_attempts
-        self.columns = ColumnSchema.of(model.input_schema)
         # Every event of a fetched batch is queued before the batcher looks, so no wait is needed.
-        self.batcher = AdaptiveBatcher(model.pyfunc.predict, batch_size, 0, on_batch=metrics.batch_size.observe)
+        self.plane = DataPlane(model, batch_size, 0, on_batch=metrics.batch_size.observe)
         self.headers = {"model": model.name, "model_version": model.version or ""}
         self._acknowledging: asyncio.Task[None] | None = None
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Until `stopping` is set; the batch in hand is finished and acknowledged first."""
-        self.batcher.start()
+        await self.plane.start()
         lag_at = 0.0
         try:
             while not stopping.is_set():
@@ -78,7 +78,7 @@ class StreamScorer:
                     await self._measure_lag()
             await self._acknowledged()
         finally:
-            await self.batcher.stop()
+            await self.plane.stop()
 
     async def _measure_lag(self) -> None:
         try:
@@ -124,7 +124,7 @@ class StreamScorer:
         is scored on its own, so only the events that fail by themselves fail."""
         try:
             data = self._input([record for each in decoded for record in each.records])
-            values = messages.jsonable(await self.batcher.predict(data))
+            values = messages.jsonable(await self.plane.predict(data))
             if len(values) != rows(data):
                 raise ModelFailed(f"the model returned {len(values)} predictions for {rows(data)} rows")
         except (InvalidInput, ModelFailed):
@@ -140,7 +140,8 @@ class StreamScorer:
         return scored
 
     def _input(self, records: list[dict[str, JSON]]) -> Columns | pd.DataFrame:
-        return self.columns.from_records(records) if self.columns else pd.DataFrame(records)
+        columns = self.plane.columns
+        return columns.from_records(records) if columns is not None else pd.DataFrame(records)
 
     async def _score_alone(self, decoded: Decoded) -> tuple[str, Outgoing]:
         event = decoded.event
@@ -152,7 +153,7 @@ class StreamScorer:
         while event.attempts < self.max_attempts:
             event.attempts += 1
             try:
-                predictions = await self.batcher.predict(data)
+                predictions = await self.plane.predict(data)
             except ModelFailed as error:
                 failure = error
                 continue

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, TypeAlias, TypeGuard, TypeVar, cast
 import numpy as np
 import pandas as pd
 
+from modelplane.serving.dataplane.columns import Columns
 from modelplane.serving.errors import model_failure
-from modelplane.serving.protocols.columns import Columns
 
 if TYPE_CHECKING:
     from mlflow.models.utils import PyFuncOutput

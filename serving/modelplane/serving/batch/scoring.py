@@ -1,4 +1,4 @@
-"""`modelplane batch`: score files with a registry model, chunk by chunk.
+"""Scoring files with a registry model, chunk by chunk: what `modelplane batch` runs.
 
 Memory is bounded by the chunk size, not the input. Each output row carries the input's
 id column (or the row's number in its file) beside the model's predictions.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,6 @@ from modelplane.serving.batch.readers import read_chunks
 from modelplane.serving.batch.runs import Run, RunMarkers
 from modelplane.serving.errors import BatchError
 from modelplane.serving.settings import BatchSettings
-from modelplane.serving.startup import start, stop
 
 if TYPE_CHECKING:
     from mlflow.models.utils import PyFuncOutput
@@ -28,19 +27,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelplane.batch")
 ROW_COLUMN = "row"
 PROGRESS_EVERY_SECONDS = 5.0
-
-
-def main(overrides: dict[str, Any]) -> int:
-    started = start(BatchSettings, overrides)
-    if isinstance(started, int):
-        return started
-    settings, model = started
-    try:
-        rows = score_files(model.pyfunc, settings)
-    except BatchError as error:
-        return stop(str(error))
-    log.info("done: %d rows scored by shard %d of %d", rows, settings.shard_index, settings.shard_count)
-    return 0
 
 
 def score_files(pyfunc: PyFuncModel, settings: BatchSettings) -> int:

@@ -1,14 +1,11 @@
-"""Prometheus metrics of one server, labelled with the model it serves."""
+"""Prometheus metrics of one HTTP server, labelled with the model it serves; every request
+is counted once, by the scoring routes' app (routes.py)."""
 
 from __future__ import annotations
 
-import time
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+from modelplane.serving.buckets import BATCH_BUCKETS, LATENCY_BUCKETS
 
 
 class Metrics:
@@ -57,34 +54,3 @@ class Metrics:
             )
         children[0].inc()
         children[1].observe(seconds)
-
-
-class MeasuredRequests:
-    """ASGI middleware counting each HTTP request by route and status, and timing it.
-
-    A plain ASGI wrapper: Starlette's BaseHTTPMiddleware costs a task group per request,
-    more than scoring a small batch."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app, self.metrics = app, metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        metrics = self.metrics
-        metrics.in_flight.inc()
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            metrics.in_flight.dec()
-            route = scope.get("route")
-            metrics.observe(route.path if route else "unmatched", status, time.perf_counter() - started)

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from modelplane.serving.dataplane.offload import Offload
 from modelplane.serving.errors import InvalidInput
-from modelplane.serving.offload import Offload
 from tests.conftest import show_logs_on_failure
 from tests.serving import offload_work
 from tests.serving.server import metric, start_server

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 from numpy.typing import DTypeLike
 
+from modelplane.serving.dataplane import json_codec
+from modelplane.serving.dataplane.json_codec import JSON
 from modelplane.serving.errors import InvalidInput
-from modelplane.serving.protocols import json_codec
-from modelplane.serving.protocols.json_codec import JSON
 
 if TYPE_CHECKING:
     from mlflow.types import Schema

@@ -40,7 +40,7 @@ def _body(x: float) -> bytes:
 
 
 def test_a_lone_request_is_scored_in_a_predict_call_of_its_own(picky: str):
-    # That it does not wait for the window is shown in test_batching.py, with a window of an
+    # That it does not wait for the window is shown in dataplane/test_batcher.py, with a window of an
     # hour: the server takes at most 10 s, which only a time limit could tell from a slow answer.
     before = batching(picky)
 

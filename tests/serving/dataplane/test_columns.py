@@ -1,6 +1,6 @@
 """Column checks on their own, without a server: the cases the served `credit` model
-(test_columns.py) cannot show, such as optional columns, whole columns of one wrong type,
-values past a type's range and rows joined into a batch."""
+(protocols/test_mlflow_scoring.py) cannot show, such as optional columns, whole columns
+of one wrong type, values past a type's range and rows joined into a batch."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from mlflow.types import ColSpec, Schema, TensorSpec
 
+from modelplane.serving.dataplane.columns import Columns, ColumnSchema
 from modelplane.serving.errors import InvalidInput
-from modelplane.serving.protocols.columns import Columns, ColumnSchema
 
 SCHEMA = ColumnSchema.of(
     Schema(

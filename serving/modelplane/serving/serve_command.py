@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from modelplane.contract import ENV_PREFIX
 from modelplane.serving.settings import ServeSettings
-from modelplane.serving.startup import start
+from modelplane.serving.startup import run
 from modelplane.serving.workers import worker_count
 
 if TYPE_CHECKING:
-    from modelplane.serving.scoring_routes import ScoringRoutes
+    from modelplane.serving.http.routes import ScoringRoutes
+    from modelplane.serving.model import LoadedModel
 
 
 class _ServerOptions(TypedDict):
@@ -32,15 +33,15 @@ class _ServerOptions(TypedDict):
 
 
 def main(overrides: dict[str, Any]) -> int:
+    return run(ServeSettings, overrides, serve)
+
+
+def serve(settings: ServeSettings, model: LoadedModel) -> int:
     import uvicorn
 
-    from modelplane.serving.app import create_app
-    from modelplane.serving.http_protocol import ReadDeadlines
+    from modelplane.serving.http.app import create_app
+    from modelplane.serving.http.deadlines import ReadDeadlines
 
-    started = start(ServeSettings, overrides)
-    if isinstance(started, int):
-        return started
-    settings, model = started
     # The loaded libraries leave a few million long-lived objects; a full collection that
     # walks them all stalls every request in flight for a tenth of a second.
     gc.freeze()
@@ -51,7 +52,7 @@ def main(overrides: dict[str, Any]) -> int:
         "access_log": False,
         "log_level": "info",
         "timeout_graceful_shutdown": 30,
-        "http": "modelplane.serving.http_protocol:ReadDeadlines",
+        "http": "modelplane.serving.http.deadlines:ReadDeadlines",
     }
     ReadDeadlines.configure(settings.header_timeout_seconds, settings.body_timeout_seconds)
     if workers == 1:
@@ -60,14 +61,14 @@ def main(overrides: dict[str, Any]) -> int:
     logging.getLogger(__name__).info("starting %d workers", workers)
     pinned = f"models:/{model.name}/{model.version}" if model.version else settings.model
     os.environ.update(_environment(settings, model=pinned))
-    uvicorn.run("modelplane.serving.serve:worker_app", factory=True, workers=workers, **serving)
+    uvicorn.run("modelplane.serving.serve_command:worker_app", factory=True, workers=workers, **serving)
     return 0
 
 
 def worker_app() -> ScoringRoutes:
     """The app of one worker process, configured by the environment its parent set."""
-    from modelplane.serving.app import create_app
-    from modelplane.serving.http_protocol import ReadDeadlines
+    from modelplane.serving.http.app import create_app
+    from modelplane.serving.http.deadlines import ReadDeadlines
     from modelplane.serving.model import load
 
     # Its required model comes from the environment, which the settings' signature cannot show.

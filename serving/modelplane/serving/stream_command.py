@@ -13,7 +13,7 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from modelplane.serving.settings import StreamSettings
-from modelplane.serving.startup import start, stop
+from modelplane.serving.startup import run, stop
 
 if TYPE_CHECKING:
     from modelplane.serving.model import LoadedModel
@@ -22,10 +22,10 @@ log = logging.getLogger("modelplane.stream")
 
 
 def main(overrides: dict[str, Any]) -> int:
-    started = start(StreamSettings, overrides)
-    if isinstance(started, int):
-        return started
-    settings, model = started
+    return run(StreamSettings, overrides, stream)
+
+
+def stream(settings: StreamSettings, model: LoadedModel) -> int:
     try:
         asyncio.run(consume(model, settings))
     except Exception as error:  # a transport that failed for good: say which, and exit

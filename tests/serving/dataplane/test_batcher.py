@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelplane.serving.batching import AdaptiveBatcher
+from modelplane.serving.dataplane.batcher import AdaptiveBatcher
 from modelplane.serving.errors import InputRejected, ModelFailed
 
 # Longer than any test runs: a batch that waited for its window would never be answered.
