@@ -6,6 +6,7 @@ decoded."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from types import SimpleNamespace
 
@@ -18,6 +19,7 @@ from modelplane.serving.dataplane.offload import LARGE_BODY_BYTES
 from modelplane.serving.dataplane.plane import DataPlane
 from modelplane.serving.errors import InputRejected, ModelNotFound
 from modelplane.serving.model import LoadedModel
+from tests.serving import offload_work
 
 HOUR = 3600.0  # a batch window no test waits out
 OWED = 60.0  # how long a test waits for what it is owed; reached only when the plane is broken
@@ -165,23 +167,23 @@ def test_a_request_being_received_holds_its_batch_until_it_is_decoded():
     _run(test)
 
 
-def test_a_small_body_is_decoded_in_place_and_a_large_one_in_the_helper_process():
+def test_a_small_body_is_decoded_in_place_and_a_large_or_costly_one_in_the_helper_process():
     async def test():
         plane, _, offloaded = _plane(Doubler())
         await plane.start()
 
-        async def body_of(size: int):
+        def body_of(size: int):
             return lambda: asyncio.sleep(0, b"x" * size)
 
         try:
-            small = await plane.receive(await body_of(10), True, len)
-            assert (small, offloaded) == (10, [])
-            large = await plane.receive(await body_of(LARGE_BODY_BYTES), True, len)
+            just_small = await plane.receive(body_of(LARGE_BODY_BYTES - 1), True, offload_work.decoder_pid)
+            large = await plane.receive(body_of(LARGE_BODY_BYTES), True, offload_work.decoder_pid)
             # A decoder whose cost can grow faster than the body goes aside, however small.
-            costly = await plane.receive(await body_of(10), False, len)
+            costly = await plane.receive(body_of(10), False, offload_work.decoder_pid)
         finally:
             await plane.stop()
-        assert (large, costly) == (LARGE_BODY_BYTES, 10)
+        assert just_small == os.getpid()
+        assert large == costly != os.getpid()
         assert len(offloaded) == 2
 
     _run(test)

@@ -70,17 +70,18 @@ class ScoringRoutes:
         self._scoring, self._inference = mlflow_scoring.Decoder(schema), open_inference.Decoder(schema)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # the lifespan, which FastAPI runs
+        if scope["type"] != "http":  # the lifespan and websockets, which FastAPI answers
             return await self._fallback(scope, receive, send)
         started = time.perf_counter()
         metrics = self._metrics
         metrics.in_flight.inc()
+        scoring = _scoring_route(scope)
         route, status = "unmatched", 500
         try:
-            scoring = _scoring_route(scope)
             if scoring is not None:
                 route, handler, arguments = scoring
-                status = await self._answer(route, handler, arguments, scope, receive, send)
+                status, body = await self._score(route, handler, arguments, scope, receive)
+                await _send_json(send, status, body)
                 return
 
             async def send_and_note(message: Message) -> None:
@@ -90,9 +91,9 @@ class ScoringRoutes:
                 await send(message)
 
             await self._fallback(scope, receive, send_and_note)
-            matched = scope.get("route")  # set by FastAPI's router on the scope it was given
-            route = matched.path if matched else "unmatched"
         finally:
+            if scoring is None and (matched := scope.get("route")) is not None:
+                route = matched.path  # set by FastAPI's router on the scope it was given, even if it raised
             metrics.in_flight.dec()
             metrics.observe(route, status, time.perf_counter() - started)
 
@@ -116,26 +117,17 @@ class ScoringRoutes:
         predictions = await plane.predict(data, params)
         return open_inference.encode(predictions, plane.model.name, plane.model.version, request_id)
 
-    async def _answer(
-        self, route: str, handler: Handler, arguments: PathArguments, scope: Scope, receive: Receive, send: Send
-    ) -> int:
-        """Answers a scoring request in its protocol's shape; the status code sent."""
+    async def _score(
+        self, route: str, handler: Handler, arguments: PathArguments, scope: Scope, receive: Receive
+    ) -> tuple[int, bytes]:
+        """A scoring request's status code and body, an error in its protocol's shape."""
         try:
-            status, body = 200, await handler(self, scope, receive, arguments)
+            return 200, await handler(self, scope, receive, arguments)
         except ServingError as error:
-            status, body = error.status_code, error_body(route, error)
+            return error.status_code, error_body(route, error)
         except Exception:  # a bug of ours: logged with its traceback, answered without
             log.exception("unexpected error on %s", route)
-            status, body = 500, error_body(route, ServingError("internal error; see the server log"))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-        return status
+            return 500, error_body(route, ServingError("internal error; see the server log"))
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self._max_body_bytes
@@ -174,6 +166,12 @@ def _scoring_route(scope: Scope) -> tuple[str, Handler, PathArguments] | None:
         # The pattern's name group always matches, its version group may not.
         return route, ScoringRoutes.infer, cast(PathArguments, match.groupdict())
     return None
+
+
+async def _send_json(send: Send, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _header(scope: Scope, name: bytes) -> str:
