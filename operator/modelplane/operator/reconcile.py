@@ -14,14 +14,14 @@ from modelplane.operator import workloads
 from modelplane.operator.apply import ChildConflict, apply_children, child_reference, prune_children
 from modelplane.operator.context import OperatorContext
 from modelplane.operator.events import PostEvent
-from modelplane.operator.kube import ForbiddenError, NotFoundError
+from modelplane.operator.kube import ForbiddenError
 from modelplane.operator.manifest import ModelDeployment, parse_manifest
 from modelplane.operator.objects import Object
 from modelplane.operator.registry import RegistryError
 from modelplane.operator.render import render
 from modelplane.operator.render.common import GUARD_KINDS, MODE_LABEL, WORKLOAD_KINDS
 from modelplane.operator.render.online import CANARY, TRACK_LABEL, endpoint
-from modelplane.operator.spec import KIND, Mode, ResolvedModel, RolloutStrategy
+from modelplane.operator.spec import API_VERSION, KIND, Mode, ResolvedModel, RolloutStrategy
 from modelplane.operator.status import CHILD_CONFLICT, READY, ModelDeploymentStatus
 from modelplane.operator.status_store import Change, Mutation
 
@@ -205,11 +205,9 @@ def _report_conflict(
 def _reconcile_again(context: OperatorContext, namespace: str, name: str) -> None:
     """A pass on a fresh copy, after status changed what is to be rendered (a rollback, a
     canary promoted or ended), which may leave a canary to remove."""
-    try:
-        body = context.kube.resource().get(name=name, namespace=namespace).to_dict()
-    except NotFoundError:
-        return
-    reconcile(context, body, Occasion.RECHECK)
+    body = context.cache.newest(API_VERSION, KIND, namespace, name, fresh=True)
+    if body is not None:
+        reconcile(context, body, Occasion.RECHECK)
 
 
 def follow_alias(context: OperatorContext, body: Object) -> None:
@@ -293,9 +291,8 @@ def child_deleted(context: OperatorContext, namespace: str, name: str, child: Ob
     """Re-creates what was deleted from outside, from the version status has pinned (a
     deleted workload must not silently change version). Children pruned by a mode switch
     or an edit, or collected with their ModelDeployment or namespace, stay deleted."""
-    try:
-        body = context.kube.resource().get(name=name, namespace=namespace).to_dict()
-    except NotFoundError:
+    body = context.cache.newest(API_VERSION, KIND, namespace, name, fresh=True)
+    if body is None:
         return
     deployment = parse_manifest(body, check_rules=False)
     status = ModelDeploymentStatus.of(body)
