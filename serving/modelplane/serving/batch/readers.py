@@ -21,6 +21,7 @@ from modelplane.serving.errors import BatchError
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
+    from pyarrow.parquet import ParquetFile
 
 JSON_TYPES = {
     list: "an array",
@@ -110,12 +111,11 @@ def _json_line(lines: list[str], lines_before: int, error: Exception) -> tuple[s
 
 def _parquet_chunks(fs: AbstractFileSystem, path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     rows_read = 0
     with fs.open(path, "rb") as handle:
         try:
-            parquet = pq.ParquetFile(handle)
+            parquet = _parquet_file(handle)
         except (pa.ArrowException, OSError) as error:
             raise _malformed(path, "Parquet", "its footer", error) from None
         batches = parquet.iter_batches(batch_size=chunk_rows)
@@ -130,15 +130,23 @@ def _parquet_chunks(fs: AbstractFileSystem, path: str, chunk_rows: int) -> Itera
             yield batch.to_pandas()
 
 
+def _parquet_file(handle: IO[bytes]) -> ParquetFile:
+    import pyarrow.parquet as pq
+
+    # Streamed page by page: unbuffered, or pre-buffered, the reader holds whole column
+    # chunks, so memory would grow with the writer's row groups (some write one per
+    # file), not with the chunk.
+    return pq.ParquetFile(handle, buffer_size=BLOCK_BYTES, pre_buffer=False)
+
+
 def _parquet_error(fs: AbstractFileSystem, path: str, rows_read: int, chunk_rows: int, error: Exception) -> BatchError:
     """Names the first row group, from the one holding row `rows_read`, that cannot be read
     alone: batches run across row groups and the reader reads ahead, so the failed batch
     does not say which group is bad."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     with fs.open(path, "rb") as handle:
-        parquet = pq.ParquetFile(handle)
+        parquet = _parquet_file(handle)
         first = 0
         for group in range(parquet.metadata.num_row_groups):
             rows = parquet.metadata.row_group(group).num_rows
