@@ -1,14 +1,18 @@
-"""Online serving throughput and latency against the model servers users compare us with.
+"""Online serving throughput and latency against the model servers users compare us with,
+and against the HTTP floor, all measured in the same rounds.
 
 The same iris logistic-regression model (MLflow format, skops) is served in turn by
-`modelplane serve`, `mlflow models serve`, MLServer with adaptive batching and KServe's
-Python model server, each from its own virtual environment (built on first use under
-~/.cache/modelplane/bench), and loaded by the same wrk load generator: one row per
-request, 32 connections, one server process (or --workers N). Prints req/s, p50, p99
-and the ratios of Modelplane to the best peer. Goals: at least 2x the best peer's req/s,
-with p99 at most 10 ms at 32 connections, while enforcing the model signature.
+`modelplane serve` (both protocols), `mlflow models serve`, MLServer with adaptive
+batching and KServe's Python model server, each from its own virtual environment (built
+on first use under ~/.cache/modelplane/bench); the anchor is a raw ASGI echo on the same
+uvicorn, uvloop and httptools, which reads each body and answers a fixed prediction. The
+same wrk load generator drives each: one row per request, 32 connections, one server
+process (or --workers N), each server once per round, in turn, for several rounds.
+Prints req/s, p50 and p99 as medians with their range, and the ratios of medians. Goals:
+best Modelplane req/s >= 3x the best peer's and >= 0.25x the echo's, and its p99 <= 0.5x
+the best peer's, with the model signature enforced.
 
-    .venv/bin/python -m bench.serving_online [--seconds 15] [--workers 1]
+    .venv/bin/python -m bench.serving_online [--seconds 10] [--rounds 3] [--workers 1]
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.rounds import interleaved, median, spread, verdict
 from tests.testbed.process import Component, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,16 +47,18 @@ class Server:
     ready_path: str
     path: str
     body: dict
-    answer: callable  # the prediction, read from a response
+    answer: callable | None  # the prediction, read from a response; None for the echo, which has no model
 
 
 @dataclass(frozen=True)
 class Result:
-    name: str
     requests_per_second: float
     p50_ms: float
     p99_ms: float
     errors: int
+
+
+ECHO = "raw ASGI echo (anchor)"
 
 
 def peer_python(peer: str) -> Path:
@@ -123,6 +130,34 @@ def servers(model: Path, folder: Path, port: int, workers: int) -> list[Server]:
         )
     )
     return [
+        Server(
+            ECHO,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--app-dir",
+                str(Path(__file__).parent / "peers"),
+                "echo:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            "/",
+            "/invocations",
+            split,
+            None,
+        ),
         Server(
             "modelplane (MLflow protocol)",
             [
@@ -224,7 +259,7 @@ def measure(server: Server, expected: int, port: int, seconds: int, connections:
         # round of requests is answered in full.
         process.wait_until(lambda: all(_predict(url, server) is not None for _ in range(16)), timeout=180)
         answer = _predict(url, server)
-        if answer != expected:
+        if server.answer is not None and answer != expected:
             raise SystemExit(f"{server.name} answered {answer}, not {expected}")
         script = logs / "post.lua"
         script.write_text(
@@ -239,7 +274,6 @@ def measure(server: Server, expected: int, port: int, seconds: int, connections:
     finally:
         process.stop()
     return Result(
-        server.name,
         float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1)),
         _latency(report, "50%"),
         _latency(report, "99%"),
@@ -253,7 +287,8 @@ def _predict(url: str, server: Server):
         url + server.path, data=json.dumps(server.body).encode(), headers={"Content-Type": "application/json"}
     )
     try:
-        return server.answer(json.load(urllib.request.urlopen(request, timeout=10)))
+        answer = json.load(urllib.request.urlopen(request, timeout=10))
+        return server.answer(answer) if server.answer is not None else answer
     except urllib.error.HTTPError:
         return None
 
@@ -265,9 +300,11 @@ def _latency(report: str, percentile: str) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--only", nargs="+", help="measure only the servers whose names start with these words")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("this benchmark drives the servers with wrk, which is not installed: apt-get install wrk")
@@ -276,24 +313,51 @@ def main() -> int:
         folder = Path(temporary)
         model, expected = save_model(folder)
         port = free_port()
-        results = []
-        for server in servers(model, folder, port, args.workers):
-            print(f"measuring {server.name} ...", flush=True)
-            results.append(measure(server, expected, port, args.seconds, args.connections, folder))
-
-    print(f"\n{args.connections} connections, {args.workers} worker(s), one row per request, {args.seconds} s each")
-    print(f"{'server':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    for result in results:
-        print(
-            f"{result.name:34} {result.requests_per_second:9.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} "
-            f"{result.errors:7d}"
+        chosen = [
+            server
+            for server in servers(model, folder, port, args.workers)
+            if not args.only or any(server.name.startswith(word) for word in args.only)
+        ]
+        results = interleaved(
+            {
+                server.name: (
+                    lambda server=server: measure(server, expected, port, args.seconds, args.connections, folder)
+                )
+                for server in chosen
+            },
+            args.rounds,
         )
-    ours = max((r for r in results if r.name.startswith("modelplane")), key=lambda r: r.requests_per_second)
-    peer = max((r for r in results if not r.name.startswith("modelplane")), key=lambda r: r.requests_per_second)
+
     print(
-        f"\nbest Modelplane / best peer ({peer.name}): req/s x{ours.requests_per_second / peer.requests_per_second:.2f} "
-        f"(goal >= 2), p99 {ours.p99_ms:.1f} ms vs {peer.p99_ms:.1f} ms (goal <= 10 ms)"
+        f"\n{args.connections} connections, {args.workers} worker(s), one row per request, {args.seconds} s each, "
+        f"{args.rounds} rounds: median (min-max)"
     )
+    print(f"{'server':34} {'req/s':>22} {'p50 ms':>18} {'p99 ms':>20} {'errors':>7}")
+    for name, measured in results.items():
+        print(
+            f"{name:34} {spread([r.requests_per_second for r in measured]):>22} "
+            f"{spread([r.p50_ms for r in measured], digits=2):>18} "
+            f"{spread([r.p99_ms for r in measured], digits=2):>20} {sum(r.errors for r in measured):7d}"
+        )
+
+    def rate(name: str) -> float:
+        return median([r.requests_per_second for r in results[name]])
+
+    def p99(name: str) -> float:
+        return median([r.p99_ms for r in results[name]])
+
+    ours = [name for name in results if name.startswith("modelplane")]
+    peers = [name for name in results if name != ECHO and name not in ours]
+    if not ours:
+        return 0
+    best = max(ours, key=rate)
+    print(f"\nbest Modelplane: {best}")
+    if ECHO in results:
+        print(f"  req/s / the echo's: {verdict(rate(best) / rate(ECHO), 0.25)}")
+    if peers:
+        peer = max(peers, key=rate)
+        print(f"  req/s / the best peer's ({peer}): {verdict(rate(best) / rate(peer), 3)}")
+        print(f"  p99 / the best peer's: {verdict(p99(best) / p99(peer), 0.5, at_least=False)}")
     return 0
 
 
