@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 
@@ -114,22 +115,30 @@ def test_a_forest_in_skops_format_serves_without_allow_pickle(serve_model, regis
     assert response.json()["predictions"] == list(mlflow.pyfunc.load_model(uri).predict(rows))
 
 
-@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
+@pytest.mark.parametrize("library", ["xgboost", "xgboost-with-params", "lightgbm"])
 def test_a_native_booster_serves_without_allow_pickle(
     request, library: str, registry: Registry, server_env: dict[str, str], testbed_dir: Path
 ):
+    """With a signature, so the server checks the columns itself and scores them with the
+    booster's own predict; one signature declares params, whose defaults MLflow hands the
+    model (a margin instead of a class here), and the server must too."""
     import mlflow
+    from mlflow.models import infer_signature
 
     from modelplane.demo import iris_features as iris
 
     features, labels = iris()
     mlflow.set_tracking_uri(registry.tracking_uri)
     with mlflow.start_run():
-        if library == "xgboost":
+        if library.startswith("xgboost"):
             import xgboost
 
             model = xgboost.XGBClassifier(n_estimators=5, max_depth=2).fit(features, labels)
-            logged = mlflow.xgboost.log_model(model, name="model", registered_model_name=f"native-{library}")
+            params = {"output_margin": True} if library == "xgboost-with-params" else None
+            signature = infer_signature(features, model.predict(features), params=params)
+            logged = mlflow.xgboost.log_model(
+                model, name="model", signature=signature, registered_model_name=f"native-{library}"
+            )
         else:
             import lightgbm
 
@@ -138,7 +147,12 @@ def test_a_native_booster_serves_without_allow_pickle(
                 lightgbm.Dataset(features, labels),
                 num_boost_round=5,
             )
-            logged = mlflow.lightgbm.log_model(model, name="model", registered_model_name=f"native-{library}")
+            logged = mlflow.lightgbm.log_model(
+                model,
+                name="model",
+                signature=infer_signature(features, model.predict(features)),
+                registered_model_name=f"native-{library}",
+            )
     uri = f"models:/native-{library}/{logged.registered_model_version}"
     rows = features.iloc[40:60]
 
@@ -154,4 +168,6 @@ def test_a_native_booster_serves_without_allow_pickle(
         process.stop()
 
     assert response.status_code == 200, response.text
-    assert response.json()["predictions"] == mlflow.pyfunc.load_model(uri).predict(rows).tolist()
+    expected = mlflow.pyfunc.load_model(uri).predict(rows)
+    assert np.asarray(response.json()["predictions"]).shape == expected.shape
+    np.testing.assert_allclose(response.json()["predictions"], expected, rtol=1e-6)

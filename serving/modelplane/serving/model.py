@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, cast
 
 from modelplane.serving import model_formats
 from modelplane.serving.errors import ModelLoadError, UnsafeModel
+from modelplane.serving.sklearn_arrays import ColumnsPredict
 
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
@@ -50,6 +51,12 @@ class LoadedModel:
     path: Path
     pyfunc: PyFuncModel
     dependencies: tuple[Dependency, ...] = ()
+    # The model's own predict over columns by name, for input the server has checked
+    # against the signature itself: MLflow's enforcement of it costs more than a small
+    # batch's prediction. Only for the formats Modelplane reads, and signatures without
+    # params (whose defaults MLflow fills in); a model loaded by MLflow's own loaders
+    # (--allow-pickle) may rely on that enforcement.
+    predict_checked: ColumnsPredict | None = None
 
     @property
     def input_schema(self) -> Schema | None:
@@ -73,7 +80,7 @@ def load(uri: str, cache: Path, allow_pickle: bool, strict_deps: bool = False) -
                 f"{uri} requires packages that are not installed: {', '.join(missing)} "
                 "(install them in the image, or start without --strict-deps)"
             )
-        pyfunc = _load_pyfunc(path, allow_pickle)
+        pyfunc, predict_checked = _load_pyfunc(path, allow_pickle)
     except UnsafeModel as refused:
         raise model_formats.refusal(uri, refused) from None
     except ModelLoadError:
@@ -81,16 +88,24 @@ def load(uri: str, cache: Path, allow_pickle: bool, strict_deps: bool = False) -
     except Exception as error:  # noqa: BLE001 - any failure to load ends start-up, with its message
         raise ModelLoadError(f"{uri} could not be loaded: {_first_line(error)}") from None
     log.info("loaded %s (version %s) from %s", name, version, path)
-    return LoadedModel(uri=uri, name=name, version=version, path=path, pyfunc=pyfunc, dependencies=dependencies)
+    return LoadedModel(
+        uri=uri,
+        name=name,
+        version=version,
+        path=path,
+        pyfunc=pyfunc,
+        dependencies=dependencies,
+        predict_checked=predict_checked,
+    )
 
 
-def _load_pyfunc(path: Path, allow_pickle: bool) -> PyFuncModel:
+def _load_pyfunc(path: Path, allow_pickle: bool) -> tuple[PyFuncModel, ColumnsPredict | None]:
     if not allow_pickle:
         return model_formats.load_pyfunc(path)
     import mlflow.pyfunc
 
     # An unannotated decorator of MLflow's hides load_model's return type.
-    return cast("PyFuncModel", mlflow.pyfunc.load_model(str(path)))
+    return cast("PyFuncModel", mlflow.pyfunc.load_model(str(path))), None
 
 
 def _move_into_place(downloaded: Path, target: Path) -> None:

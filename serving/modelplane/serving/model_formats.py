@@ -23,13 +23,14 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelplane.contract import Env
 from modelplane.serving.errors import ModelLoadError, UnsafeModel
 from modelplane.serving.fitted_trees import check_trees
+from modelplane.serving.sklearn_arrays import ColumnsPredict, columns_predict
 
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
@@ -62,8 +63,11 @@ def _is_within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def load_pyfunc(folder: Path) -> PyFuncModel:
-    """The model in `folder` as an MLflow PyFuncModel, read without running its code."""
+def load_pyfunc(folder: Path) -> tuple[PyFuncModel, ColumnsPredict | None]:
+    """The model in `folder`, read without running its code: as an MLflow PyFuncModel,
+    and as its own predict function over columns by name, which skips MLflow's schema
+    enforcement (for input already checked against the model's signature). A model whose
+    signature declares params has none: MLflow hands it their defaults."""
     from mlflow.models import Model
     from mlflow.pyfunc import PyFuncModel
 
@@ -89,7 +93,26 @@ def load_pyfunc(folder: Path) -> PyFuncModel:
     flavor = loader.removeprefix("mlflow.")
     if not isinstance(flavors.get(flavor), dict):
         raise UnsafeModel(f"its MLmodel file has no {flavor} flavor for its loader {loader}")
-    return PyFuncModel(model_meta=metadata, model_impl=read(folder, flavors[flavor], pyfunc), predict_fn=predict_fn)
+    implementation = read(folder, flavors[flavor], pyfunc)
+    model = PyFuncModel(model_meta=metadata, model_impl=implementation, predict_fn=predict_fn)
+    if metadata.get_params_schema() is not None:  # type: ignore[no-untyped-call]  # MLflow leaves it unannotated
+        return model, None
+    return model, _columns_predict(implementation, predict_fn)
+
+
+def _columns_predict(implementation: object, predict_fn: str) -> ColumnsPredict:
+    estimator = getattr(implementation, "sklearn_model", None)
+    faster = columns_predict(estimator, predict_fn) if estimator is not None else None
+    if faster is not None:
+        return faster
+    predict = getattr(implementation, predict_fn)
+
+    def predict_frame(columns: Mapping[str, Any]) -> Any:
+        import pandas as pd
+
+        return predict(pd.DataFrame(columns, copy=False))
+
+    return predict_frame
 
 
 def _sklearn(folder: Path, flavor: dict[str, Any], pyfunc: dict[str, Any]) -> object:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelplane.serving.dataplane.batcher import AdaptiveBatcher
+from modelplane.serving.dataplane.batcher import AdaptiveBatcher, join
 from modelplane.serving.errors import InputRejected, ModelFailed
 
 # Longer than any test runs: a batch that waited for its window would never be answered.
@@ -58,7 +58,7 @@ async def _first_call_in_flight(model: Model) -> None:
 
 def _batcher(model: Model, max_size: int = 32, wait: float = HOUR) -> tuple[AdaptiveBatcher, list[int]]:
     sizes: list[int] = []
-    return AdaptiveBatcher(model.predict, max_size, wait, on_batch=sizes.append), sizes
+    return AdaptiveBatcher(lambda parts: model.predict(join(parts)), max_size, wait, on_batch=sizes.append), sizes
 
 
 def test_a_lone_request_is_scored_at_once_without_waiting_for_the_window():
@@ -179,7 +179,8 @@ def test_each_caller_gets_its_own_rows_of_a_data_frame_answer():
     async def test():
         sizes: list[int] = []
 
-        def predict(frame: pd.DataFrame) -> pd.DataFrame:
+        def predict(parts: list[pd.DataFrame]) -> pd.DataFrame:
+            frame = join(parts)
             return frame.assign(doubled=frame.x * 2)
 
         batcher = AdaptiveBatcher(predict, 32, HOUR, on_batch=sizes.append)

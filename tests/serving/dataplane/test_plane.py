@@ -10,6 +10,7 @@ import os
 import threading
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.types import ColSpec, Schema
@@ -17,7 +18,7 @@ from mlflow.types import ColSpec, Schema
 from modelplane.serving.dataplane.columns import Columns
 from modelplane.serving.dataplane.offload import LARGE_BODY_BYTES
 from modelplane.serving.dataplane.plane import DataPlane
-from modelplane.serving.errors import InputRejected, ModelNotFound
+from modelplane.serving.errors import InputRejected, InvalidInput, ModelNotFound
 from modelplane.serving.model import LoadedModel
 from tests.serving import offload_work
 
@@ -30,9 +31,10 @@ class Doubler:
     """Doubles column x; refuses a negative x as a model refuses bad input. Each call
     is recorded with its params, and can be held until the test lets it go."""
 
-    def __init__(self) -> None:
+    def __init__(self, schema: Schema = SCHEMA) -> None:
         self.calls: list[tuple[list[float], dict | None]] = []
-        self.metadata = SimpleNamespace(get_input_schema=lambda: SCHEMA)
+        self.checked_calls: list[list[float]] = []
+        self.metadata = SimpleNamespace(get_input_schema=lambda: schema)
         self.started = threading.Semaphore(0)
         self._free = threading.Event()
         self._free.set()
@@ -45,11 +47,23 @@ class Doubler:
             raise ValueError("x must not be negative")
         return frame["x"] * 2 * (params or {}).get("scale", 1)
 
+    def predict_checked(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """Its own predict, as a model Modelplane reads itself offers it."""
+        self.checked_calls.append(columns["x"].tolist())
+        return columns["x"] * 2
 
-def _plane(model: Doubler) -> tuple[DataPlane, list[int], list[None]]:
+
+def _plane(model: Doubler, checked: bool = False) -> tuple[DataPlane, list[int], list[None]]:
     sizes: list[int] = []
     offloaded: list[None] = []
-    loaded = LoadedModel("models:/doubler/3", "doubler", "3", path=None, pyfunc=model)  # type: ignore[arg-type]
+    loaded = LoadedModel(
+        "models:/doubler/3",
+        "doubler",
+        "3",
+        path=None,  # type: ignore[arg-type]
+        pyfunc=model,  # type: ignore[arg-type]
+        predict_checked=model.predict_checked if checked else None,
+    )
     plane = DataPlane(loaded, 32, HOUR, on_batch=sizes.append, on_offload=lambda: offloaded.append(None))
     return plane, sizes, offloaded
 
@@ -58,7 +72,7 @@ def _run(test) -> None:
     asyncio.run(asyncio.wait_for(test(), OWED))
 
 
-def _rows(plane: DataPlane, *values: float) -> Columns:
+def _rows(plane: DataPlane, *values: object) -> Columns:
     assert plane.columns is not None
     return plane.columns.from_records([{"x": value} for value in values])
 
@@ -185,5 +199,56 @@ def test_a_small_body_is_decoded_in_place_and_a_large_or_costly_one_in_the_helpe
         assert just_small == os.getpid()
         assert large == costly != os.getpid()
         assert len(offloaded) == 2
+
+    _run(test)
+
+
+@pytest.mark.parametrize(
+    ("columns", "record", "checked"),
+    [
+        ([ColSpec("double", "x"), ColSpec("long", "n"), ColSpec("boolean", "b")], {"n": 1, "b": True}, True),
+        ([ColSpec("double", "x"), ColSpec("datetime", "t")], {"t": "2026-12-06T10:00:00"}, True),
+        # MLflow's enforcement turns strings into pandas' string type, and refuses a null in
+        # an integer column: such batches get it.
+        ([ColSpec("double", "x"), ColSpec("string", "s")], {"s": "a"}, False),
+        ([ColSpec("double", "x"), ColSpec("long", "n", required=False)], {"n": None}, False),
+    ],
+)
+def test_a_batch_of_checked_columns_skips_mlflows_enforcement_only_where_it_would_change_nothing(
+    columns, record, checked
+):
+    async def test():
+        model = Doubler(Schema(columns))
+        plane, sizes, _ = _plane(model, checked=True)
+        await plane.start()
+        try:
+            assert plane.columns is not None
+            answer = await plane.predict(plane.columns.from_records([{"x": 1.5, **record}]))
+        finally:
+            await plane.stop()
+        assert list(answer) == [3.0]
+        assert sizes == [1]
+        if checked:
+            assert model.checked_calls == [[1.5]] and model.calls == []
+        else:
+            assert model.calls == [([1.5], None)] and model.checked_calls == []
+
+    _run(test)
+
+
+def test_a_value_refused_by_the_signature_never_reaches_the_checked_predict():
+    async def test():
+        model = Doubler()
+        plane, _, _ = _plane(model, checked=True)
+        await plane.start()
+        try:
+            with pytest.raises(InvalidInput) as refused:
+                await plane.receive(lambda: asyncio.sleep(0, b"1.5"), True, lambda body: _rows(plane, body.decode()))
+            answer = await plane.predict(_rows(plane, 2.0))
+        finally:
+            await plane.stop()
+        assert refused.value.message == "column 'x' expects a number (double); row 0 is \"1.5\""
+        assert list(answer) == [4.0]
+        assert model.checked_calls == [[2.0]]  # only the request that passed
 
     _run(test)

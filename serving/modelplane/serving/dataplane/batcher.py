@@ -39,9 +39,9 @@ def rows(data: Batchable) -> int:
 
 
 def join(parts: list[Batchable]) -> pd.DataFrame | np.ndarray:
-    """One model input of all parts' rows, in order."""
+    """One model input of all parts' rows, in order (a batch's parts are all of one kind)."""
     if isinstance(parts[0], Columns):
-        return Columns.join(cast("list[Columns]", parts))  # a batch's parts are all of one kind
+        return Columns.join(cast("list[Columns]", parts))
     if len(parts) == 1:
         return parts[0]
     if isinstance(parts[0], pd.DataFrame):
@@ -58,7 +58,7 @@ class _Pending:
 class AdaptiveBatcher:
     def __init__(
         self,
-        predict: Callable[[pd.DataFrame | np.ndarray], PyFuncOutput],
+        predict: Callable[[list[Batchable]], PyFuncOutput],  # a batch's parts, all of one kind
         max_size: int,
         max_wait_seconds: float,
         on_batch: Callable[[int], None] = lambda size: None,
@@ -120,7 +120,7 @@ class AdaptiveBatcher:
         loop = asyncio.get_running_loop()
         parts = [pending.data for pending in batch]
         try:
-            predictions = await loop.run_in_executor(self._executor, lambda: self._predict(join(parts)))
+            predictions = await loop.run_in_executor(self._executor, lambda: self._predict(parts))
             results = [predictions] if len(batch) == 1 else _split(predictions, [rows(part) for part in parts])
         except Exception as error:  # noqa: BLE001 - the model's own failure, reported per request
             if len(batch) == 1:

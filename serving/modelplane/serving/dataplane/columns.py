@@ -68,10 +68,20 @@ class Columns:
     rows: int
 
     @staticmethod
+    def concat(parts: list[Columns]) -> dict[str, ColumnArray]:
+        """All parts' rows, in order, as one array per column, in the signature's order."""
+        return {name: _concat([part.arrays[name] for part in parts]) for name in parts[0].arrays}
+
+    @staticmethod
     def join(parts: list[Columns]) -> pd.DataFrame:
-        return pd.DataFrame(
-            {name: _concat([part.arrays[name] for part in parts]) for name in parts[0].arrays}, copy=False
-        )
+        return pd.DataFrame(Columns.concat(parts), copy=False)
+
+
+def enforced_as_is(columns: dict[str, ColumnArray]) -> bool:
+    """Whether MLflow's enforcement of the signature would hand these columns to the model
+    as they are: numpy arrays of numbers, booleans or date-times. (It turns strings into
+    pandas' string type, and refuses a null in an integer or boolean column.)"""
+    return all(type(array) is np.ndarray and array.dtype.kind in "biufM" for array in columns.values())
 
 
 def _concat(arrays: list[ColumnArray]) -> ColumnArray:

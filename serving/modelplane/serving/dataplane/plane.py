@@ -7,10 +7,12 @@ back into bytes, and know nothing of either transport."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar, TypeVarTuple
+from typing import TYPE_CHECKING, TypeVar, TypeVarTuple, cast
 
-from modelplane.serving.dataplane.batcher import AdaptiveBatcher, batchable
-from modelplane.serving.dataplane.columns import Columns, ColumnSchema
+import pandas as pd
+
+from modelplane.serving.dataplane.batcher import AdaptiveBatcher, Batchable, batchable, join
+from modelplane.serving.dataplane.columns import Columns, ColumnSchema, enforced_as_is
 from modelplane.serving.dataplane.json_codec import JSON
 from modelplane.serving.dataplane.offload import Offload
 from modelplane.serving.errors import ModelNotFound, model_failure
@@ -37,7 +39,7 @@ class DataPlane:
         # The model's columns, when its signature names typed ones: requests are then
         # checked value by value and kept as arrays until their batch is scored.
         self.columns = ColumnSchema.of(model.input_schema)
-        self._batcher = AdaptiveBatcher(model.pyfunc.predict, max_batch_size, max_batch_wait_seconds, on_batch)
+        self._batcher = AdaptiveBatcher(self._predict_batch, max_batch_size, max_batch_wait_seconds, on_batch)
         self._offload = Offload(on_offload)
 
     async def start(self, preload: Callable[[], None] | None = None) -> None:
@@ -73,6 +75,19 @@ class DataPlane:
         with self._batcher.arriving():
             body = await read_body()
             return await self._offload.decode(linear, decode, body, *arguments)
+
+    def _predict_batch(self, parts: list[Batchable]) -> PyFuncOutput:
+        """Scores a batch on the predict thread. Columns were checked against the
+        signature as they were decoded, so they skip MLflow's enforcement of it where the
+        model allows and where it would change nothing; any other input goes through
+        MLflow's predict."""
+        predict_checked = self.model.predict_checked
+        if predict_checked is None or not isinstance(parts[0], Columns):
+            return self.model.pyfunc.predict(join(parts))
+        columns = Columns.concat(cast("list[Columns]", parts))
+        if enforced_as_is(columns):
+            return predict_checked(columns)
+        return self.model.pyfunc.predict(pd.DataFrame(columns, copy=False))
 
     async def predict(self, data: object, params: dict[str, JSON] | None = None) -> PyFuncOutput:
         """The predictions for one request's input, scored with others' where it can be.
