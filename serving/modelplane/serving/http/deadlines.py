@@ -46,7 +46,13 @@ class ReadDeadlines(HttpToolsProtocol):
     def configure(cls, header_seconds: float, body_seconds: float) -> None:
         cls.header_seconds, cls.body_seconds = header_seconds, body_seconds
 
-    _deadline: asyncio.TimerHandle | None = None
+    # One timer per connection, not one per phase of every request: a phase only notes
+    # when it is due, which costs far less than scheduling and cancelling a timer twice a
+    # request. The timer wakes at the earliest a phase begun since could be due, checks,
+    # and sleeps again.
+    _timer: asyncio.TimerHandle | None = None
+    _due: float | None = None  # when the phase under way must end; None between requests
+    _late: Callable[[], None] | None = None
     _reading_headers = True  # from a request's first byte (or the connection's start) to its headers' end
     _header_bytes = 0
 
@@ -58,12 +64,15 @@ class ReadDeadlines(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         # Any byte after a request (a new request, or the blank lines a parser skips)
         # starts the clock for the next one's headers.
-        if self._deadline is None:
+        if self._due is None:
             self._arm(self.header_seconds, self._headers_late)
         if self._reading_headers:
             self._header_bytes += len(data)
@@ -84,16 +93,31 @@ class ReadDeadlines(HttpToolsProtocol):
         self._reading_headers, self._header_bytes = True, 0
 
     def _arm(self, seconds: float, late: Callable[[], None]) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, late)
+        now = self.loop.time()
+        self._due, self._late = now + seconds, late
+        if self._timer is None:
+            self._sleep(now)
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._due = self._late = None
+
+    def _check(self) -> None:
+        now = self.loop.time()
+        due, late = self._due, self._late
+        if due is not None and late is not None and due <= now:
+            self._timer = None
+            self._disarm()
+            late()  # which may arm the next phase, and so the timer
+            return
+        self._sleep(now)
+
+    def _sleep(self, now: float) -> None:
+        # A phase begun from now on is due no sooner than the shorter deadline from now,
+        # so waking then, or when the phase under way is due, is never late.
+        wake = now + min(self.header_seconds, self.body_seconds)
+        self._timer = self.loop.call_at(wake if self._due is None else min(self._due, wake), self._check)
 
     def _headers_late(self) -> None:
-        self._deadline = None
         if self.cycle is not None and not self.cycle.response_complete:
             # A pipelined request waits for the answer before it: its clock restarts.
             self._arm(self.header_seconds, self._headers_late)
@@ -105,7 +129,6 @@ class ReadDeadlines(HttpToolsProtocol):
     def _body_late(self) -> None:
         # The app is reading the body: closing the connection ends its read with a
         # disconnect, and it stops there.
-        self._deadline = None
         self._close_with(b"")
 
     def _close_with(self, answer: bytes) -> None:
