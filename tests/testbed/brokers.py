@@ -68,7 +68,10 @@ def start_nats(root: Path, log_dir: Path) -> Broker:
     return Broker("nats", "127.0.0.1", port, server)
 
 
-def _kafka_properties(root: Path, host: str, port: int, controller_port: int) -> Path:
+def _kafka_properties(root: Path, host: str, port: int, controller_port: int, tuned: bool) -> Path:
+    # Offset commits answered at once: the group coordinator otherwise holds each write
+    # 5 ms to batch it with others, which a lone consumer committing per batch waits out.
+    tuning = ["group.coordinator.append.linger.ms=0"] if tuned else []
     properties = root / "server.properties"
     properties.write_text(
         "\n".join(
@@ -88,9 +91,7 @@ def _kafka_properties(root: Path, host: str, port: int, controller_port: int) ->
                 "transaction.state.log.min.isr=1",
                 "share.coordinator.state.topic.replication.factor=1",
                 "group.initial.rebalance.delay.ms=0",
-                # Offset commits answered at once: the group coordinator otherwise holds each write
-                # 5 ms to batch it with others, which a lone consumer committing per batch waits out.
-                "group.coordinator.append.linger.ms=0",
+                *tuning,
                 "num.partitions=1",
             ]
         )
@@ -99,9 +100,10 @@ def _kafka_properties(root: Path, host: str, port: int, controller_port: int) ->
     return properties
 
 
-def start_kafka(root: Path, log_dir: Path, host: str = "127.0.0.1", name: str = "kafka") -> Broker:
+def start_kafka(root: Path, log_dir: Path, host: str = "127.0.0.1", name: str = "kafka", tuned: bool = True) -> Broker:
     """A single Kafka node in KRaft mode (broker and controller in one JVM), serving
-    clients on `host` (loopback unless pods must reach it)."""
+    clients on `host` (loopback unless pods must reach it); with `tuned=False`, with
+    Kafka's default group coordinator settings."""
     import base64
     import subprocess
 
@@ -109,7 +111,7 @@ def start_kafka(root: Path, log_dir: Path, host: str = "127.0.0.1", name: str = 
         shutil.rmtree(root)
     root.mkdir(parents=True)
     port, controller_port = free_port(), free_port()
-    properties = _kafka_properties(root, host, port, controller_port)
+    properties = _kafka_properties(root, host, port, controller_port, tuned)
     java = [_program("java"), "-Xms256m", "-Xmx768m", "-cp", f"{binaries.kafka_libs()}/*"]
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     # Joined to its option: an id starting with "-" (one in 64) would be read as an option.
