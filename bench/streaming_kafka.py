@@ -103,9 +103,8 @@ def _fill(servers: str, values: list[bytes], rounds: int) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
     names = ["in", *(f"out-{run}" for run in range(2 * rounds))]
-    for created in (
-        AdminClient({"bootstrap.servers": servers}).create_topics([NewTopic(n, 1, 1) for n in names]).values()
-    ):
+    admin = AdminClient({"bootstrap.servers": servers})  # kept until the topics exist: its end cancels them
+    for created in admin.create_topics([NewTopic(n, 1, 1) for n in names]).values():
         created.result(30)
     producer = Producer({"bootstrap.servers": servers, "linger.ms": 20})
     for n, value in enumerate(values):
