@@ -10,7 +10,8 @@ same wrk load generator drives each: one row per request, 32 connections, one se
 process (or --workers N), each server once per round, in turn, for several rounds.
 Prints req/s, p50 and p99 as medians with their range, and the ratios of medians. Goals:
 best Modelplane req/s >= 3x the best peer's and >= 0.25x the echo's, and its p99 <= 0.5x
-the best peer's, with the model signature enforced.
+the best peer's, with the model signature enforced; and the same req/s and p99 with the
+prediction page served as with --no-ui.
 
     .venv/bin/python -m bench.serving_online [--seconds 10] [--rounds 3] [--workers 1]
 """
@@ -59,6 +60,8 @@ class Result:
 
 
 ECHO = "raw ASGI echo (anchor)"
+PAGE_ON = "modelplane (MLflow protocol)"
+PAGE_OFF = "modelplane (MLflow protocol, --no-ui)"
 
 
 def peer_python(peer: str) -> Path:
@@ -96,7 +99,11 @@ def save_model(folder: Path) -> tuple[Path, int]:
     model = LogisticRegression(max_iter=500).fit(features, labels)
     path = folder / "iris"
     mlflow.sklearn.save_model(
-        model, str(path), serialization_format="skops", signature=infer_signature(features, model.predict(features))
+        model,
+        str(path),
+        serialization_format="skops",
+        signature=infer_signature(features, model.predict(features)),
+        input_example=features.head(3),  # what the prediction page shows
     )
     return path, int(model.predict(pd.DataFrame([ROW]))[0])
 
@@ -159,7 +166,7 @@ def servers(model: Path, folder: Path, port: int, workers: int) -> list[Server]:
             None,
         ),
         Server(
-            "modelplane (MLflow protocol)",
+            PAGE_ON,
             [
                 str(bin_dir / "modelplane"),
                 "serve",
@@ -171,6 +178,26 @@ def servers(model: Path, folder: Path, port: int, workers: int) -> list[Server]:
                 str(port),
                 "--workers",
                 str(workers),
+            ],
+            "/readyz",
+            "/invocations",
+            split,
+            lambda answer: answer["predictions"][0],
+        ),
+        Server(
+            PAGE_OFF,
+            [
+                str(bin_dir / "modelplane"),
+                "serve",
+                "--model",
+                str(model),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--no-ui",
             ],
             "/readyz",
             "/invocations",
@@ -350,6 +377,12 @@ def main() -> int:
     peers = [name for name in results if name != ECHO and name not in ours]
     if not ours:
         return 0
+    if PAGE_ON in results and PAGE_OFF in results:
+        # The prediction page is served beside the scoring routes: it must cost them nothing.
+        print(
+            f"\nwith the page / without: req/s x{rate(PAGE_ON) / rate(PAGE_OFF):.2f}, "
+            f"p99 x{p99(PAGE_ON) / p99(PAGE_OFF):.2f}"
+        )
     best = max(ours, key=rate)
     print(f"\nbest Modelplane: {best}")
     if ECHO in results:

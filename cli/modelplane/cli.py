@@ -61,6 +61,7 @@ def _run_serve(args: argparse.Namespace) -> int:
             "max_batch_size",
             "max_batch_wait_ms",
             "max_body_bytes",
+            "ui",
             "allow_pickle",
             "strict_deps",
         )
@@ -208,6 +209,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-batch-size", type=int, help="most requests per predict call; default 32")
     serve.add_argument("--max-batch-wait-ms", type=float, help="longest wait for a batch to fill; default 2")
     serve.add_argument("--max-body-bytes", type=int, help="largest request body; default 16 MiB")
+    serve.add_argument(
+        "--no-ui",
+        dest="ui",
+        action="store_false",
+        default=None,
+        help="serve no prediction page at / and no API page at /docs (the OpenAPI document stays)",
+    )
     serve.set_defaults(run=_run_serve)
 
     batch = commands.add_parser(

@@ -42,6 +42,7 @@ def test_the_rendered_container_serves_a_prediction(request, registry: Registry,
     try:
         probes = [container[probe]["httpGet"]["path"] for probe in ("startupProbe", "readinessProbe", "livenessProbe")]
         statuses = [requests.get(url + path, timeout=5).status_code for path in probes]
+        page = requests.get(url + "/", timeout=5)
         features, labels = iris_features()
         rows = features.iloc[[0, 60, 120]]
         response = requests.post(
@@ -55,4 +56,5 @@ def test_the_rendered_container_serves_a_prediction(request, registry: Registry,
     served = {name.removeprefix("MODELPLANE_").lower() for name in env if name.startswith("MODELPLANE_")}
     assert served <= ServeSettings.model_fields.keys(), "the operator sets variables the runtime does not read"
     assert statuses == [200, 200, 200]
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert response.json()["predictions"] == labels.iloc[[0, 60, 120]].tolist()

@@ -64,6 +64,11 @@ def test_online_renders_a_deployment_and_a_service_pinned_to_the_resolved_versio
     assert all(child["metadata"]["namespace"] == "ml" for child in children)
 
 
+def test_the_prediction_page_is_served_unless_the_spec_turns_it_off():
+    assert _env(render(_deployment(), MODEL, SETTINGS)[0])["MODELPLANE_UI"] == "true"
+    assert _env(render(_deployment(online={"ui": False}), MODEL, SETTINGS)[0])["MODELPLANE_UI"] == "false"
+
+
 def test_an_autoscaler_owns_the_replica_count():
     children = render(_deployment(online={"autoscaling": {"minReplicas": 2, "maxReplicas": 5}}), MODEL, SETTINGS)
 

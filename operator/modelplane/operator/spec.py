@@ -177,6 +177,10 @@ class Online(_Spec):
     batching: Batching = Field(default_factory=Batching, json_schema_extra={"default": {}})
     """Adaptive batching of concurrent requests."""
 
+    ui: bool = True
+    """Serve a prediction page generated from the model's signature at / (and the API's
+    page at /docs); false serves neither. The OpenAPI document is always at /openapi.json."""
+
 
 class ConcurrencyPolicy(str, Enum):
     Allow = "Allow"

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from modelplane.serving import model_formats
 from modelplane.serving.errors import ModelLoadError, UnsafeModel
@@ -57,6 +57,9 @@ class LoadedModel:
     # params (whose defaults MLflow fills in); a model loaded by MLflow's own loaders
     # (--allow-pickle) may rely on that enforcement.
     predict_checked: ColumnsPredict | None = None
+    # The request body MLflow saved beside the model as its example of a scoring request
+    # (`serving_input_example.json`), if it saved one that reads as a JSON object.
+    serving_example: dict[str, Any] | None = None
 
     @property
     def input_schema(self) -> Schema | None:
@@ -96,7 +99,36 @@ def load(uri: str, cache: Path, allow_pickle: bool, strict_deps: bool = False) -
         pyfunc=pyfunc,
         dependencies=dependencies,
         predict_checked=predict_checked,
+        serving_example=_serving_example(path, pyfunc),
     )
+
+
+# An example bigger than this is not an example a page or a document can show.
+_MAX_EXAMPLE_BYTES = 1024 * 1024
+
+
+def _serving_example(path: Path, pyfunc: PyFuncModel) -> dict[str, Any] | None:
+    """The model's saved example request, or None (logged) when it has none that can be
+    shown: the file is missing, outside the folder, too big, or not a JSON object."""
+    import orjson
+
+    info = pyfunc.metadata.saved_input_example_info
+    if not isinstance(info, dict) or "serving_input_path" not in info:
+        return None
+    try:
+        file = model_formats.inside(path, info["serving_input_path"], "serving input example")
+    except UnsafeModel as refused:
+        log.warning("the model's example request is not read: %s", refused)
+        return None
+    if file.stat().st_size > _MAX_EXAMPLE_BYTES:
+        log.warning("the model's example request is over %d bytes; not shown", _MAX_EXAMPLE_BYTES)
+        return None
+    try:
+        example = orjson.loads(file.read_bytes())
+    except orjson.JSONDecodeError as error:
+        log.warning("the model's example request is not JSON (%s); not shown", error)
+        return None
+    return example if isinstance(example, dict) else None
 
 
 def _load_pyfunc(path: Path, allow_pickle: bool) -> tuple[PyFuncModel, ColumnsPredict | None]:

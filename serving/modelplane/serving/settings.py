@@ -61,6 +61,9 @@ class ServeSettings(ModelSettings):
     """Longest a request's body may take to arrive after its headers; then the connection
     is closed."""
 
+    ui: bool = True
+    """Serve the prediction page at / and the API's page at /docs."""
+
 
 class BatchSettings(ModelSettings):
     input: str = Field(min_length=1)

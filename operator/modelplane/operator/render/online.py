@@ -92,6 +92,7 @@ def _deployment(
         env_var(Env.PORT, online.port),
         env_var(Env.MAX_BATCH_SIZE, online.batching.max_batch_size),
         env_var(Env.MAX_BATCH_WAIT_MS, online.batching.max_latency_ms),
+        env_var(Env.UI, str(online.ui).lower()),
     ]
     template = pod_template(
         deployment,

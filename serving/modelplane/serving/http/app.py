@@ -1,6 +1,7 @@
 """The HTTP API over one loaded model's data plane: the MLflow scoring protocol and the
 Open Inference Protocol (V2) on the scoring routes (routes.py), and health, readiness,
-metadata and metrics on FastAPI behind them. Errors become responses in the routes'
+metadata, metrics, the OpenAPI document and the page for people (page.py) on FastAPI
+behind them. Errors become responses in the routes'
 app and in one FastAPI handler, each in its protocol's own shape."""
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from modelplane.serving.dataplane.json_codec import JSON
 from modelplane.serving.dataplane.plane import DataPlane
 from modelplane.serving.errors import ServingError
+from modelplane.serving.http import openapi
 from modelplane.serving.http.metrics import Metrics
+from modelplane.serving.http.page import add_pages
 from modelplane.serving.http.routes import ScoringRoutes, error_body
 from modelplane.serving.model import LoadedModel
 from modelplane.serving.protocols import mlflow_scoring, open_inference
@@ -48,6 +51,15 @@ def create_app(model: LoadedModel, settings: ServeSettings) -> ScoringRoutes:
         return Response(
             error_body(request.url.path, error), status_code=error.status_code, media_type="application/json"
         )
+
+    openapi_document = openapi.document(model)
+
+    @app.get("/openapi.json")
+    async def openapi_json() -> dict[str, JSON]:
+        return openapi_document
+
+    if settings.ui:
+        add_pages(app, model)
 
     @app.get("/ping")
     @app.get("/health")

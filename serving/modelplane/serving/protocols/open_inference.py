@@ -42,7 +42,7 @@ DTYPES = {
     "FP64": np.float64,
     "BYTES": object,
 }
-_COLUMN_DATATYPES = {
+COLUMN_DATATYPES = {
     "double": "FP64",
     "float": "FP32",
     "long": "INT64",
@@ -264,7 +264,7 @@ def metadata(
         "name": name,
         "versions": [version] if version else [],
         "platform": "mlflow",
-        "inputs": _tensor_metadata(schema.inputs) if schema is not None else [],
+        "inputs": input_metadata(schema),
         "parameters": {
             "dependencies": [
                 {
@@ -278,7 +278,11 @@ def metadata(
     }
 
 
-def _tensor_metadata(specs: Iterable[ColSpec | TensorSpec]) -> list[dict[str, JSON]]:
+def input_metadata(schema: Schema | None) -> list[dict[str, JSON]]:
+    """The model's inputs as V2 tensors: name, datatype and shape (-1 for any size)."""
+    if schema is None:
+        return []
+    specs: Iterable[ColSpec | TensorSpec] = schema.inputs
     described: list[dict[str, JSON]] = []
     for spec in specs:
         if hasattr(spec, "shape"):  # a TensorSpec
@@ -289,7 +293,7 @@ def _tensor_metadata(specs: Iterable[ColSpec | TensorSpec]) -> list[dict[str, JS
             described.append(
                 {
                     "name": spec.name,
-                    "datatype": _COLUMN_DATATYPES.get(getattr(spec.type, "name", ""), "BYTES"),
+                    "datatype": COLUMN_DATATYPES.get(getattr(spec.type, "name", ""), "BYTES"),
                     "shape": [-1],
                 }
             )
