@@ -49,6 +49,7 @@ class Server:
     path: str
     body: dict
     answer: callable | None  # the prediction, read from a response; None for the echo, which has no model
+    peer: str | None = None  # the peer environment its argv runs in, built before it starts
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,10 @@ def servers(model: Path, folder: Path, port: int, workers: int) -> list[Server]:
             }
         )
     )
+    modelplane = [
+        str(bin_dir / "modelplane"),
+        *("serve", "--model", str(model), "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)),
+    ]
     return [
         Server(
             ECHO,
@@ -167,18 +172,7 @@ def servers(model: Path, folder: Path, port: int, workers: int) -> list[Server]:
         ),
         Server(
             PAGE_ON,
-            [
-                str(bin_dir / "modelplane"),
-                "serve",
-                "--model",
-                str(model),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-            ],
+            modelplane,
             "/readyz",
             "/invocations",
             split,
@@ -186,19 +180,7 @@ def servers(model: Path, folder: Path, port: int, workers: int) -> list[Server]:
         ),
         Server(
             PAGE_OFF,
-            [
-                str(bin_dir / "modelplane"),
-                "serve",
-                "--model",
-                str(model),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-                "--no-ui",
-            ],
+            [*modelplane, "--no-ui"],
             "/readyz",
             "/invocations",
             split,
@@ -206,18 +188,7 @@ def servers(model: Path, folder: Path, port: int, workers: int) -> list[Server]:
         ),
         Server(
             "modelplane (V2)",
-            [
-                str(bin_dir / "modelplane"),
-                "serve",
-                "--model",
-                str(model),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-            ],
+            modelplane,
             "/readyz",
             "/v2/models/iris/infer",
             {"inputs": v2_columns},
@@ -247,16 +218,17 @@ def servers(model: Path, folder: Path, port: int, workers: int) -> list[Server]:
         ),
         Server(
             "MLServer 1.7 (adaptive batching)",
-            [str(peer_python("mlserver").parent / "mlserver"), "start", str(mlserver)],
+            [str(ENVS / "mlserver" / "bin" / "mlserver"), "start", str(mlserver)],
             "/v2/health/ready",
             "/v2/models/iris/infer",
             {"parameters": {"content_type": "pd"}, "inputs": v2_columns},
             lambda answer: answer["outputs"][0]["data"][0],
+            peer="mlserver",
         ),
         Server(
             "KServe 0.21 model server",
             [
-                str(peer_python("kserve")),
+                str(ENVS / "kserve" / "bin" / "python"),
                 str(Path(__file__).parent / "peers" / "kserve_iris.py"),
                 "--model-dir",
                 str(model),
@@ -269,6 +241,7 @@ def servers(model: Path, folder: Path, port: int, workers: int) -> list[Server]:
             "/v1/models/iris:predict",
             {"instances": [list(ROW.values())]},
             lambda answer: answer["predictions"][0],
+            peer="kserve",
         ),
     ]
 
@@ -345,6 +318,9 @@ def main() -> int:
             for server in servers(model, folder, port, args.workers)
             if not args.only or any(server.name.startswith(word) for word in args.only)
         ]
+        for server in chosen:
+            if server.peer is not None:
+                peer_python(server.peer)
         results = interleaved(
             {
                 server.name: (

@@ -63,7 +63,7 @@ def register_iris_model(
     return version
 
 
-def _local_registry(home: Path) -> str:
+def local_registry(home: Path) -> str:
     """Points MLflow at a SQLite registry under `home` and returns the demo experiment id."""
     import mlflow
 
@@ -92,7 +92,7 @@ def main(home: str) -> int:
     from modelplane.operator.manifest import parse_manifest
 
     registry = Path(home)
-    experiment_id = _local_registry(registry)
+    experiment_id = local_registry(registry)
     version = register_iris_model(experiment_id, LogisticRegression(max_iter=500))
     tracking_uri = mlflow.get_tracking_uri()
     print(f"registered {DEMO_MODEL} version {version} as @{DEMO_ALIAS} in {tracking_uri}")
@@ -104,11 +104,15 @@ def main(home: str) -> int:
         print(f"serving {workload.model_uri} at {url}, as the ModelDeployment in examples/iris-online.yaml")
         body = {"dataframe_split": {"columns": list(sample.columns), "data": sample.to_numpy().tolist()}}
         predictions = _post_json(f"{url}/invocations", body)["predictions"]
+        with urllib.request.urlopen(f"{url}/", timeout=30) as page:
+            page_status = page.status
     for (index, row), predicted in zip(sample.iterrows(), predictions, strict=False):
         measurements = ", ".join(f"{name} {value}" for name, value in row.items())
         print(f"POST /invocations {measurements} -> species {predicted} (labelled {labels[index]})")
+    print(f"GET / -> {page_status}: the prediction page, generated from the model's signature")
     print("stopped the server. Next, run a manifest yourself (Ctrl-C stops it):")
     print("  .venv/bin/modelplane run -f examples/iris-online.yaml")
+    print("  and open http://127.0.0.1:8080/ to type in a flower's measurements and see its species")
     print(f"to browse the registry: mlflow ui --backend-store-uri {tracking_uri}")
     return 0
 

@@ -197,6 +197,8 @@ def _run_online(workload: LocalWorkload) -> int:
     with serving(workload) as url:
         print(f"{workload.name}: serving {workload.model_uri} at {url} (Ctrl-C stops)", flush=True)
         print(f"  try: curl -s {url}/v2/models/{workload.model_uri.split('/')[1]}", flush=True)
+        if workload.env.get(Env.UI) != "false":
+            print(f"  or open its prediction page: {url}/ (the API: {url}/docs)", flush=True)
         with suppress(KeyboardInterrupt):
             _wait_for_interrupt()
     print(f"{workload.name}: stopped", flush=True)

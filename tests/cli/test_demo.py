@@ -28,4 +28,5 @@ def test_the_demo_serves_a_prediction_from_a_local_registry(tmp_path: Path):
     answers = re.findall(r"^POST /invocations .* -> species (\d) \(labelled (\d)\)$", result.stdout, re.MULTILINE)
     assert len(answers) == 3
     assert all(predicted == labelled for predicted, labelled in answers)
+    assert "GET / -> 200: the prediction page" in result.stdout
     assert (tmp_path / "home" / "mlflow.db").exists()

@@ -58,6 +58,8 @@ def test_the_online_example_serves_until_interrupted(registry: Registry, tmp_pat
             f"serving models:/{registry.models.iris}/{registry.models.champion_version} at "
             f"http://127.0.0.1:{port}" in announced
         )
+        hints = run.stdout.readline() + run.stdout.readline()
+        assert f"open its prediction page: http://127.0.0.1:{port}/" in hints
         metadata = requests.get(f"http://127.0.0.1:{port}/v2/models/{registry.models.iris}", timeout=5).json()
         assert metadata["versions"] == [registry.models.champion_version]
     finally:
@@ -67,6 +69,52 @@ def test_the_online_example_serves_until_interrupted(registry: Registry, tmp_pat
     assert "iris: stopped" in remaining
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+
+
+def test_the_image_example_classifies_an_uploaded_scan(registry: Registry, tmp_path: Path):
+    """examples/digit-scans-online.yaml, without --allow-pickle: the scan goes as base64,
+    as MLflow's JSON carries a binary column."""
+    import base64
+
+    import mlflow.pyfunc
+    from sklearn.datasets import load_digits
+
+    from tests.testbed.registry import digit_scan
+
+    manifest = yaml.safe_load((EXAMPLES / "digit-scans-online.yaml").read_text())
+    # The test bed registers the example's model under its own name.
+    manifest["spec"]["model"]["name"] = registry.models.scans
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    images, _ = load_digits(return_X_y=True)
+    scan = digit_scan(images[42])
+    expected = (
+        mlflow.pyfunc.load_model(f"models:/{registry.models.scans}@champion")
+        .predict(pd.DataFrame({"image": [scan]}))
+        .iloc[0]
+    )
+    port = free_port()
+    run = subprocess.Popen(
+        [
+            *(MODELPLANE, "run", "-f", str(tmp_path / "manifest.yaml")),
+            *("--registry", registry.tracking_uri, "--port", str(port)),
+        ],
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert f"serving models:/{registry.models.scans}/" in run.stdout.readline()
+        split = {"columns": ["image"], "data": [[base64.b64encode(scan).decode()]]}
+        answer = requests.post(f"http://127.0.0.1:{port}/invocations", json={"dataframe_split": split}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        [prediction] = answer.json()["predictions"]
+        assert prediction["class"] == expected["class"]
+        assert prediction["probability"] == pytest.approx(expected["probability"])
+    finally:
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=60)
+    assert run.returncode == 0
 
 
 def test_the_batch_example_runs_each_shard_once(registry: Registry, tmp_path: Path):

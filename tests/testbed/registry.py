@@ -11,8 +11,11 @@ import sys
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from tests.testbed.process import Component, free_port
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class RegistryModels:
     custom_offset: float = 10.0
     digits: str = "digits"  # 8x8 digit images as (-1, 64) float tensors; logistic regression, skops
     digit_scans: str = "digit-scans"  # PNG scans of digits in a binary column; a cloudpickled custom pyfunc
+    scans: str = "scans"  # examples/digit_scans.py: PNG in, class and probability out; skops, no pickle
     missing_requirement: str = "modelplane-missing-package==1.0"  # recorded by digit-scans, installed nowhere
     credit: str = "credit"  # integer, float and boolean columns (age, income, employed); skops
     picky: str = "refuses-negative"  # a cloudpickled custom pyfunc doubling `x`; predict fails on any x < 0
@@ -255,4 +259,15 @@ def register_test_models(tracking_uri: str) -> RegistryModels:
         )
     _register_digit_models(experiment_id, models)
     _register_credit_model(experiment_id, models)
+    example_script("digit_scans").register(models.scans, "champion", experiment_id)
     return models
+
+
+def example_script(name: str) -> ModuleType:
+    """A script of examples/, as a module: the tests run the code users are shown."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"examples.{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -7,7 +7,8 @@ enough. Here the MLmodel file only says which of a few formats the model is in a
 its file lies; what may be built comes from fixed lists in this module:
 
 - scikit-learn in skops format, with skops' own trusted types plus classes of
-  scikit-learn, numpy scalars and dtypes, numpy's random generators and scipy's sparse
+  scikit-learn, the steps Modelplane ships for models (`steps`: images to pixels, a
+  classifier's top class), numpy scalars and dtypes, numpy's random generators and scipy's sparse
   matrices, never a function and never the model's list (its trees are checked before
   they are trusted, see `fitted_trees`);
 - XGBoost's own formats, as one of XGBoost's model classes;
@@ -186,6 +187,10 @@ _LOADERS: dict[str, tuple[Callable[[Path, dict[str, Any], dict[str, Any]], objec
     "mlflow.lightgbm": (_lightgbm, ("predict",)),
 }
 
+# Modelplane's own scikit-learn steps (steps.TRUSTED), named here so that judging a file
+# imports nothing of them.
+_MODELPLANE_STEPS = ("modelplane.serving.steps.ImagePixels", "modelplane.serving.steps.TopClass")
+
 # Parts of a module path never imported to judge a type: test suites, vendored code, and
 # modules that run a program when imported.
 _NEVER_IMPORTED = {"tests", "testing", "_testing", "conftest", "externals", "__main__", "setup"}
@@ -196,7 +201,10 @@ def skops_type_allowed(name: str) -> bool:
     scikit-learn, or one of the value types of numpy and scipy that estimators hold.
 
     Only modules of those packages are imported to find out, and only the package's public
-    subpackage: a deeper module counts only if importing that subpackage loaded it."""
+    subpackage: a deeper module counts only if importing that subpackage loaded it. The
+    steps Modelplane ships for models (`steps`) are allowed by their exact names."""
+    if name in _MODELPLANE_STEPS:
+        return True
     module_name, _, attribute = name.rpartition(".")
     parts = module_name.split(".")
     if parts[0] not in ("sklearn", "numpy", "scipy") or any(

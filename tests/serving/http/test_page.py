@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -50,6 +51,10 @@ def test_the_iris_page_shows_its_example_and_the_prediction(
 
         assert page.text_content("#prediction") == str(reference[0])
         assert registry.models.iris in page.text_content("#answered-by")
+        # The README's picture of the page (scripts/screenshots), taken of what was just checked.
+        pictures = Path(os.environ.get("MODELPLANE_SCREENSHOTS", tmp_path))
+        page.set_viewport_size({"width": 900, "height": 640})
+        page.screenshot(path=str(pictures / "prediction-page.png"), full_page=True)
         assert json.loads(page.text_content("#response-body")) == {"predictions": [reference[0]]}
         _only_from(server, visit.requested)
         assert f"{server}/invocations" in visit.requested
@@ -75,29 +80,35 @@ def test_a_refused_request_reads_as_a_message(server: str, browser: Browser):
 def test_the_image_page_previews_an_upload_and_shows_its_class(
     serve_model, browser: Browser, registry: Registry, tmp_path: Path
 ):
+    """The scan classifier of examples/digit_scans.py, served without --allow-pickle."""
     import mlflow.pyfunc
     import pandas as pd
     from sklearn.datasets import load_digits
 
-    url = serve_model(f"models:/{registry.models.digit_scans}/1", "--allow-pickle")
+    model_uri = f"models:/{registry.models.scans}@champion"
+    url = serve_model(model_uri)
     images, _ = load_digits(return_X_y=True)
     scan = digit_scan(images[17])
     (tmp_path / "scan.png").write_bytes(scan)
-    expected = mlflow.pyfunc.load_model(f"models:/{registry.models.digit_scans}/1").predict(
-        pd.DataFrame({"image": [scan]})
-    )[0]
+    expected = mlflow.pyfunc.load_model(model_uri).predict(pd.DataFrame({"image": [scan]})).iloc[0]
 
     with browser.open(url + "/") as visit:
         page = visit.page
+        example = page.wait_for_selector("#fields img.preview:not([hidden])")  # the model's own example
+        page.wait_for_function("image => image.complete && image.naturalWidth > 0", arg=example)
         page.set_input_files("#fields input[type=file]", str(tmp_path / "scan.png"))
-        preview = page.wait_for_selector("#fields img.preview:not([hidden])")
+        preview = page.wait_for_selector("#fields img.preview[src^=blob]")
         page.wait_for_function("image => image.complete && image.naturalWidth > 0", arg=preview)
         assert preview.evaluate("image => [image.naturalWidth, image.naturalHeight]") == [8, 8]
 
         page.click("#predict")
         page.wait_for_selector("#result:not([hidden])")
 
-        assert page.text_content("#prediction") == str(expected)
+        header = [cell.text_content() for cell in page.query_selector_all("#prediction th")]
+        row = [cell.text_content() for cell in page.query_selector_all("#prediction td")]
+        assert header == ["class", "probability"]
+        assert int(row[0]) == expected["class"]
+        assert float(row[1]) == pytest.approx(expected["probability"])
         _only_from(url, visit.requested)
 
 

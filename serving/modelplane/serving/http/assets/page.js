@@ -62,7 +62,7 @@
       const preview = el("img", { class: "preview", alt: `${column.name} preview`, hidden: "" });
       picker.addEventListener("change", () => {
         const file = picker.files[0];
-        if (preview.src) URL.revokeObjectURL(preview.src);
+        if (preview.src.startsWith("blob:")) URL.revokeObjectURL(preview.src);
         if (file && file.type.startsWith("image/")) {
           preview.src = URL.createObjectURL(file);
           preview.hidden = false;
@@ -71,6 +71,11 @@
           preview.hidden = true;
         }
       });
+      preview.addEventListener("error", () => { preview.hidden = true; }); // not an image after all
+      if (given && typeof example === "string") {
+        preview.src = `data:image/png;base64,${example}`; // the browser reads the image's own type
+        preview.hidden = false;
+      }
       row.append(picker, preview);
       read = async () => (picker.files[0] ? readFile(picker.files[0]) : given ? example : null);
     } else {
