@@ -45,14 +45,17 @@ class StreamClient:
             ).values():
                 future.result(30)
 
-    def produce(self, role: str, events: list[tuple[str | None, bytes]]) -> None:
+    def produce(self, role: str, events: list[tuple[str | None, bytes]], content_type: str | None = None) -> None:
+        """Writes (key, value) events; `content_type`, if given, in each one's header (a
+        field of a Redis entry)."""
+        typed = {"content-type": content_type} if content_type is not None else {}
         if self.broker.scheme == "redis":
             import redis
 
             client = redis.Redis(host=self.broker.host, port=self.broker.port)
             pipe = client.pipeline(transaction=False)
             for key, value in events:
-                pipe.xadd(self.name(role), {"value": value, **({"key": key} if key is not None else {})})
+                pipe.xadd(self.name(role), {"value": value, **({"key": key} if key is not None else {}), **typed})
             pipe.execute()
             client.close()
         elif self.broker.scheme == "nats":
@@ -61,9 +64,8 @@ class StreamClient:
                 connection = await _nats(self.broker)
                 jetstream = connection.jetstream()
                 for key, value in events:
-                    await jetstream.publish(
-                        f"{self.prefix}.{role}", value, headers={KEY_HEADER: key} if key is not None else None
-                    )
+                    headers = {**({KEY_HEADER: key} if key is not None else {}), **typed}
+                    await jetstream.publish(f"{self.prefix}.{role}", value, headers=headers or None)
                 await connection.drain()
 
             asyncio.run(produce())
@@ -77,6 +79,7 @@ class StreamClient:
                     self.name(role),
                     value,
                     key,
+                    headers=list(typed.items()) or None,
                     on_delivery=lambda error, _: error is not None and failures.append(str(error)),
                 )
             unsent = producer.flush(30)

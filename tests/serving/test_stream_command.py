@@ -264,3 +264,46 @@ def test_an_event_whose_scoring_keeps_failing_is_dead_lettered_after_its_attempt
     assert key == "key-2" and letter["attempts"] == 3
     assert "scoring failed 3 times" in letter["error"] and "x must not be negative" in letter["error"]
     assert letter["origin"]["stream"] == "failing-in"
+
+
+def test_image_events_are_scored_as_the_model_s_binary_column(
+    request, server_env: dict[str, str], testbed_dir: Path, streams: StreamClient, registry
+):
+    """A scan sent as its bytes with an image content type, as a camera or scanner sends it,
+    is scored like the same scan sent in JSON as base64; bytes that are not an image, and a
+    content type that is neither JSON nor bytes, are dead-lettered with the reason."""
+    import base64
+
+    import mlflow.pyfunc
+    import pandas as pd
+    from sklearn.datasets import load_digits
+
+    from tests.testbed.registry import digit_scan
+
+    model_uri = f"models:/{registry.models.scans}@champion"
+    images, _ = load_digits(return_X_y=True)
+    scans = [digit_scan(images[index]) for index in range(5)]
+    expected = mlflow.pyfunc.load_model(model_uri).predict(pd.DataFrame({"image": scans})).to_dict(orient="records")
+    streams.produce("in", [(f"scan-{index}.png", scan) for index, scan in enumerate(scans)], content_type="image/png")
+    streams.produce("in", [("not-an-image", b"GIF89a not really")], content_type="image/gif")
+    streams.produce("in", [("as-text", b"hello")], content_type="text/plain")
+    as_json = {"id": "in-json", "image": base64.b64encode(scans[0]).decode()}
+    streams.produce("in", [("json", json.dumps(as_json).encode())], content_type="application/json")
+    consumer = Consumer(request, {**server_env, "MODELPLANE_MODEL": model_uri}, testbed_dir / "logs", streams).start()
+    try:
+        eventually(
+            lambda: len(streams.read("out")) == 6 and len(streams.read("dead")) == 2,
+            timeout=60,
+            what="6 predictions and 2 dead letters",
+        )
+    finally:
+        consumer.process.stop()
+    predictions = {value["id"]: value["prediction"] for _, value, _ in streams.read("out")}
+    assert set(predictions) == {*(f"scan-{index}.png" for index in range(5)), "in-json"}
+    for index, wanted in enumerate(expected):
+        assert predictions[f"scan-{index}.png"]["class"] == wanted["class"]
+        assert predictions[f"scan-{index}.png"]["probability"] == pytest.approx(wanted["probability"])
+    assert predictions["in-json"] == predictions["scan-0.png"]
+    letters = {key: value for key, value, _ in streams.read("dead")}
+    assert "PNG or JPEG" in letters["not-an-image"]["error"], letters["not-an-image"]
+    assert "content-type 'text/plain' is not read" in letters["as-text"]["error"], letters["as-text"]

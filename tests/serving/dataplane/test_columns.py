@@ -173,3 +173,18 @@ def test_requests_joined_into_a_batch_keep_their_rows_in_order():
 )
 def test_a_signature_without_named_columns_is_left_to_mlflow(schema):
     assert ColumnSchema.of(schema) is None
+
+
+@pytest.mark.parametrize(
+    ("specs", "column"),
+    [
+        ([ColSpec("binary", "image")], "image"),
+        ([ColSpec("binary", "image"), ColSpec("string", "note", required=False)], "image"),
+        # Bytes alone cannot fill a required second column, nor choose between two binary ones.
+        ([ColSpec("binary", "image"), ColSpec("string", "note")], None),
+        ([ColSpec("binary", "front"), ColSpec("binary", "back")], None),
+        ([ColSpec("double", "x")], None),
+    ],
+)
+def test_the_column_an_image_event_fills(specs, column):
+    assert ColumnSchema.of(Schema(specs)).binary_column == column

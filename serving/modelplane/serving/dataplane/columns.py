@@ -113,6 +113,15 @@ class ColumnSchema:
             columns.append(_Column(cast(str, spec.name), type_name, spec.required))
         return cls(columns)
 
+    @property
+    def binary_column(self) -> str | None:
+        """The column a bare binary payload (an image event) fills: the model's only binary
+        column, when every other column may be left out."""
+        binary = [column for column in self.columns if column.type == "binary"]
+        if len(binary) != 1 or any(column.required for column in self.columns if column is not binary[0]):
+            return None
+        return binary[0].name
+
     def from_records(self, records: JSON) -> Columns:
         if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
             raise InvalidInput("records must be a list of JSON objects, one per row")

@@ -3,7 +3,9 @@ prediction or dead letter written for it.
 
 An event's value is JSON: one record (an object of input columns) or a list of them. A
 record's `id` field is not a model input; it passes through to its prediction, as does
-the event's key.
+the event's key. An event whose content type says it is an image or other bytes (a
+camera's frame, a scanner's file) is instead the one value of the model's binary column,
+and its key is its id.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Event:
     receipt: object = None
     attempts: int = field(default=0)
     written_at: float | None = None
+    content_type: str | None = None  # from the event's header; None reads as JSON
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,11 @@ class Outgoing:
     headers: dict[str, str]
 
 
-def records_of(event: Event) -> tuple[list[dict[str, JSON]], list[JSON], bool]:
+def records_of(event: Event, binary_column: str | None) -> tuple[list[dict[str, JSON]], list[JSON], bool]:
     """(records without their ids, the ids, whether the event held a list); InvalidInput
-    when the value is not JSON records."""
+    when the value is not JSON records, or a binary payload the model has no column for."""
+    if event.content_type is not None and not _is_json(event.content_type):
+        return _binary_record(event, binary_column)
     payload = json_codec.loads(event.value)
     # The records were parsed just now, for this call alone: taking the ids out is safe.
     if type(payload) is dict:  # the common case, one record, kept cheap
@@ -57,6 +62,34 @@ def records_of(event: Event) -> tuple[list[dict[str, JSON]], list[JSON], bool]:
     if not isinstance(payload, list) or not payload or any(type(record) is not dict for record in payload):
         raise InvalidInput("an event must be a JSON object (one record) or a non-empty list of objects")
     return payload, [record.pop(ID_FIELD, None) for record in payload], True
+
+
+def _is_json(content_type: str) -> bool:
+    media = _media_type(content_type)
+    return media == "application/json" or media.endswith("+json")
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _binary_record(event: Event, column: str | None) -> tuple[list[dict[str, JSON]], list[JSON], bool]:
+    media = _media_type(event.content_type or "")[:100]  # a header's length is the sender's choice
+    if not (media.startswith("image/") or media == "application/octet-stream"):
+        raise InvalidInput(
+            f"content-type {media!r} is not read: send application/json records, or the bytes of "
+            "one value (image/* or application/octet-stream) to a model with one binary input column"
+        )
+    if column is None:
+        raise InvalidInput(
+            f"a {media} event is the value of a binary input column, and this model has not exactly "
+            "one binary input column (with any others optional); send application/json records"
+        )
+    if not event.value:
+        raise InvalidInput(f"the {media} event is empty")
+    key = event.key.decode(errors="replace") if event.key is not None else None
+    # bytes are a binary column's value as they are; JSON carries them as base64 text.
+    return [{column: cast("JSON", event.value)}], [key], False
 
 
 def prediction(event: Event, ids: list[JSON], many: bool, values: list[JSON], headers: dict[str, str]) -> Outgoing:

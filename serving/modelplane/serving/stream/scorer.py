@@ -62,6 +62,7 @@ class StreamScorer:
         # Every event of a fetched batch is queued before the batcher looks, so no wait is needed.
         self.plane = DataPlane(model, batch_size, 0, on_batch=metrics.batch_size.observe)
         self.headers = {"model": model.name, "model_version": model.version or ""}
+        self.binary_column = self.plane.columns.binary_column if self.plane.columns is not None else None
         self._acknowledging: asyncio.Task[None] | None = None
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -95,7 +96,7 @@ class StreamScorer:
         decoded, letters = [], []
         for event in events:
             try:
-                decoded.append(Decoded(event, *messages.records_of(event)))
+                decoded.append(Decoded(event, *messages.records_of(event, self.binary_column)))
             except InvalidInput as error:
                 letters.append(messages.dead_letter(event, f"invalid event: {error}", self.headers))
         scored = await self._score_together(decoded, letters) if decoded else []

@@ -59,6 +59,7 @@ class KafkaSource:
                     origin=origin,
                     receipt=message,
                     written_at=stamp_ms / 1000 if kind != TIMESTAMP_NOT_AVAILABLE else None,
+                    content_type=_content_type(message.headers()),
                 )
             )
         return events
@@ -131,3 +132,11 @@ class KafkaSink:
 
     async def close(self) -> None:
         await asyncio.to_thread(self.producer.flush, 30)
+
+
+def _content_type(headers: dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None) -> str | None:
+    pairs = headers.items() if isinstance(headers, dict) else headers or ()
+    for name, value in pairs:
+        if name.lower() == "content-type" and value is not None:
+            return value.decode(errors="replace") if isinstance(value, bytes) else value
+    return None

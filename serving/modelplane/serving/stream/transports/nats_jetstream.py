@@ -62,11 +62,13 @@ class NatsSource:
             return []
         events = []
         for message in fetched:
-            key = (message.headers or {}).get(KEY_HEADER)
+            headers = {name.lower(): value for name, value in (message.headers or {}).items()}
+            key = headers.get(KEY_HEADER.lower())
             events.append(
                 Event(
                     value=message.data,
                     key=key.encode() if key is not None else None,
+                    content_type=headers.get("content-type"),
                     receipt=message,
                     origin={
                         "stream": self.stream,

@@ -82,6 +82,7 @@ class RedisSource:
                 Event(
                     value=fields.get(b"value", b""),
                     key=fields.get(b"key"),
+                    content_type=_text(fields.get(b"content-type")),
                     receipt=entry_id,
                     written_at=written_at,
                     origin={"stream": self.stream, "id": entry_id.decode()},
@@ -123,3 +124,7 @@ class RedisSink:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode(errors="replace") if value is not None else None
