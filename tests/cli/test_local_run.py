@@ -81,9 +81,7 @@ def test_the_image_example_classifies_an_uploaded_scan(registry: Registry, tmp_p
 
     from tests.testbed.registry import digit_scan
 
-    manifest = yaml.safe_load((EXAMPLES / "digit-scans-online.yaml").read_text())
-    # The test bed registers the example's model under its own name.
-    manifest["spec"]["model"]["name"] = registry.models.scans
+    manifest = _scan_example("digit-scans-online.yaml", registry)
     (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(manifest))
     images, _ = load_digits(return_X_y=True)
     scan = digit_scan(images[42])
@@ -115,6 +113,82 @@ def test_the_image_example_classifies_an_uploaded_scan(registry: Registry, tmp_p
         run.send_signal(signal.SIGINT)
         run.communicate(timeout=60)
     assert run.returncode == 0
+
+
+def _scan_example(name: str, registry: Registry) -> dict:
+    manifest = yaml.safe_load((EXAMPLES / name).read_text())
+    # The test bed registers the example's model under its own name.
+    manifest["spec"]["model"]["name"] = registry.models.scans
+    return manifest
+
+
+def _scans(registry: Registry, count: int) -> tuple[list[bytes], pd.DataFrame]:
+    """PNG scans of digits and what the example's model predicts for each, in-process."""
+    import mlflow.pyfunc
+    from sklearn.datasets import load_digits
+
+    from tests.testbed.registry import digit_scan
+
+    images, _ = load_digits(return_X_y=True)
+    pngs = [digit_scan(images[index]) for index in range(count)]
+    return pngs, mlflow.pyfunc.load_model(f"models:/{registry.models.scans}@champion").predict(
+        pd.DataFrame({"image": pngs})
+    )
+
+
+def test_the_image_batch_example_scores_a_folder_of_scans(registry: Registry, tmp_path: Path):
+    pngs, expected = _scans(registry, 6)
+    manifest = _scan_example("digit-scans-batch.yaml", registry)
+    manifest["spec"]["batch"].update(input=str(tmp_path / "scans"), output=str(tmp_path / "diagnoses"))
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    (tmp_path / "scans").mkdir()
+    for index, png in enumerate(pngs):
+        (tmp_path / "scans" / f"scan-{index}.png").write_bytes(png)
+
+    result = _run(registry, "-f", str(tmp_path / "manifest.yaml"), cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    scored = pd.concat([pd.read_csv(path) for path in (tmp_path / "diagnoses").glob("*.csv")]).set_index("file")
+    assert sorted(scored.index) == [f"scan-{index}.png" for index in range(6)]
+    for index, (_, wanted) in enumerate(expected.iterrows()):
+        assert scored.loc[f"scan-{index}.png", "class"] == wanted["class"]
+
+
+@pytest.mark.brokers
+def test_the_image_streaming_example_classifies_scans_sent_as_bytes(registry: Registry, kafka_broker, tmp_path: Path):
+    from tests.serving.streams import StreamClient
+
+    pngs, expected = _scans(registry, 5)
+    streams = StreamClient(kafka_broker, "local-run-scans")
+    streams.create("in", "out", "dead")
+    manifest = _scan_example("digit-scans-streaming.yaml", registry)
+    manifest["spec"]["streaming"].update(
+        source=streams.url("in"), sink=streams.url("out"), deadLetter=streams.url("dead")
+    )
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    streams.produce("in", [(f"scan-{index}.png", png) for index, png in enumerate(pngs)], content_type="image/png")
+    run = subprocess.Popen(
+        [
+            *(MODELPLANE, "run", "-f", str(tmp_path / "manifest.yaml")),
+            *("--registry", registry.tracking_uri, "--port", str(free_port())),
+        ],
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert "digit-scans-events: consuming kafka://" in run.stdout.readline()
+        outputs = eventually(
+            lambda: (found := streams.read("out")) and len(found) == 5 and found, timeout=120, what="5 predictions"
+        )
+    finally:
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=60)
+    assert run.returncode == 0
+    predictions = {value["id"]: value["prediction"] for _, value, _ in outputs}
+    for index, (_, wanted) in enumerate(expected.iterrows()):
+        assert predictions[f"scan-{index}.png"]["class"] == wanted["class"]
 
 
 def test_the_batch_example_runs_each_shard_once(registry: Registry, tmp_path: Path):

@@ -69,4 +69,4 @@ def test_without_network_policies_only_their_absence_is_found(tmp_path: Path):
     assert unexpected(findings, {WITHOUT_POLICIES: "they are off by default (networkPolicy.enabled)"}) == []
     # The scanner does see them missing: the test above is not passing for want of looking.
     flagged = sorted(finding.resource.split(".")[2] for finding in findings if finding.check == WITHOUT_POLICIES)
-    assert flagged == ["iris", "iris-events-stream"]
+    assert flagged == ["digit-scans", "digit-scans-events-stream", "iris", "iris-events-stream"]

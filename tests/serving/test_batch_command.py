@@ -328,3 +328,72 @@ def test_a_malformed_file_stops_the_run_saying_where_and_leaves_nothing_of_it(
         str(inputs / "a-good.csv")
     ]
     assert not any(path.is_file() for path in (output / "_temporary").rglob("*")), "a staged file was left behind"
+
+
+@pytest.fixture(scope="module")
+def scans(registry: Registry) -> tuple[str, list[bytes], pd.DataFrame]:
+    """The scan classifier, PNG scans of digits, and what it predicts for each in-process."""
+    import mlflow.pyfunc
+    from sklearn.datasets import load_digits
+
+    from tests.testbed.registry import digit_scan
+
+    model_uri = f"models:/{registry.models.scans}@champion"
+    images, _ = load_digits(return_X_y=True)
+    pngs = [digit_scan(images[index]) for index in range(8)]
+    return model_uri, pngs, mlflow.pyfunc.load_model(model_uri).predict(pd.DataFrame({"image": pngs}))
+
+
+def test_a_folder_of_scans_is_scored_one_row_per_file_named_by_it(env, scans, tmp_path: Path):
+    model_uri, pngs, expected = scans
+    names = [f"scan-{index}.png" if index < 4 else f"ward-b/scan-{index}.png" for index in range(len(pngs))]
+    for name, png in zip(names[:6], pngs[:6], strict=True):
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / name).write_bytes(png)
+    env = {**env, "MODELPLANE_MODEL": model_uri}
+    args = ("--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--only-new")
+
+    _batch(env, *args)
+    # Scans arriving later are scored by the next run, and only they.
+    for name, png in zip(names[6:], pngs[6:], strict=True):
+        (tmp_path / "in" / name).write_bytes(png)
+    second = _batch(env, *args)
+
+    assert "scored 2 rows" in second.stderr
+    assert _outputs(tmp_path / "out") == sorted(f"{name}.parquet" for name in names)
+    scored = _read_outputs(tmp_path / "out").set_index("file")
+    assert sorted(scored.columns) == ["class", "probability"]
+    for name, (_, wanted) in zip(names, expected.iterrows(), strict=True):
+        assert scored.loc[name, "class"] == wanted["class"]
+        assert scored.loc[name, "probability"] == pytest.approx(wanted["probability"])
+
+
+def test_an_image_is_no_input_for_a_model_that_takes_none(env, iris, scans, tmp_path: Path):
+    _write(iris, tmp_path / "in" / "flowers.csv")
+    (tmp_path / "in" / "flowers.png").write_bytes(scans[1][0])  # a picture beside the data
+
+    _batch(env, "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"))
+
+    assert _outputs(tmp_path / "out") == ["flowers.csv.parquet"]
+
+
+def test_a_file_that_is_no_image_stops_the_run_naming_it(env, scans, tmp_path: Path):
+    model_uri, pngs, _ = scans
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(pngs[0])
+    (tmp_path / "in" / "b.png").write_bytes(b"GIF89a, named .png")
+
+    result = run_to_exit(
+        {**env, "MODELPLANE_MODEL": model_uri},
+        "batch",
+        "--input",
+        str(tmp_path / "in"),
+        "--output",
+        str(tmp_path / "out"),
+    )
+
+    assert result.returncode == 1
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "b.png could not be scored" in line and "not a PNG or JPEG" in line, line
+    assert "Traceback" not in result.stderr
+    assert _outputs(tmp_path / "out") == ["a.png.parquet"]

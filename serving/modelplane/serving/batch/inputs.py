@@ -1,7 +1,8 @@
 """Finding the input files of a batch run, naming them, and telling when one changed.
 
 Input is a file, a folder (every readable file under it) or a glob, local or at any
-fsspec URL. Each file is named by its path relative to the input root (the folder, the
+fsspec URL. Image files are inputs too when the model takes one image: each is one row,
+the value of the model's binary column, named by its file. Each file is named by its path relative to the input root (the folder, the
 file's own folder, or a glob's folders before its first wildcard), so its output keeps
 its folders and no two inputs share an output. A shard takes whole files when there are
 at least as many files as shards, and otherwise every n-th chunk of each file, so shards
@@ -30,6 +31,7 @@ READERS = {
     ".ndjson": "jsonl",
     ".json": "jsonl",
 }
+IMAGE_READERS = {".png": "image", ".jpg": "image", ".jpeg": "image"}
 # What a store's listing says changes when a file's content does: a checksum or version
 # where it keeps one (object stores, HTTP), else the modification time, with the inode
 # (local `ino`, FTP's `unique`) that a replace by rename changes even when it keeps the
@@ -76,7 +78,10 @@ class Share:
         return self.stride == 1
 
 
-def find_inputs(fs: AbstractFileSystem, spec: str, root: str) -> list[InputFile]:
+def find_inputs(fs: AbstractFileSystem, spec: str, root: str, images: bool = False) -> list[InputFile]:
+    """The input files under `root`; image files among them only with `images` (a model
+    that takes one image: a picture beside another model's CSV files is no input)."""
+    readers = {**READERS, **IMAGE_READERS} if images else READERS
     # One listing with details gives every file's identity without a request per file.
     if glob.has_magic(root):
         listed, base = fs.glob(root, detail=True), _glob_base(root)
@@ -94,10 +99,10 @@ def find_inputs(fs: AbstractFileSystem, spec: str, root: str) -> list[InputFile]
         if any(part.startswith((".", "_")) for part in relative.split("/")):
             continue  # hidden files, and markers such as _SUCCESS
         suffix = "." + relative.rsplit(".", 1)[-1].lower() if "." in relative else ""
-        if suffix in READERS:
-            files.append(InputFile(path, relative, READERS[suffix], _identity(fs, path, listed[path])))
+        if suffix in readers:
+            files.append(InputFile(path, relative, readers[suffix], _identity(fs, path, listed[path])))
     if not files:
-        raise BatchError(f"--input {spec}: no input files found; readable suffixes are {', '.join(READERS)}")
+        raise BatchError(f"--input {spec}: no input files found; readable suffixes are {', '.join(readers)}")
     return files
 
 

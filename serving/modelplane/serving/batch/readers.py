@@ -1,6 +1,7 @@
 """Reading an input file in chunks, and saying where a malformed one goes wrong.
 
-A file that cannot be parsed stops the run with a `BatchError` naming the file and the
+An image file is one row: its bytes, in the column the caller names. A file that cannot
+be parsed stops the run with a `BatchError` naming the file and the
 line (CSV, JSON Lines) or row group (Parquet). Finding the place may read the file again,
 but only once it has failed, so a well-formed file is read once.
 """
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
     from pyarrow.parquet import ParquetFile
 
+MAX_IMAGE_BYTES = 64 << 20  # a 4096 x 4096 RGB image, the most ImagePixels decodes, is 48 MiB raw
 JSON_TYPES = {
     list: "an array",
     str: "a string",
@@ -33,14 +35,30 @@ JSON_TYPES = {
 }
 
 
-def read_chunks(fs: AbstractFileSystem, share: Share, chunk_rows: int) -> Iterator[tuple[int, pd.DataFrame]]:
-    """(number of the first row in the file, rows) for each chunk of `share`."""
+def read_chunks(
+    fs: AbstractFileSystem, share: Share, chunk_rows: int, image_column: str | None = None
+) -> Iterator[tuple[int, pd.DataFrame]]:
+    """(number of the first row in the file, rows) for each chunk of `share`; an image
+    file's bytes go in `image_column`."""
+    if share.file.format == "image":
+        if share.first == 0 and image_column is not None:
+            yield 0, _image_row(fs, share.file.path, image_column)
+        return
     first_row = 0
     reader = {"csv": _csv_chunks, "jsonl": _jsonl_chunks, "parquet": _parquet_chunks}[share.file.format]
     for number, chunk in enumerate(reader(fs, share.file.path, chunk_rows)):
         if number % share.stride == share.first:
             yield first_row, chunk.reset_index(drop=True)
         first_row += len(chunk)
+
+
+def _image_row(fs: AbstractFileSystem, path: str, column: str) -> pd.DataFrame:
+    with fs.open(path, "rb") as handle:
+        # One byte past the bound tells a file at the bound from a larger one, without reading it all.
+        content = handle.read(MAX_IMAGE_BYTES + 1)
+    if len(content) > MAX_IMAGE_BYTES:
+        raise BatchError(f"{path} is larger than {MAX_IMAGE_BYTES >> 20} MiB, the most an image input may be")
+    return pd.DataFrame({column: [content]})
 
 
 def _csv_chunks(fs: AbstractFileSystem, path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:

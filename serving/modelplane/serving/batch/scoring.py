@@ -1,7 +1,8 @@
 """Scoring files with a registry model, chunk by chunk: what `modelplane batch` runs.
 
 Memory is bounded by the chunk size, not the input. Each output row carries the input's
-id column (or the row's number in its file) beside the model's predictions.
+id column (or the row's number in its file) beside the model's predictions; an image
+file's one row carries its name.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from modelplane.serving.batch.inputs import Share, find_inputs, shares
 from modelplane.serving.batch.outputs import Output
 from modelplane.serving.batch.readers import read_chunks
 from modelplane.serving.batch.runs import Run, RunMarkers
+from modelplane.serving.dataplane.columns import ColumnSchema
 from modelplane.serving.errors import BatchError
 from modelplane.serving.settings import BatchSettings
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modelplane.batch")
 ROW_COLUMN = "row"
+FILE_COLUMN = "file"
 PROGRESS_EVERY_SECONDS = 5.0
 
 
@@ -34,7 +37,8 @@ def score_files(pyfunc: PyFuncModel, settings: BatchSettings) -> int:
 
     input_fs, input_root = fsspec.core.url_to_fs(settings.input)
     output_fs, output_root = fsspec.core.url_to_fs(settings.output)
-    files = find_inputs(input_fs, settings.input, input_root)
+    image_column = _image_column(pyfunc)
+    files = find_inputs(input_fs, settings.input, input_root, images=image_column is not None)
     mine = shares(files, settings.shard_index, settings.shard_count)
     output = Output(output_fs, output_root, settings.format.value, settings.shard_index, settings.chunk_rows)
     output.begin()
@@ -53,8 +57,9 @@ def score_files(pyfunc: PyFuncModel, settings: BatchSettings) -> int:
             log.info("skipping %s: scored by an earlier run", share.file.path)
             continue
         with output.writer(share) as writer:
-            for first_row, chunk in read_chunks(input_fs, share, settings.chunk_rows):
-                writer.write(_score_chunk(pyfunc, chunk, first_row, share, settings.id_column))
+            for first_row, chunk in read_chunks(input_fs, share, settings.chunk_rows, image_column):
+                id_column = None if share.file.format == "image" else settings.id_column
+                writer.write(_score_chunk(pyfunc, chunk, first_row, share, id_column))
                 progress.add(len(chunk))
     markers.finish(progress.rows)
     progress.report(final=True)
@@ -69,7 +74,10 @@ def _score_chunk(
             f"--id-column {id_column!r} is not a column of {share.file.path}; "
             f"its columns are {', '.join(map(str, chunk.columns))}"
         )
-    if id_column is None:
+    if share.file.format == "image":
+        ids = pd.Series([share.file.name], name=FILE_COLUMN)
+        features = chunk
+    elif id_column is None:
         ids = pd.Series(np.arange(first_row, first_row + len(chunk)), name=ROW_COLUMN)
         features = chunk
     else:
@@ -85,6 +93,12 @@ def _score_chunk(
             f"rows {first_row}-{first_row + len(chunk) - 1} of {share.file.path} could not be scored: {message}"
         ) from None
     return pd.concat([ids.reset_index(drop=True), prediction_frame(predictions)], axis=1)
+
+
+def _image_column(pyfunc: PyFuncModel) -> str | None:
+    """The binary column an image file fills, for a model that takes one image."""
+    schema = ColumnSchema.of(pyfunc.metadata.get_input_schema())  # type: ignore[no-untyped-call]
+    return schema.binary_column if schema is not None else None
 
 
 def prediction_frame(predictions: PyFuncOutput) -> pd.DataFrame:
