@@ -32,24 +32,26 @@ def _run(registry: Registry, *args: str, cwd: Path, timeout: float = 300) -> sub
     )
 
 
-def test_the_online_example_serves_until_interrupted(registry: Registry, tmp_path: Path):
-    port = free_port()
-    # Started with SIGINT ignored, as a shell without job control starts a background command.
-    run = subprocess.Popen(
-        [
-            MODELPLANE,
-            "run",
-            "-f",
-            str(EXAMPLES / "iris-online.yaml"),
-            "--registry",
-            registry.tracking_uri,
-            "--port",
-            str(port),
-        ],
-        cwd=tmp_path,
+def _start(registry: Registry, manifest: Path, port: int, cwd: Path, **options) -> subprocess.Popen:
+    """`modelplane run -f manifest` in the background, its announcements readable on stdout."""
+    return subprocess.Popen(
+        [MODELPLANE, "run", "-f", str(manifest), "--registry", registry.tracking_uri, "--port", str(port)],
+        cwd=cwd,
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        **options,
+    )
+
+
+def test_the_online_example_serves_until_interrupted(registry: Registry, tmp_path: Path):
+    port = free_port()
+    # Started with SIGINT ignored, as a shell without job control starts a background command.
+    run = _start(
+        registry,
+        EXAMPLES / "iris-online.yaml",
+        port,
+        tmp_path,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
@@ -76,31 +78,12 @@ def test_the_image_example_classifies_an_uploaded_scan(registry: Registry, tmp_p
     as MLflow's JSON carries a binary column."""
     import base64
 
-    import mlflow.pyfunc
-    from sklearn.datasets import load_digits
-
-    from tests.testbed.registry import digit_scan
-
     manifest = _scan_example("digit-scans-online.yaml", registry)
     (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(manifest))
-    images, _ = load_digits(return_X_y=True)
-    scan = digit_scan(images[42])
-    expected = (
-        mlflow.pyfunc.load_model(f"models:/{registry.models.scans}@champion")
-        .predict(pd.DataFrame({"image": [scan]}))
-        .iloc[0]
-    )
+    [scan], predicted = _scans(registry, 1)
+    expected = predicted.iloc[0]
     port = free_port()
-    run = subprocess.Popen(
-        [
-            *(MODELPLANE, "run", "-f", str(tmp_path / "manifest.yaml")),
-            *("--registry", registry.tracking_uri, "--port", str(port)),
-        ],
-        cwd=tmp_path,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    run = _start(registry, tmp_path / "manifest.yaml", port, tmp_path)
     try:
         assert f"serving models:/{registry.models.scans}/" in run.stdout.readline()
         split = {"columns": ["image"], "data": [[base64.b64encode(scan).decode()]]}
@@ -167,16 +150,7 @@ def test_the_image_streaming_example_classifies_scans_sent_as_bytes(registry: Re
     )
     (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(manifest))
     streams.produce("in", [(f"scan-{index}.png", png) for index, png in enumerate(pngs)], content_type="image/png")
-    run = subprocess.Popen(
-        [
-            *(MODELPLANE, "run", "-f", str(tmp_path / "manifest.yaml")),
-            *("--registry", registry.tracking_uri, "--port", str(free_port())),
-        ],
-        cwd=tmp_path,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    run = _start(registry, tmp_path / "manifest.yaml", free_port(), tmp_path)
     try:
         assert "digit-scans-events: consuming kafka://" in run.stdout.readline()
         outputs = eventually(
@@ -229,22 +203,7 @@ def test_the_streaming_example_consumes_until_interrupted(registry: Registry, ka
     (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(manifest))
     features, _ = iris_features()
     streams.produce("in", [(str(n), row.to_json().encode()) for n, (_, row) in enumerate(features.head(20).iterrows())])
-    run = subprocess.Popen(
-        [
-            MODELPLANE,
-            "run",
-            "-f",
-            str(tmp_path / "manifest.yaml"),
-            "--registry",
-            registry.tracking_uri,
-            "--port",
-            str(free_port()),
-        ],
-        cwd=tmp_path,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    run = _start(registry, tmp_path / "manifest.yaml", free_port(), tmp_path)
     try:
         assert "iris-events: consuming kafka://" in run.stdout.readline()
         eventually(lambda: len(streams.read("out")) == 20, timeout=120, what="20 predictions")
