@@ -6,12 +6,14 @@ import json
 import time
 
 import pytest
+import yaml
 
 from tests.conftest import Registry
 from tests.operator.process import SERVING_IMAGE, Operator
 from tests.operator.resources import apply, children, condition, events, manifest, ready, status_of
 from tests.testbed.cluster import ControlPlane
 from tests.testbed.process import free_port
+from tests.testbed.registry import EXAMPLES
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.registry]
@@ -421,6 +423,52 @@ def test_a_schedule_reports_when_it_last_ran_and_last_succeeded(
     # The CronJob controller starts a run within the minute; kwok's pods complete it.
     status = eventually(times_match, timeout=150, what="a completed run's times in status")
     assert condition(status, "Ready")["reason"] == "Scheduled"
+
+
+@pytest.mark.parametrize(
+    ("example", "children_of_it", "reason"),
+    [
+        ("digit-scans-online.yaml", ["Deployment/digit-scans", "Service/digit-scans"], "MinimumReplicasAvailable"),
+        ("digit-scans-batch.yaml", ["CronJob/digit-scans-batch"], "Scheduled"),
+        ("digit-scans-streaming.yaml", ["Deployment/digit-scans-events-stream"], "MinimumReplicasAvailable"),
+    ],
+)
+def test_the_image_examples_reconcile_from_the_registry(
+    operator: Operator,
+    registry: Registry,
+    cluster: ControlPlane,
+    restricted_namespace: str,
+    example: str,
+    children_of_it: list[str],
+    reason: str,
+):
+    """The manifests of examples/ as a user applies them, with the model
+    examples/digit_scans.py registered: resolved from the registry, pinned, Ready."""
+    from mlflow import MlflowClient
+
+    namespace = restricted_namespace
+    document = yaml.safe_load((EXAMPLES / example).read_text())
+    # The test bed registers the example's model under its own name.
+    document["spec"]["model"]["name"] = registry.models.scans
+    name = document["metadata"]["name"]
+    champion = MlflowClient(registry.tracking_uri).get_model_version_by_alias(registry.models.scans, "champion")
+
+    apply(cluster, namespace, document)
+    status = eventually(lambda: ready(cluster, namespace, name), what="Ready=True")
+
+    assert status["modelVersion"] == champion.version
+    assert condition(status, "ModelResolved")["status"] == "True"
+    assert condition(status, "Ready")["reason"] == reason
+    assert children(cluster, namespace) == children_of_it
+    kind, child = children_of_it[0].split("/")
+    workload = cluster.get(kind.lower(), child, namespace)
+    if kind == "CronJob":
+        workload = workload["spec"]["jobTemplate"]
+    [container] = workload["spec"]["template"]["spec"]["containers"]
+    env = {var["name"]: var.get("value") for var in container["env"]}
+    assert env["MODELPLANE_MODEL"] == f"models:/{registry.models.scans}/{champion.version}"
+    # The example's model needs no pickle: nothing in the manifest or the render allows it.
+    assert env.get("MODELPLANE_ALLOW_PICKLE", "false") == "false"
 
 
 def _unschedulable_pods(cluster: ControlPlane, namespace: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,10 +23,26 @@ class ComponentFailed(RuntimeError):
     """A component did not start or stopped early; the message carries its log tail."""
 
 
+# Below the kernel's ephemeral range (32768-60999 by default): a port the kernel hands
+# out with bind(0) is also what it picks for outgoing connections, so between choosing it
+# and the server binding it, any client's connection could take it.
+_PORT_RANGE = range(20000, 32768)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port on 127.0.0.1 nothing listens on now and this process has not handed out."""
+    while True:
+        port = random.choice(_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 def listening(port: int, host: str = "127.0.0.1") -> bool:
