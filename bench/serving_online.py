@@ -14,11 +14,16 @@ the best peer's, with the model signature enforced; and the same req/s and p99 w
 prediction page served as with --no-ui.
 
     .venv/bin/python -m bench.serving_online [--seconds 10] [--rounds 3] [--workers 1]
+        [--only WORD ...] [--against OTHER_CHECKOUT]
+
+`--against` serves the MLflow protocol with the `modelplane serve` of another checkout
+(say, main before a change) in the same rounds, with this environment's packages.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -107,6 +112,12 @@ def save_model(folder: Path) -> tuple[Path, int]:
         input_example=features.head(3),  # what the prediction page shows
     )
     return path, int(model.predict(pd.DataFrame([ROW]))[0])
+
+
+def checkout_server(checkout: Path, ours: Server) -> Server:
+    """`ours`, run from another checkout's source roots ahead of this one's."""
+    roots = os.pathsep.join(str(checkout.resolve() / root) for root in ("cli", "serving", "operator"))
+    return dataclasses.replace(ours, name=f"{ours.name} of {checkout}", argv=["env", f"PYTHONPATH={roots}", *ours.argv])
 
 
 def servers(model: Path, folder: Path, port: int, workers: int) -> list[Server]:
@@ -305,6 +316,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--only", nargs="+", help="measure only the servers whose names start with these words")
+    parser.add_argument("--against", type=Path, help="another checkout whose modelplane serve runs in the same rounds")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("this benchmark drives the servers with wrk, which is not installed: apt-get install wrk")
@@ -313,11 +325,10 @@ def main() -> int:
         folder = Path(temporary)
         model, expected = save_model(folder)
         port = free_port()
-        chosen = [
-            server
-            for server in servers(model, folder, port, args.workers)
-            if not args.only or any(server.name.startswith(word) for word in args.only)
-        ]
+        every = servers(model, folder, port, args.workers)
+        chosen = [server for server in every if not args.only or any(server.name.startswith(w) for w in args.only)]
+        if args.against:
+            chosen.append(checkout_server(args.against, next(s for s in every if s.name == PAGE_ON)))
         for server in chosen:
             if server.peer is not None:
                 peer_python(server.peer)

@@ -17,6 +17,10 @@ it with others. Prints events/s as medians with their range. Goal: modelplane >=
 raw loop's events/s on each broker.
 
     .venv/bin/python -m bench.streaming_kafka [--events 200000] [--batch-size 1000] [--rounds 3]
+        [--against OTHER_CHECKOUT]
+
+`--against` measures the `modelplane stream` of another checkout (say, main before a
+change) in the same rounds, with this environment's packages.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from pathlib import Path
 from bench.rounds import interleaved, median, spread, verdict
 from bench.serving_online import save_model
 
+AGAINST = "modelplane stream of the other checkout"
 RAW = "raw consume + decode + produce + commit (anchor)"
 OURS = "modelplane stream, whole process"
 BROKERS = {"test bed's broker (commits answered at once)": True, "Kafka's default settings": False}
@@ -45,6 +50,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--against", type=Path, help="another checkout whose modelplane stream runs in the same rounds")
     args = parser.parse_args()
 
     from modelplane.demo import iris_features
@@ -68,6 +74,8 @@ def main() -> int:
             print(f"  {name:52} {spread(measured):>28}")
         ratio = median(rates[OURS]) / median(rates[RAW])
         print(f"  modelplane / the raw loop: {verdict(ratio, 0.7)}")
+        if args.against:
+            print(f"  {args.against} / the raw loop: x{median(rates[AGAINST]) / median(rates[RAW]):.2f}")
         print(f"  modelplane / raw predict: x{median(rates[OURS]) / median(predict_rates):.2f}")
     return 0
 
@@ -83,15 +91,15 @@ def _rounds_on_broker(
         servers = f"{broker.host}:{broker.port}"
         _fill(servers, values, args.rounds)
         run = itertools.count()
-        seconds = interleaved(
-            {
-                RAW: lambda: _raw_loop(servers, next(run), args.events, args.batch_size),
-                OURS: lambda: _modelplane_stream(
-                    model_path, servers, root.parent, next(run), args.events, args.batch_size
-                ),
-            },
-            args.rounds,
-        )
+        contenders = {
+            RAW: lambda: _raw_loop(servers, next(run), args.events, args.batch_size),
+            OURS: lambda: _modelplane_stream(model_path, servers, root.parent, next(run), args.events, args.batch_size),
+        }
+        if args.against:
+            contenders[AGAINST] = lambda: _modelplane_stream(
+                model_path, servers, root.parent, next(run), args.events, args.batch_size, args.against
+            )
+        seconds = interleaved(contenders, args.rounds)
     finally:
         broker.component.stop()
     return {name: [args.events / took for took in measured] for name, measured in seconds.items()}
@@ -102,7 +110,7 @@ def _fill(servers: str, values: list[bytes], rounds: int) -> None:
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    names = ["in", *(f"out-{run}" for run in range(2 * rounds))]
+    names = ["in", *(f"out-{run}" for run in range(3 * rounds))]
     admin = AdminClient({"bootstrap.servers": servers})  # kept until the topics exist: its end cancels them
     for created in admin.create_topics([NewTopic(n, 1, 1) for n in names]).values():
         created.result(30)
@@ -162,7 +170,9 @@ def _raw_predict(model_path: Path, values: list[bytes], batch: int) -> float:
     return time.perf_counter() - started
 
 
-def _modelplane_stream(model_path: Path, servers: str, folder: Path, run: int, events: int, batch: int) -> float:
+def _modelplane_stream(
+    model_path: Path, servers: str, folder: Path, run: int, events: int, batch: int, checkout: Path | None = None
+) -> float:
     from confluent_kafka import Consumer, TopicPartition
 
     from tests.testbed.process import free_port
@@ -179,6 +189,8 @@ def _modelplane_stream(model_path: Path, servers: str, folder: Path, run: int, e
         "MODELPLANE_METRICS_PORT": str(port),
         "MODELPLANE_MODEL_CACHE": str(folder / "cache"),
     }
+    if checkout is not None:  # its source roots ahead of this checkout's
+        env["PYTHONPATH"] = os.pathsep.join(str(checkout.resolve() / root) for root in ("cli", "serving", "operator"))
     with (folder / f"stream-{run}.log").open("wb") as log:
         process = subprocess.Popen(
             [str(Path(sys.executable).parent / "modelplane"), "stream"], env=env, stdout=log, stderr=subprocess.STDOUT

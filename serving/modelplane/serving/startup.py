@@ -4,6 +4,7 @@ stops when it cannot go on."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import sys
 from collections.abc import Callable
@@ -35,6 +36,11 @@ def run(settings_type: type[Settings], overrides: dict[str, Any], command: Comma
         model = load(settings.model, settings.model_cache, settings.allow_pickle, settings.strict_deps)
     except ModelLoadError as error:
         return stop(str(error))
+    # What start-up built (modules, the model) lives as long as the process. Moved out of
+    # the collector's sight, it is not walked again by every collection that a request's
+    # or an event's allocations set off, which was a third of a stream's Python per event.
+    gc.collect()
+    gc.freeze()
     return command(settings, model)
 
 

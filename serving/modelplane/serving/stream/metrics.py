@@ -4,9 +4,17 @@ beside its health and readiness."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from modelplane.serving.buckets import BATCH_BUCKETS, LATENCY_BUCKETS
 
@@ -39,14 +47,51 @@ class StreamMetrics:
             "Time from fetching a batch to writing its predictions",
             buckets=LATENCY_BUCKETS,
         )
-        self.end_to_end = labelled(
-            Histogram,
+        self.end_to_end = BatchHistogram(
             "modelplane_stream_end_to_end_seconds",
             "Time from the broker storing an event to its result being written",
-            buckets=END_TO_END_BUCKETS,
+            labels,
+            END_TO_END_BUCKETS,
+            self.registry,
         )
         self.lag = labelled(Gauge, "modelplane_stream_lag", "Events of the consumer group not yet delivered")
         self.ready = False
+
+
+class BatchHistogram(Collector):
+    """A histogram observed a batch of values at a time, exposed as prometheus_client's own:
+    one numpy pass per batch instead of a lock and a bucket search per event, which was
+    the largest Python cost per event of a stream."""
+
+    def __init__(
+        self, name: str, help_: str, labels: dict[str, str], buckets: Sequence[float], registry: CollectorRegistry
+    ) -> None:
+        self.name, self.help, self.labels = name, help_, labels
+        self.bounds = np.array([*buckets, float("inf")], dtype=float)
+        # `le` as prometheus_client writes it ("0.005", "30.0", "+Inf"); it leaves the helper unannotated.
+        self.bound_names = [floatToGoString(bound) for bound in self.bounds.tolist()]  # type: ignore[no-untyped-call]
+        self.counts = np.zeros(len(self.bounds), dtype=np.int64)
+        self.sum = 0.0
+        self.created = time.time()
+        self._lock = threading.Lock()  # scrapes run beside the consumer
+        registry.register(self)
+
+    def observe_many(self, values: Sequence[float] | np.ndarray) -> None:
+        observed = np.asarray(values, dtype=float)
+        # A bucket counts the values up to and including its bound, as Prometheus' `le` says.
+        counts = np.bincount(np.searchsorted(self.bounds, observed, side="left"), minlength=len(self.bounds))
+        with self._lock:
+            self.counts += counts[: len(self.bounds)]
+            self.sum += float(observed.sum())
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self._lock:
+            cumulative, total = np.cumsum(self.counts).tolist(), self.sum
+        family = HistogramMetricFamily(self.name, self.help, labels=list(self.labels))
+        buckets = list(zip(self.bound_names, cumulative, strict=True))
+        family.add_metric(list(self.labels.values()), buckets, sum_value=total)
+        family.samples.append(Sample(f"{self.name}_created", self.labels, self.created))
+        yield family
 
 
 async def serve_health(metrics: StreamMetrics, host: str, port: int) -> asyncio.Server:

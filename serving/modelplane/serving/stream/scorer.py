@@ -3,9 +3,10 @@
 Each fetched batch is decoded event by event (an undecodable event is dead-lettered alone),
 scored through the data plane in one predict call (a batch that fails, or
 holds a schema-invalid event, is scored again event by event, so only the events that
-fail by themselves fail), written to the sink, and only once the sink confirmed it
-acknowledged at the source, while the next batch is fetched and scored. A crash at any
-point re-delivers what was not acknowledged: at least once, and at most one batch twice.
+fail by themselves fail), then written to the sink and, only once the sink confirmed it,
+acknowledged at the source, while the next batch is fetched and scored. The next batch
+is written only after that: a crash at any point re-delivers what was not acknowledged,
+at least once, and at most one batch twice.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import numpy as np
 import pandas as pd
 
 from modelplane.serving.dataplane.batcher import rows
@@ -32,6 +34,7 @@ from modelplane.serving.stream.transports import Sink, Source
 
 log = logging.getLogger("modelplane.stream")
 LAG_EVERY_SECONDS = 5.0
+RETRY_BACKOFF_SECONDS = 0.5  # doubled at each attempt
 Item = TypeVar("Item")
 
 
@@ -63,7 +66,7 @@ class StreamScorer:
         self.plane = DataPlane(model, batch_size, 0, on_batch=metrics.batch_size.observe)
         self.headers = {"model": model.name, "model_version": model.version or ""}
         self.binary_column = self.plane.columns.binary_column if self.plane.columns is not None else None
-        self._acknowledging: asyncio.Task[None] | None = None
+        self._writing: asyncio.Task[None] | None = None
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Until `stopping` is set; the batch in hand is finished and acknowledged first."""
@@ -74,10 +77,12 @@ class StreamScorer:
                 events = await self.source.fetch(self.batch_size, self.batch_wait)
                 if events:
                     await self.handle(events)
+                elif self._writing is not None and self._writing.done():
+                    await self._previous_written()  # a write that failed for good stops the consumer while idle too
                 if time.monotonic() - lag_at >= LAG_EVERY_SECONDS:
                     lag_at = time.monotonic()
                     await self._measure_lag()
-            await self._acknowledged()
+            await self._previous_written()
         finally:
             await self.plane.stop()
 
@@ -100,25 +105,37 @@ class StreamScorer:
             except InvalidInput as error:
                 letters.append(messages.dead_letter(event, f"invalid event: {error}", self.headers))
         scored = await self._score_together(decoded, letters) if decoded else []
-        # The previous batch was acknowledged while this one was fetched and scored; that
-        # must be done before this one is written, so a crash repeats at most one batch.
-        await self._acknowledged()
+        # The previous batch was written and acknowledged while this one was fetched and
+        # scored; that must be done before this one is written, so a crash repeats at
+        # most one batch.
+        await self._previous_written()
+        self._writing = asyncio.create_task(self._write_and_acknowledge(events, decoded, scored, letters, started))
+
+    async def _write_and_acknowledge(
+        self,
+        events: list[Event],
+        decoded: list[Decoded],
+        scored: list[Outgoing],
+        letters: list[Outgoing],
+        started: float,
+    ) -> None:
         if scored:
             await _patiently(self.sink.send, scored, "write predictions")
             self.metrics.produced.inc(len(scored))
             written = time.time()
-            for each in decoded:
-                if each.event.written_at is not None:
-                    self.metrics.end_to_end.observe(max(0.0, written - each.event.written_at))
+            stored = [each.event.written_at for each in decoded if each.event.written_at is not None]
+            if stored:
+                self.metrics.end_to_end.observe_many(np.maximum(0.0, written - np.array(stored)))
         if letters:
             await self._dead_letter(letters)
         self.metrics.latency.observe(time.perf_counter() - started)
-        self._acknowledging = asyncio.create_task(_patiently(self.source.ack, events, "acknowledge events"))
+        await _patiently(self.source.ack, events, "acknowledge events")
 
-    async def _acknowledged(self) -> None:
-        if self._acknowledging is not None:
-            acknowledging, self._acknowledging = self._acknowledging, None
-            await acknowledging
+    async def _previous_written(self) -> None:
+        """Waits for the previous batch to be written and acknowledged; raises what stopped it."""
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            await writing
 
     async def _score_together(self, decoded: list[Decoded], letters: list[Outgoing]) -> list[Outgoing]:
         """One input and one predict call for the whole batch; should either fail, each event
@@ -191,4 +208,4 @@ async def _patiently(
             if attempt == attempts:
                 raise
             log.warning("could not %s (attempt %d of %d): %s: %s", what, attempt, attempts, type(error).__name__, error)
-            await asyncio.sleep(0.5 * 2**attempt)
+            await asyncio.sleep(RETRY_BACKOFF_SECONDS * 2**attempt)

@@ -99,6 +99,9 @@ class KafkaSink:
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 5,
+                # A report for each failure only: a Python callback per delivered message
+                # waits its turn for the interpreter while the next batch is scored.
+                "delivery.report.only.error": True,
             }
         )
 
