@@ -11,7 +11,7 @@ and its key is its id.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import numpy as np
 import pandas as pd
@@ -41,9 +41,9 @@ class Event:
     content_type: str | None = None  # from the event's header; None reads as JSON
 
 
-@dataclass(frozen=True)
-class Outgoing:
-    """One message to write: to the sink, or to the dead-letter destination."""
+class Outgoing(NamedTuple):
+    """One message to write: to the sink, or to the dead-letter destination. (A tuple:
+    one is made per event, and a tuple is the cheapest object Python builds.)"""
 
     value: bytes
     key: bytes | None

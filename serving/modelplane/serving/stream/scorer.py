@@ -15,8 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -38,9 +37,8 @@ RETRY_BACKOFF_SECONDS = 0.5  # doubled at each attempt
 Item = TypeVar("Item")
 
 
-@dataclass(frozen=True)
-class Decoded:
-    """An event whose value parsed as records."""
+class Decoded(NamedTuple):
+    """An event whose value parsed as records (a tuple, as one is made per event)."""
 
     event: Event
     records: list[dict[str, JSON]]
