@@ -1,6 +1,7 @@
 """The consume-score-produce loop over a source and sink in memory: a batch is scored
 while the one before it is still being written, yet written only once that one is
-acknowledged; a write that fails for good stops the consumer with nothing acknowledged."""
+acknowledged; a write that fails for good stops the consumer with nothing acknowledged;
+a consumer stopped by an error finishes the write in flight first."""
 
 from __future__ import annotations
 
@@ -57,6 +58,20 @@ class MemorySource:
 
     async def ack(self, events: list[Event]) -> None:
         self.acked.append([event.origin["offset"] for event in events])
+
+
+class FailingAfterFirstFetch(MemorySource):
+    """One batch, then a fetch that fails as a broker gone away does."""
+
+    def __init__(self) -> None:
+        super().__init__(batches=1)
+        self.failed = asyncio.Event()
+
+    async def fetch(self, max_count: int, wait_seconds: float) -> list[Event]:
+        if self.pending:
+            return self.pending.pop(0)
+        self.failed.set()
+        raise ConnectionError("the source went away")
 
 
 class HeldSink:
@@ -125,5 +140,26 @@ def test_a_write_that_fails_for_good_stops_the_consumer_with_nothing_acknowledge
         with pytest.raises(ConnectionError, match="the broker went away"):
             await asyncio.wait_for(running, OWED)
         assert source.drained.is_set() and source.acked == []
+
+    asyncio.run(asyncio.wait_for(test(), OWED))
+
+
+def test_a_consumer_stopped_by_an_error_finishes_the_write_in_flight_first():
+    async def test() -> None:
+        source, sink = FailingAfterFirstFetch(), HeldSink()
+        running = asyncio.create_task(_scorer(source, sink, Doubler()).run(asyncio.Event()))
+        # What was written and acknowledged when the consumer stopped, not some time after.
+        at_stop: list[tuple[list, list]] = []
+        running.add_done_callback(lambda _: at_stop.append((list(sink.written), list(source.acked))))
+
+        await _until(sink.held.is_set, "the batch being written")
+        await _until(source.failed.is_set, "the fetch failing while it is written")
+        assert sink.written == [] and source.acked == []
+        sink.release.set()
+
+        with pytest.raises(ConnectionError, match="the source went away"):
+            await asyncio.wait_for(running, OWED)
+        batch = list(range(BATCH))
+        assert at_stop == [([batch], [batch])]
 
     asyncio.run(asyncio.wait_for(test(), OWED))

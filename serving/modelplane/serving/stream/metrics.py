@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
+import prometheus_client.metrics
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import HistogramMetricFamily
 from prometheus_client.registry import Collector
@@ -90,7 +91,10 @@ class BatchHistogram(Collector):
         family = HistogramMetricFamily(self.name, self.help, labels=list(self.labels))
         buckets = list(zip(self.bound_names, cumulative, strict=True))
         family.add_metric(list(self.labels.values()), buckets, sum_value=total)
-        family.samples.append(Sample(f"{self.name}_created", self.labels, self.created))
+        # As prometheus_client's own histograms do, unless its created series are turned off
+        # (PROMETHEUS_DISABLE_CREATED_SERIES, disable_created_metrics()).
+        if getattr(prometheus_client.metrics, "_use_created", True):
+            family.samples.append(Sample(f"{self.name}_created", self.labels, self.created))
         yield family
 
 

@@ -82,7 +82,22 @@ class StreamScorer:
                     await self._measure_lag()
             await self._previous_written()
         finally:
+            await self._finish_writing()
             await self.plane.stop()
+
+    async def _finish_writing(self) -> None:
+        """On the way out after an error: the batch being written is written and acknowledged
+        (or fails) before the transports close, so it is not repeated for nothing."""
+        if self._writing is None:
+            return
+        try:
+            await self._previous_written()
+        except Exception as error:  # noqa: BLE001 - the error already on its way out is the one to tell
+            log.warning(
+                "the batch being written as the stream stopped was not acknowledged: %s: %s",
+                type(error).__name__,
+                error,
+            )
 
     async def _measure_lag(self) -> None:
         try:

@@ -99,8 +99,8 @@ class KafkaSink:
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 5,
-                # A report for each failure only: a Python callback per delivered message
-                # waits its turn for the interpreter while the next batch is scored.
+                # A report for each failure only: no Message object and no Python call
+                # per delivered message.
                 "delivery.report.only.error": True,
             }
         )
