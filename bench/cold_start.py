@@ -33,7 +33,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.rounds import interleaved, median, spread, verdict
+from bench.rounds import checkout_pythonpath, interleaved, median, spread, verdict
 from bench.serving_online import ROW, save_model
 
 ANCHOR = "bare MLflow: import, load_model, predict (anchor)"
@@ -96,7 +96,7 @@ def main() -> int:
 def _environment(folder: Path, checkout: Path | None) -> dict[str, str]:
     env = {**os.environ, "MODELPLANE_MODEL_CACHE": str(folder / "cache")}
     if checkout is not None:  # its source roots ahead of this checkout's
-        env["PYTHONPATH"] = os.pathsep.join(str(checkout.resolve() / root) for root in ("cli", "serving", "operator"))
+        env["PYTHONPATH"] = checkout_pythonpath(checkout)
     return env
 
 

@@ -7,6 +7,7 @@ reports the median with the range; a goal is a ratio of medians from the same ro
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 from collections.abc import Callable, Sequence
@@ -24,6 +25,12 @@ def interleaved(contenders: dict[str, Callable[[], T]], rounds: int) -> dict[str
             print(f"round {number + 1}/{rounds}: {name} ...", flush=True)
             results[name].append(measure())
     return results
+
+
+def checkout_pythonpath(checkout: Path) -> str:
+    """PYTHONPATH that puts another checkout's source roots ahead of this environment's
+    own, so `modelplane` runs that checkout's code with this environment's packages."""
+    return os.pathsep.join(str(checkout.resolve() / root) for root in ("cli", "serving", "operator"))
 
 
 def median(values: Sequence[float]) -> float:

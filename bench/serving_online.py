@@ -36,7 +36,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.rounds import interleaved, median, spread, verdict
+from bench.rounds import checkout_pythonpath, interleaved, median, spread, verdict
 from tests.testbed.process import Component, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,8 +116,10 @@ def save_model(folder: Path) -> tuple[Path, int]:
 
 def checkout_server(checkout: Path, ours: Server) -> Server:
     """`ours`, run from another checkout's source roots ahead of this one's."""
-    roots = os.pathsep.join(str(checkout.resolve() / root) for root in ("cli", "serving", "operator"))
-    return dataclasses.replace(ours, name=f"{ours.name} of {checkout}", argv=["env", f"PYTHONPATH={roots}", *ours.argv])
+    pythonpath = checkout_pythonpath(checkout)
+    return dataclasses.replace(
+        ours, name=f"{ours.name} of {checkout}", argv=["env", f"PYTHONPATH={pythonpath}", *ours.argv]
+    )
 
 
 def servers(model: Path, folder: Path, port: int, workers: int) -> list[Server]:

@@ -36,7 +36,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.rounds import interleaved, median, spread, verdict
+from bench.rounds import checkout_pythonpath, interleaved, median, spread, verdict
 from bench.serving_online import save_model
 
 AGAINST = "modelplane stream of the other checkout"
@@ -190,7 +190,7 @@ def _modelplane_stream(
         "MODELPLANE_MODEL_CACHE": str(folder / "cache"),
     }
     if checkout is not None:  # its source roots ahead of this checkout's
-        env["PYTHONPATH"] = os.pathsep.join(str(checkout.resolve() / root) for root in ("cli", "serving", "operator"))
+        env["PYTHONPATH"] = checkout_pythonpath(checkout)
     with (folder / f"stream-{run}.log").open("wb") as log:
         process = subprocess.Popen(
             [str(Path(sys.executable).parent / "modelplane"), "stream"], env=env, stdout=log, stderr=subprocess.STDOUT

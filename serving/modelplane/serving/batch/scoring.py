@@ -58,8 +58,7 @@ def score_files(pyfunc: PyFuncModel, settings: BatchSettings) -> int:
             continue
         with output.writer(share) as writer:
             for first_row, chunk in read_chunks(input_fs, share, settings.chunk_rows, image_column):
-                id_column = None if share.file.format == "image" else settings.id_column
-                writer.write(_score_chunk(pyfunc, chunk, first_row, share, id_column))
+                writer.write(_score_chunk(pyfunc, chunk, first_row, share, settings.id_column))
                 progress.add(len(chunk))
     markers.finish(progress.rows)
     progress.report(final=True)
@@ -69,17 +68,18 @@ def score_files(pyfunc: PyFuncModel, settings: BatchSettings) -> int:
 def _score_chunk(
     pyfunc: PyFuncModel, chunk: pd.DataFrame, first_row: int, share: Share, id_column: str | None
 ) -> pd.DataFrame:
-    if id_column is not None and id_column not in chunk.columns:
-        raise BatchError(
-            f"--id-column {id_column!r} is not a column of {share.file.path}; "
-            f"its columns are {', '.join(map(str, chunk.columns))}"
-        )
     if share.file.format == "image":
+        # An image file's id is its name: it has no columns an --id-column could name.
         ids = pd.Series([share.file.name], name=FILE_COLUMN)
         features = chunk
     elif id_column is None:
         ids = pd.Series(np.arange(first_row, first_row + len(chunk)), name=ROW_COLUMN)
         features = chunk
+    elif id_column not in chunk.columns:
+        raise BatchError(
+            f"--id-column {id_column!r} is not a column of {share.file.path}; "
+            f"its columns are {', '.join(map(str, chunk.columns))}"
+        )
     else:
         ids = chunk[id_column]
         inputs = pyfunc.metadata.get_input_schema()  # type: ignore[no-untyped-call]  # MLflow leaves it unannotated
