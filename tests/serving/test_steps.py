@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from modelplane.serving import steps
-from modelplane.serving.model_formats import load_pyfunc, skops_type_allowed
+from modelplane.serving.model_formats import load_safely, skops_type_allowed
 from modelplane.serving.steps import ImagePixels, TopClass
 
 
@@ -104,9 +104,9 @@ def test_a_pipeline_of_these_steps_loads_without_pickle_and_predicts_as_in_proce
         ],
     )
 
-    loaded, _ = load_pyfunc(tmp_path / "model")
+    loaded = load_safely(tmp_path / "model")
 
-    pd.testing.assert_frame_equal(loaded.predict(frame), model.predict(frame))
+    pd.testing.assert_frame_equal(loaded.make_pyfunc().predict(frame), model.predict(frame))
 
 
 def test_only_these_classes_of_modelplane_may_be_built():

@@ -23,7 +23,7 @@ def score(settings: BatchSettings, model: LoadedModel) -> int:
     from modelplane.serving.batch.scoring import score_files
 
     try:
-        rows = score_files(model.pyfunc, settings)
+        rows = score_files(model, settings)
     except BatchError as error:
         return stop(str(error))
     log.info("done: %d rows scored by shard %d of %d", rows, settings.shard_index, settings.shard_count)

@@ -12,12 +12,15 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from modelplane.serving import model_formats
 from modelplane.serving.errors import ModelLoadError, UnsafeModel
+from modelplane.serving.model_file import NO_SPECS, ModelFile, Specs
 from modelplane.serving.sklearn_arrays import ColumnsPredict
 
 if TYPE_CHECKING:
@@ -49,7 +52,12 @@ class LoadedModel:
     name: str
     version: str | None
     path: Path
-    pyfunc: PyFuncModel
+    # MLflow's PyFuncModel of the model: its predict enforces the signature as MLflow
+    # does. For a model Modelplane reads itself, built only when first asked for.
+    make_pyfunc: Callable[[], PyFuncModel]
+    inputs: Specs = NO_SPECS
+    outputs: Specs = NO_SPECS
+    model_uuid: str | None = None
     dependencies: tuple[Dependency, ...] = ()
     # The model's own predict over columns by name, for input the server has checked
     # against the signature itself: MLflow's enforcement of it costs more than a small
@@ -61,10 +69,13 @@ class LoadedModel:
     # (`serving_input_example.json`), if it saved one that reads as a JSON object.
     serving_example: dict[str, Any] | None = None
 
+    @cached_property
+    def pyfunc(self) -> PyFuncModel:
+        return self.make_pyfunc()
+
     @property
     def input_schema(self) -> Schema | None:
-        # MLflow leaves get_input_schema unannotated; it returns the signature's inputs, if any.
-        return cast("Schema | None", self.pyfunc.metadata.get_input_schema())  # type: ignore[no-untyped-call]
+        return self.inputs.schema
 
 
 def load(uri: str, cache: Path, allow_pickle: bool, strict_deps: bool = False) -> LoadedModel:
@@ -83,7 +94,7 @@ def load(uri: str, cache: Path, allow_pickle: bool, strict_deps: bool = False) -
                 f"{uri} requires packages that are not installed: {', '.join(missing)} "
                 "(install them in the image, or start without --strict-deps)"
             )
-        pyfunc, predict_checked = _load_pyfunc(path, allow_pickle)
+        file, make_pyfunc, predict_checked = _read(path, allow_pickle)
     except UnsafeModel as refused:
         raise model_formats.refusal(uri, refused) from None
     except ModelLoadError:
@@ -91,15 +102,38 @@ def load(uri: str, cache: Path, allow_pickle: bool, strict_deps: bool = False) -
     except Exception as error:  # noqa: BLE001 - any failure to load ends start-up, with its message
         raise ModelLoadError(f"{uri} could not be loaded: {_first_line(error)}") from None
     log.info("loaded %s (version %s) from %s", name, version, path)
-    return LoadedModel(
+    model = LoadedModel(
         uri=uri,
         name=name,
         version=version,
         path=path,
-        pyfunc=pyfunc,
+        make_pyfunc=make_pyfunc,
+        inputs=file.inputs,
+        outputs=file.outputs,
+        model_uuid=file.model_uuid,
         dependencies=dependencies,
         predict_checked=predict_checked,
-        serving_example=_serving_example(path, pyfunc),
+        serving_example=_serving_example(path, file),
+    )
+    if not _checks_itself(model):
+        # Requests to this model are read and scored by MLflow's code: it is loaded now,
+        # so that a broken signature ends start-up rather than fails the first request.
+        try:
+            _ = model.input_schema, model.pyfunc
+        except Exception as error:  # noqa: BLE001 - any failure to load ends start-up, with its message
+            raise ModelLoadError(f"{uri} could not be loaded: {_first_line(error)}") from None
+    return model
+
+
+def _checks_itself(model: LoadedModel) -> bool:
+    """Whether the server reads, checks and scores the model's input without MLflow: its
+    signature names columns of numbers, booleans or date-times (values MLflow's
+    enforcement hands to the model as they are), and declares no params."""
+    columns = model.inputs.columns
+    return (
+        model.predict_checked is not None
+        and columns is not None
+        and all(column.type in ("double", "float", "long", "integer", "boolean", "datetime") for column in columns)
     )
 
 
@@ -107,37 +141,39 @@ def load(uri: str, cache: Path, allow_pickle: bool, strict_deps: bool = False) -
 _MAX_EXAMPLE_BYTES = 1024 * 1024
 
 
-def _serving_example(path: Path, pyfunc: PyFuncModel) -> dict[str, Any] | None:
+def _serving_example(path: Path, file: ModelFile) -> dict[str, Any] | None:
     """The model's saved example request, or None (logged) when it has none that can be
     shown: the file is missing, outside the folder, too big, or not a JSON object."""
     import orjson
 
-    info = pyfunc.metadata.saved_input_example_info
+    info = file.saved_input_example_info
     if not isinstance(info, dict) or "serving_input_path" not in info:
         return None
     try:
-        file = model_formats.inside(path, info["serving_input_path"], "serving input example")
+        example_file = model_formats.inside(path, info["serving_input_path"], "serving input example")
     except UnsafeModel as refused:
         log.warning("the model's example request is not read: %s", refused)
         return None
-    if file.stat().st_size > _MAX_EXAMPLE_BYTES:
+    if example_file.stat().st_size > _MAX_EXAMPLE_BYTES:
         log.warning("the model's example request is over %d bytes; not shown", _MAX_EXAMPLE_BYTES)
         return None
     try:
-        example = orjson.loads(file.read_bytes())
+        example = orjson.loads(example_file.read_bytes())
     except orjson.JSONDecodeError as error:
         log.warning("the model's example request is not JSON (%s); not shown", error)
         return None
     return example if isinstance(example, dict) else None
 
 
-def _load_pyfunc(path: Path, allow_pickle: bool) -> tuple[PyFuncModel, ColumnsPredict | None]:
+def _read(path: Path, allow_pickle: bool) -> tuple[ModelFile, Callable[[], PyFuncModel], ColumnsPredict | None]:
     if not allow_pickle:
-        return model_formats.load_pyfunc(path)
+        return model_formats.load_safely(path)
     import mlflow.pyfunc
 
+    file = ModelFile.read(path / "MLmodel")
     # An unannotated decorator of MLflow's hides load_model's return type.
-    return cast("PyFuncModel", mlflow.pyfunc.load_model(str(path))), None
+    pyfunc = cast("PyFuncModel", mlflow.pyfunc.load_model(str(path)))
+    return file, lambda: pyfunc, None
 
 
 def _move_into_place(downloaded: Path, target: Path) -> None:

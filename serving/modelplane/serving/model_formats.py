@@ -21,16 +21,19 @@ the model is read but its MLmodel file.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from modelplane.contract import Env
 from modelplane.serving.errors import ModelLoadError, UnsafeModel
 from modelplane.serving.fitted_trees import check_trees
+from modelplane.serving.model_file import ModelFile
 from modelplane.serving.sklearn_arrays import ColumnsPredict, columns_predict
 
 if TYPE_CHECKING:
@@ -64,23 +67,38 @@ def _is_within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def load_pyfunc(folder: Path) -> tuple[PyFuncModel, ColumnsPredict | None]:
-    """The model in `folder`, read without running its code: as an MLflow PyFuncModel,
-    and as its own predict function over columns by name, which skips MLflow's schema
-    enforcement (for input already checked against the model's signature). A model whose
-    signature declares params has none: MLflow hands it their defaults."""
-    from mlflow.models import Model
-    from mlflow.pyfunc import PyFuncModel
+class SafelyRead(NamedTuple):
+    file: ModelFile
+    # MLflow's PyFuncModel over the same model, built when first asked for: importing
+    # MLflow's model machinery costs more than loading most models.
+    make_pyfunc: Callable[[], PyFuncModel]
+    # The model's own predict over columns by name, which skips MLflow's enforcement of
+    # the signature, for input already checked against it. None for a model whose
+    # signature declares params: MLflow hands it their defaults.
+    predict_checked: ColumnsPredict | None
 
+
+class _Read(NamedTuple):
+    model: object  # as its library built it
+    mlflow_wrapper: Callable[[], object]  # MLflow's flavor wrapper around it
+    predict: Callable[[Any], Any]  # what MLflow's wrapper calls with a DataFrame
+    # A faster predict over columns where the library's own checks of a frame allow one.
+    columns_predict: ColumnsPredict | None = None
+
+
+def load_safely(folder: Path) -> SafelyRead:
+    """The model in `folder`, read without running its code, and without MLflow."""
     check_contained(folder)
-    metadata = Model.load(str(inside(folder, "MLmodel", "MLmodel file")))
-    flavors = metadata.flavors or {}
+    file = ModelFile.read(inside(folder, "MLmodel", "MLmodel file"))
+    flavors = file.flavors
     pyfunc = flavors.get("python_function") or {}
     carrying_code = [
         f"{flavor}.code" for flavor, conf in flavors.items() if isinstance(conf, dict) and conf.get("code")
     ]
     if carrying_code:
         raise UnsafeModel(f"it carries Python code to import ({', '.join(carrying_code)})")
+    if not isinstance(pyfunc, dict):
+        raise UnsafeModel("its python_function flavor is not a mapping")
     loader = pyfunc.get("loader_module")
     if loader not in _LOADERS:
         raise UnsafeModel(
@@ -94,20 +112,19 @@ def load_pyfunc(folder: Path) -> tuple[PyFuncModel, ColumnsPredict | None]:
     flavor = loader.removeprefix("mlflow.")
     if not isinstance(flavors.get(flavor), dict):
         raise UnsafeModel(f"its MLmodel file has no {flavor} flavor for its loader {loader}")
-    implementation = read(folder, flavors[flavor], pyfunc)
-    model = PyFuncModel(model_meta=metadata, model_impl=implementation, predict_fn=predict_fn)
-    if metadata.get_params_schema() is not None:  # type: ignore[no-untyped-call]  # MLflow leaves it unannotated
-        return model, None
-    return model, _columns_predict(implementation, predict_fn)
+    found = read(folder, flavors[flavor], pyfunc, predict_fn)
+
+    def make_pyfunc() -> PyFuncModel:
+        from mlflow.pyfunc import PyFuncModel
+
+        return PyFuncModel(model_meta=file.mlflow_model(), model_impl=found.mlflow_wrapper(), predict_fn=predict_fn)
+
+    if file.has_params:
+        return SafelyRead(file, make_pyfunc, None)
+    return SafelyRead(file, make_pyfunc, found.columns_predict or _frame_predict(found.predict))
 
 
-def _columns_predict(implementation: object, predict_fn: str) -> ColumnsPredict:
-    estimator = getattr(implementation, "sklearn_model", None)
-    faster = columns_predict(estimator, predict_fn) if estimator is not None else None
-    if faster is not None:
-        return faster
-    predict = getattr(implementation, predict_fn)
-
+def _frame_predict(predict: Callable[[Any], Any]) -> ColumnsPredict:
     def predict_frame(columns: Mapping[str, Any]) -> Any:
         import pandas as pd
 
@@ -116,9 +133,26 @@ def _columns_predict(implementation: object, predict_fn: str) -> ColumnsPredict:
     return predict_frame
 
 
-def _sklearn(folder: Path, flavor: dict[str, Any], pyfunc: dict[str, Any]) -> object:
-    import skops.io
-    from mlflow.sklearn import _SklearnModelWrapper
+def _skops_io() -> ModuleType:
+    """skops.io, imported without the walk through every module of scikit-learn that it
+    takes to list the estimators it trusts by default (a fifth of a start). Without that
+    list skops trusts fewer types, never more: each estimator a file builds is then among
+    its untrusted types, which `skops_type_allowed` judges (any class of scikit-learn
+    passes), and which are the only ones `_sklearn` trusts on top of skops' own."""
+    if "skops.io" not in sys.modules:
+        import sklearn.utils
+
+        listing = sklearn.utils.all_estimators
+        sklearn.utils.all_estimators = lambda *args, **kwargs: []
+        try:
+            importlib.import_module("skops.io")
+        finally:
+            sklearn.utils.all_estimators = listing
+    return importlib.import_module("skops.io")
+
+
+def _sklearn(folder: Path, flavor: dict[str, Any], pyfunc: dict[str, Any], predict_fn: str) -> _Read:
+    skops_io = _skops_io()
 
     serialization = flavor.get("serialization_format", "pickle")
     if serialization != "skops":
@@ -127,7 +161,7 @@ def _sklearn(folder: Path, flavor: dict[str, Any], pyfunc: dict[str, Any]) -> ob
             "only the skops format is read without --allow-pickle"
         )
     path = inside(folder, pyfunc.get("model_path") or flavor.get("pickled_model"), "model file")
-    untrusted = skops.io.get_untrusted_types(file=path)
+    untrusted = skops_io.get_untrusted_types(file=path)
     refused = [name for name in untrusted if not skops_type_allowed(name)]
     if refused:
         raise UnsafeModel(
@@ -136,9 +170,15 @@ def _sklearn(folder: Path, flavor: dict[str, Any], pyfunc: dict[str, Any]) -> ob
         )
     # The model's own skops_trusted_types are never read: the file may build only what
     # skops trusts by default and the types just checked.
-    model = skops.io.load(path, trusted=untrusted)
+    model = skops_io.load(path, trusted=untrusted)
     check_trees(model)
-    return _SklearnModelWrapper(model)  # type: ignore[no-untyped-call]  # MLflow leaves it unannotated
+
+    def wrapper() -> object:
+        from mlflow.sklearn import _SklearnModelWrapper
+
+        return _SklearnModelWrapper(model)  # type: ignore[no-untyped-call]  # MLflow leaves it unannotated
+
+    return _Read(model, wrapper, getattr(model, predict_fn), columns_predict(model, predict_fn))
 
 
 _XGBOOST_CLASSES = (
@@ -152,9 +192,8 @@ _XGBOOST_CLASSES = (
 )
 
 
-def _xgboost(folder: Path, flavor: dict[str, Any], _: dict[str, Any]) -> object:
+def _xgboost(folder: Path, flavor: dict[str, Any], _: dict[str, Any], __: str) -> _Read:
     import xgboost
-    from mlflow.xgboost import _XGBModelWrapper
 
     classes = {f"{getattr(xgboost, name).__module__}.{name}": getattr(xgboost, name) for name in _XGBOOST_CLASSES}
     model_class = flavor.get("model_class", "xgboost.core.Booster")
@@ -162,12 +201,22 @@ def _xgboost(folder: Path, flavor: dict[str, Any], _: dict[str, Any]) -> object:
         raise UnsafeModel(f"its XGBoost model class {model_class!r} is not one of XGBoost's: {', '.join(classes)}")
     model = classes[model_class]()
     model.load_model(str(inside(folder, flavor.get("data"), "XGBoost model file")))
-    return _XGBModelWrapper(model)  # type: ignore[no-untyped-call]  # MLflow leaves it unannotated
+
+    def wrapper() -> object:
+        from mlflow.xgboost import _XGBModelWrapper
+
+        return _XGBModelWrapper(model)  # type: ignore[no-untyped-call]  # MLflow leaves it unannotated
+
+    # As MLflow's wrapper predicts: a Booster takes a DMatrix of the frame, and both check
+    # the frame's feature names against the model's.
+    if isinstance(model, xgboost.Booster):
+        booster = model
+        return _Read(model, wrapper, lambda frame: booster.predict(xgboost.DMatrix(frame), validate_features=True))
+    return _Read(model, wrapper, functools.partial(model.predict, validate_features=True))
 
 
-def _lightgbm(folder: Path, flavor: dict[str, Any], _: dict[str, Any]) -> object:
+def _lightgbm(folder: Path, flavor: dict[str, Any], _: dict[str, Any], __: str) -> _Read:
     import lightgbm
-    from mlflow.lightgbm import _LGBModelWrapper
 
     model_class = flavor.get("model_class", "lightgbm.basic.Booster")
     if model_class != "lightgbm.basic.Booster":
@@ -175,13 +224,20 @@ def _lightgbm(folder: Path, flavor: dict[str, Any], _: dict[str, Any]) -> object
             f"it is a LightGBM {model_class} stored by unpickling; only a Booster in LightGBM's own "
             "format is read without --allow-pickle"
         )
-    return _LGBModelWrapper(lightgbm.Booster(model_file=str(inside(folder, flavor.get("data"), "LightGBM model file"))))  # type: ignore[no-untyped-call]  # MLflow leaves it unannotated
+    model = lightgbm.Booster(model_file=str(inside(folder, flavor.get("data"), "LightGBM model file")))
+
+    def wrapper() -> object:
+        from mlflow.lightgbm import _LGBModelWrapper
+
+        return _LGBModelWrapper(model)  # type: ignore[no-untyped-call]  # MLflow leaves it unannotated
+
+    return _Read(model, wrapper, model.predict)
 
 
 _SKLEARN_PREDICT = ("predict", "predict_proba", "predict_log_proba", "predict_joint_log_proba", "score")
-# loader_module: (reads the model from its folder, flavor and pyfunc configuration; the
-# predict functions it may name)
-_LOADERS: dict[str, tuple[Callable[[Path, dict[str, Any], dict[str, Any]], object], tuple[str, ...]]] = {
+# loader_module: (reads the model from its folder, flavor and pyfunc configuration, given
+# its predict function's name; the predict functions it may name)
+_LOADERS: dict[str, tuple[Callable[[Path, dict[str, Any], dict[str, Any], str], _Read], tuple[str, ...]]] = {
     "mlflow.sklearn": (_sklearn, _SKLEARN_PREDICT),
     "mlflow.xgboost": (_xgboost, ("predict",)),
     "mlflow.lightgbm": (_lightgbm, ("predict",)),

@@ -13,16 +13,19 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 
 from modelplane.serving.dataplane.columns import Columns, ColumnSchema
 from modelplane.serving.errors import InvalidInput
+from modelplane.serving.model_file import NO_SPECS, Specs
 
 SCHEMA = ColumnSchema.of(
-    Schema(
-        [
-            ColSpec("long", "count"),
-            ColSpec("double", "length"),
-            ColSpec("boolean", "flag", required=False),
-            ColSpec("integer", "rank", required=False),
-            ColSpec("binary", "blob", required=False),
-        ]
+    Specs(
+        Schema(
+            [
+                ColSpec("long", "count"),
+                ColSpec("double", "length"),
+                ColSpec("boolean", "flag", required=False),
+                ColSpec("integer", "rank", required=False),
+                ColSpec("binary", "blob", required=False),
+            ]
+        ).to_json()
     )
 )
 ROW = {"count": 1, "length": 2.5}
@@ -172,7 +175,7 @@ def test_requests_joined_into_a_batch_keep_their_rows_in_order():
     ids=["no-signature", "tensor", "unnamed-columns"],
 )
 def test_a_signature_without_named_columns_is_left_to_mlflow(schema):
-    assert ColumnSchema.of(schema) is None
+    assert ColumnSchema.of(Specs(schema.to_json()) if schema is not None else NO_SPECS) is None
 
 
 @pytest.mark.parametrize(
@@ -187,4 +190,4 @@ def test_a_signature_without_named_columns_is_left_to_mlflow(schema):
     ],
 )
 def test_the_column_an_image_event_fills(specs, column):
-    assert ColumnSchema.of(Schema(specs)).binary_column == column
+    assert ColumnSchema.of(Specs(Schema(specs).to_json())).binary_column == column

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -20,6 +19,7 @@ from modelplane.serving.dataplane.offload import LARGE_BODY_BYTES
 from modelplane.serving.dataplane.plane import DataPlane
 from modelplane.serving.errors import InputRejected, InvalidInput, ModelNotFound
 from modelplane.serving.model import LoadedModel
+from modelplane.serving.model_file import Specs
 from tests.serving import offload_work
 
 HOUR = 3600.0  # a batch window no test waits out
@@ -34,7 +34,7 @@ class Doubler:
     def __init__(self, schema: Schema = SCHEMA) -> None:
         self.calls: list[tuple[list[float], dict | None]] = []
         self.checked_calls: list[list[float]] = []
-        self.metadata = SimpleNamespace(get_input_schema=lambda: schema)
+        self.inputs = Specs(schema.to_json())
         self.started = threading.Semaphore(0)
         self._free = threading.Event()
         self._free.set()
@@ -61,7 +61,8 @@ def _plane(model: Doubler, checked: bool = False) -> tuple[DataPlane, list[int],
         "doubler",
         "3",
         path=None,  # type: ignore[arg-type]
-        pyfunc=model,  # type: ignore[arg-type]
+        make_pyfunc=lambda: model,  # type: ignore[arg-type, return-value]
+        inputs=model.inputs,
         predict_checked=model.predict_checked if checked else None,
     )
     plane = DataPlane(loaded, 32, HOUR, on_batch=sizes.append, on_offload=lambda: offloaded.append(None))

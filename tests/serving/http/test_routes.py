@@ -4,7 +4,6 @@ once under its route's label, also when the route it was handed to raised."""
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import pytest
 from fastapi import FastAPI
@@ -14,19 +13,25 @@ from modelplane.serving.dataplane.plane import DataPlane
 from modelplane.serving.http.metrics import Metrics
 from modelplane.serving.http.routes import ScoringRoutes
 from modelplane.serving.model import LoadedModel
+from modelplane.serving.model_file import Specs
 
 
 class Unused:
     """A model no request of these tests reaches."""
-
-    metadata = SimpleNamespace(get_input_schema=lambda: Schema([ColSpec("double", "x")]))
 
     def predict(self, data, params=None):
         raise AssertionError("not scored here")
 
 
 def _app() -> tuple[ScoringRoutes, Metrics]:
-    model = LoadedModel("models:/m/1", "m", "1", path=None, pyfunc=Unused())  # type: ignore[arg-type]
+    model = LoadedModel(
+        "models:/m/1",
+        "m",
+        "1",
+        path=None,  # type: ignore[arg-type]
+        make_pyfunc=Unused,  # type: ignore[arg-type]
+        inputs=Specs(Schema([ColSpec("double", "x")]).to_json()),
+    )
     fastapi = FastAPI()
 
     @fastapi.get("/v2/models/{name}")

@@ -14,6 +14,7 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 
 from modelplane.serving.errors import ServingError
 from modelplane.serving.http.routes import error_body
+from modelplane.serving.model_file import NO_SPECS, Specs
 from modelplane.serving.protocols import mlflow_scoring, open_inference
 
 pytestmark = pytest.mark.slow
@@ -28,7 +29,7 @@ COLUMNS = Schema(
     ]
 )
 TENSOR = Schema([TensorSpec(np.dtype("float64"), (-1, 4))])
-SCHEMAS = {"columns": COLUMNS, "tensor": TENSOR, "none": None}
+SCHEMAS = {"columns": Specs(COLUMNS.to_json()), "tensor": Specs(TENSOR.to_json()), "none": NO_SPECS}
 NAMES = ["length", "count", "label", "flag", "blob"]
 
 # Fixed examples, so a CI run tries the same bodies as the run before it.

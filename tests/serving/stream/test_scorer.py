@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 from mlflow.types import ColSpec, Schema
 
 from modelplane.serving.model import LoadedModel
+from modelplane.serving.model_file import Specs
 from modelplane.serving.stream import scorer
 from modelplane.serving.stream.messages import Event, Outgoing
 from modelplane.serving.stream.metrics import StreamMetrics
@@ -28,7 +28,6 @@ class Doubler:
 
     def __init__(self) -> None:
         self.scored: list[list[float]] = []
-        self.metadata = SimpleNamespace(get_input_schema=lambda: Schema([ColSpec("double", "x")]))
 
     def predict(self, frame: pd.DataFrame, params: dict | None = None) -> pd.Series:
         self.scored.append(frame["x"].tolist())
@@ -92,7 +91,14 @@ class HeldSink:
 
 
 def _scorer(source: MemorySource, sink: HeldSink, model: Doubler) -> StreamScorer:
-    loaded = LoadedModel("models:/doubler/1", "doubler", "1", path=None, pyfunc=model)  # type: ignore[arg-type]
+    loaded = LoadedModel(
+        "models:/doubler/1",
+        "doubler",
+        "1",
+        path=None,  # type: ignore[arg-type]
+        make_pyfunc=lambda: model,  # type: ignore[arg-type, return-value]
+        inputs=Specs(Schema([ColSpec("double", "x")]).to_json()),
+    )
     return StreamScorer(loaded, source, sink, None, StreamMetrics("doubler", "1"), BATCH, 0.0, 3)  # type: ignore[arg-type]
 
 

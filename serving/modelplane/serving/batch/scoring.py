@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
@@ -18,13 +18,14 @@ from modelplane.serving.batch.inputs import Share, find_inputs, shares
 from modelplane.serving.batch.outputs import Output
 from modelplane.serving.batch.readers import read_chunks
 from modelplane.serving.batch.runs import Run, RunMarkers
-from modelplane.serving.dataplane.columns import ColumnSchema
+from modelplane.serving.dataplane.columns import ColumnSchema, frame_as_is
 from modelplane.serving.errors import BatchError
 from modelplane.serving.settings import BatchSettings
 
 if TYPE_CHECKING:
     from mlflow.models.utils import PyFuncOutput
-    from mlflow.pyfunc import PyFuncModel
+
+    from modelplane.serving.model import LoadedModel
 
 log = logging.getLogger("modelplane.batch")
 ROW_COLUMN = "row"
@@ -32,12 +33,13 @@ FILE_COLUMN = "file"
 PROGRESS_EVERY_SECONDS = 5.0
 
 
-def score_files(pyfunc: PyFuncModel, settings: BatchSettings) -> int:
+def score_files(model: LoadedModel, settings: BatchSettings) -> int:
     import fsspec
 
     input_fs, input_root = fsspec.core.url_to_fs(settings.input)
     output_fs, output_root = fsspec.core.url_to_fs(settings.output)
-    image_column = _image_column(pyfunc)
+    columns = ColumnSchema.of(model.inputs)
+    image_column = columns.binary_column if columns is not None else None
     files = find_inputs(input_fs, settings.input, input_root, images=image_column is not None)
     mine = shares(files, settings.shard_index, settings.shard_count)
     output = Output(output_fs, output_root, settings.format.value, settings.shard_index, settings.chunk_rows)
@@ -45,7 +47,7 @@ def score_files(pyfunc: PyFuncModel, settings: BatchSettings) -> int:
     # The model by its uuid, not its URI: an alias moved between two shards' starts makes two runs.
     run = Run.of(
         files,
-        pyfunc.metadata.model_uuid or settings.model,
+        model.model_uuid or settings.model,
         settings.shard_count,
         {"format": settings.format.value, "id_column": settings.id_column, "chunk_rows": settings.chunk_rows},
     )
@@ -58,7 +60,7 @@ def score_files(pyfunc: PyFuncModel, settings: BatchSettings) -> int:
             continue
         with output.writer(share) as writer:
             for first_row, chunk in read_chunks(input_fs, share, settings.chunk_rows, image_column):
-                writer.write(_score_chunk(pyfunc, chunk, first_row, share, settings.id_column))
+                writer.write(_score_chunk(model, columns, chunk, first_row, share, settings.id_column))
                 progress.add(len(chunk))
     markers.finish(progress.rows)
     progress.report(final=True)
@@ -66,7 +68,12 @@ def score_files(pyfunc: PyFuncModel, settings: BatchSettings) -> int:
 
 
 def _score_chunk(
-    pyfunc: PyFuncModel, chunk: pd.DataFrame, first_row: int, share: Share, id_column: str | None
+    model: LoadedModel,
+    columns: ColumnSchema | None,
+    chunk: pd.DataFrame,
+    first_row: int,
+    share: Share,
+    id_column: str | None,
 ) -> pd.DataFrame:
     if share.file.format == "image":
         # An image file's id is its name: it has no columns an --id-column could name.
@@ -82,11 +89,9 @@ def _score_chunk(
         )
     else:
         ids = chunk[id_column]
-        inputs = pyfunc.metadata.get_input_schema()  # type: ignore[no-untyped-call]  # MLflow leaves it unannotated
-        wanted = inputs.input_names() if inputs is not None and inputs.has_input_names() else []
-        features = chunk if id_column in wanted else chunk.drop(columns=[id_column])
+        features = chunk if id_column in _input_names(model) else chunk.drop(columns=[id_column])
     try:
-        predictions = pyfunc.predict(features)
+        predictions = _predict(model, columns, features)
     except Exception as error:  # noqa: BLE001 - the model's own failure, located in the input
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise BatchError(
@@ -95,10 +100,20 @@ def _score_chunk(
     return pd.concat([ids.reset_index(drop=True), prediction_frame(predictions)], axis=1)
 
 
-def _image_column(pyfunc: PyFuncModel) -> str | None:
-    """The binary column an image file fills, for a model that takes one image."""
-    schema = ColumnSchema.of(pyfunc.metadata.get_input_schema())  # type: ignore[no-untyped-call]
-    return schema.binary_column if schema is not None else None
+def _input_names(model: LoadedModel) -> list[str]:
+    if model.inputs.columns is not None:
+        return [column.name for column in model.inputs.columns]
+    inputs = model.input_schema
+    return cast("list[str]", inputs.input_names()) if inputs is not None and inputs.has_input_names() else []
+
+
+def _predict(model: LoadedModel, columns: ColumnSchema | None, features: pd.DataFrame) -> PyFuncOutput:
+    """The model's predictions for a chunk: by its own predict where MLflow's enforcement
+    of the signature would hand it the chunk's columns unchanged, else by MLflow's."""
+    as_is = frame_as_is(features, columns) if columns is not None and model.predict_checked is not None else None
+    if as_is is not None and model.predict_checked is not None:
+        return model.predict_checked(as_is)
+    return model.pyfunc.predict(features)
 
 
 def prediction_frame(predictions: PyFuncOutput) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import binascii
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias, cast
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -23,9 +23,9 @@ from numpy.typing import DTypeLike
 from modelplane.serving.dataplane import json_codec
 from modelplane.serving.dataplane.json_codec import JSON
 from modelplane.serving.errors import InvalidInput
+from modelplane.serving.model_file import ColumnSpec, Specs
 
 if TYPE_CHECKING:
-    from mlflow.types import Schema
     from pandas.api.extensions import ExtensionArray
 
 # A column's values: a numpy array, or pandas' nullable array where it holds nulls.
@@ -54,13 +54,6 @@ _TYPES: dict[str, tuple[Callable[[object], bool], str, DTypeLike]] = {
 
 
 @dataclass(frozen=True)
-class _Column:
-    name: str
-    type: str
-    required: bool
-
-
-@dataclass(frozen=True)
 class Columns:
     """One request's rows, as checked arrays by column name."""
 
@@ -84,6 +77,21 @@ def enforced_as_is(columns: dict[str, ColumnArray]) -> bool:
     return all(type(array) is np.ndarray and array.dtype.kind in "biufM" for array in columns.values())
 
 
+def frame_as_is(frame: pd.DataFrame, schema: ColumnSchema) -> dict[str, np.ndarray] | None:
+    """The frame's columns in the signature's order, when MLflow's enforcement of it would
+    hand the model exactly these: every column of the signature is there, numbers,
+    booleans or date-times each of its type's own dtype. None when it would convert or
+    refuse something (the frame then goes through MLflow's predict)."""
+    arrays = {}
+    for column in schema.columns:
+        series = frame.get(column.name)
+        dtype = _TYPES[column.type][2]
+        if type(series) is not pd.Series or dtype is object or series.dtype != np.dtype(dtype):
+            return None
+        arrays[column.name] = series.to_numpy()
+    return arrays
+
+
 def _concat(arrays: list[ColumnArray]) -> ColumnArray:
     if len(arrays) == 1:
         return arrays[0]
@@ -96,22 +104,13 @@ class ColumnSchema:
     """The columns a model takes; `of` gives None for a signature this cannot check
     (tensors, nested arrays or objects), which MLflow's parser then handles."""
 
-    def __init__(self, columns: list[_Column]) -> None:
+    def __init__(self, columns: tuple[ColumnSpec, ...]) -> None:
         self.columns = columns
         self._names = {column.name for column in columns}
 
     @classmethod
-    def of(cls, schema: Schema | None) -> ColumnSchema | None:
-        if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
-            return None
-        columns = []
-        for spec in schema.inputs:
-            type_name = getattr(spec.type, "name", None)
-            if type_name not in _TYPES:
-                return None
-            # A schema with input names names every input.
-            columns.append(_Column(cast(str, spec.name), type_name, spec.required))
-        return cls(columns)
+    def of(cls, specs: Specs) -> ColumnSchema | None:
+        return None if specs.columns is None else cls(specs.columns)
 
     @property
     def binary_column(self) -> str | None:
@@ -192,7 +191,7 @@ _PLAIN_TYPES: dict[str, set[type]] = {
 }
 
 
-def _array(column: _Column, values: list[JSON]) -> ColumnArray:
+def _array(column: ColumnSpec, values: list[JSON]) -> ColumnArray:
     accepts, expected, dtype = _TYPES[column.type]
     nulls = False
     plain = _PLAIN_TYPES.get(column.type)
@@ -218,7 +217,7 @@ def _array(column: _Column, values: list[JSON]) -> ColumnArray:
         raise InvalidInput(f"column {column.name!r} cannot be read as {column.type}: {error}") from None
 
 
-def _base64(column: _Column, row: int, value: str | bytes | None) -> bytes | None:
+def _base64(column: ColumnSpec, row: int, value: str | bytes | None) -> bytes | None:
     if value is None or type(value) is bytes:
         return value
     try:

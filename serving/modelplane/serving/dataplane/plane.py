@@ -38,7 +38,7 @@ class DataPlane:
         self.model = model
         # The model's columns, when its signature names typed ones: requests are then
         # checked value by value and kept as arrays until their batch is scored.
-        self.columns = ColumnSchema.of(model.input_schema)
+        self.columns = ColumnSchema.of(model.inputs)
         self._batcher = AdaptiveBatcher(self._predict_batch, max_batch_size, max_batch_wait_seconds, on_batch)
         self._offload = Offload(on_offload)
 

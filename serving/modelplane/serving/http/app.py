@@ -6,6 +6,7 @@ app and in one FastAPI handler, each in its protocol's own shape."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -52,11 +53,15 @@ def create_app(model: LoadedModel, settings: ServeSettings) -> ScoringRoutes:
             error_body(request.url.path, error), status_code=error.status_code, media_type="application/json"
         )
 
-    openapi_document = openapi.document(model)
+    documents: list[dict[str, JSON]] = []
 
     @app.get("/openapi.json")
     async def openapi_json() -> dict[str, JSON]:
-        return openapi_document
+        # Built when first asked for, aside from the event loop: describing a tensor may
+        # take MLflow's types, which a model Modelplane reads itself starts without.
+        if not documents:
+            documents.append(await asyncio.to_thread(openapi.document, model))
+        return documents[0]
 
     if settings.ui:
         add_pages(app, model)
@@ -96,7 +101,7 @@ def create_app(model: LoadedModel, settings: ServeSettings) -> ScoringRoutes:
     @app.get("/v2/models/{name}/versions/{model_version}")
     async def model_metadata(name: str, model_version: str | None = None) -> dict[str, JSON]:
         plane.require_model(name, model_version)
-        return open_inference.metadata(model.input_schema, model.name, model.version, model.dependencies)
+        return open_inference.metadata(model.inputs, model.name, model.version, model.dependencies)
 
     @app.get("/v2/models/{name}/ready")
     @app.get("/v2/models/{name}/versions/{model_version}/ready")

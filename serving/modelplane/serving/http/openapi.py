@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from modelplane.serving.dataplane.columns import ColumnSchema
+from modelplane.serving.model_file import Specs
 from modelplane.serving.protocols import mlflow_scoring, open_inference
 
 if TYPE_CHECKING:
-    from mlflow.types import Schema, TensorSpec
+    from mlflow.types import TensorSpec
 
     from modelplane.serving.model import LoadedModel
 
@@ -44,10 +45,9 @@ _MLFLOW_ERROR = {
 
 
 def document(model: LoadedModel) -> Document:
-    schema = model.input_schema
-    output_schema = model.pyfunc.metadata.get_output_schema()  # type: ignore[no-untyped-call]
+    specs = model.inputs
     title = f"{model.name} (version {model.version})" if model.version else model.name
-    v2_example = v2_request(model.serving_example, schema)
+    v2_example = v2_request(model.serving_example, specs)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -64,7 +64,7 @@ def document(model: LoadedModel) -> Document:
                         "required": True,
                         "content": {
                             "application/json": _with_example(
-                                {"schema": mlflow_request_schema(schema)}, model.serving_example
+                                {"schema": mlflow_request_schema(specs)}, model.serving_example
                             ),
                             "text/csv": {"schema": {"type": "string"}},
                         },
@@ -75,7 +75,7 @@ def document(model: LoadedModel) -> Document:
                             {
                                 "type": "object",
                                 "required": ["predictions"],
-                                "properties": {"predictions": _predictions_schema(output_schema)},
+                                "properties": {"predictions": _predictions_schema(model.outputs)},
                             },
                         ),
                         **_errors(_MLFLOW_ERROR),
@@ -98,7 +98,7 @@ def document(model: LoadedModel) -> Document:
                     "requestBody": {
                         "required": True,
                         "content": {
-                            "application/json": _with_example({"schema": v2_request_schema(schema)}, v2_example)
+                            "application/json": _with_example({"schema": v2_request_schema(specs)}, v2_example)
                         },
                     },
                     "responses": {
@@ -131,11 +131,11 @@ def document(model: LoadedModel) -> Document:
     }
 
 
-def mlflow_request_schema(schema: Schema | None) -> Document:
+def mlflow_request_schema(specs: Specs) -> Document:
     """A JSON body of /invocations: exactly one of the formats, and optional params."""
     params = {"type": "object", "description": "The model's parameters by name"}
     formats: list[Document] = []
-    for key, body in _mlflow_formats(schema).items():
+    for key, body in _mlflow_formats(specs).items():
         formats.append(
             {
                 "type": "object",
@@ -147,8 +147,8 @@ def mlflow_request_schema(schema: Schema | None) -> Document:
     return {"oneOf": formats}
 
 
-def _mlflow_formats(schema: Schema | None) -> dict[str, Document]:
-    columns = ColumnSchema.of(schema)
+def _mlflow_formats(specs: Specs) -> dict[str, Document]:
+    columns = ColumnSchema.of(specs)
     if columns is not None:
         by_name = {column.name: _column_schema(column.type, column.required) for column in columns.columns}
         required = [column.name for column in columns.columns if column.required]
@@ -177,23 +177,24 @@ def _mlflow_formats(schema: Schema | None) -> dict[str, Document]:
                 },
             },
         }
+    schema = specs.schema
     if schema is not None and schema.is_tensor_spec():
-        specs = cast("list[TensorSpec]", schema.inputs)
-        if len(specs) == 1 and not schema.has_input_names():
-            tensors: Document = _tensor_schema(specs[0])
+        tensor_specs = cast("list[TensorSpec]", schema.inputs)
+        if len(tensor_specs) == 1 and not schema.has_input_names():
+            tensors: Document = _tensor_schema(tensor_specs[0])
         else:
             tensors = {
                 "type": "object",
-                "properties": {spec.name: _tensor_schema(spec) for spec in specs},
-                "required": [spec.name for spec in specs if spec.required],
+                "properties": {spec.name: _tensor_schema(spec) for spec in tensor_specs},
+                "required": [spec.name for spec in tensor_specs if spec.required],
             }
         return {"inputs": tensors, "instances": tensors}
     anything: Document = {}
     return dict.fromkeys(mlflow_scoring.FORMATS, anything)
 
 
-def v2_request_schema(schema: Schema | None) -> Document:
-    inputs = open_inference.input_metadata(schema)
+def v2_request_schema(specs: Specs) -> Document:
+    inputs = open_inference.input_metadata(specs)
     names: Document = {"enum": [described["name"] for described in inputs]} if inputs else {"type": "string"}
     tensor: Document = {
         "type": "object",
@@ -241,12 +242,12 @@ _V2_RESPONSE: Document = {
 }
 
 
-def v2_request(example: dict[str, Any] | None, schema: Schema | None) -> Document | None:
+def v2_request(example: dict[str, Any] | None, specs: Specs) -> Document | None:
     """The model's example request as a V2 inference request, where it converts plainly:
     columns become one tensor each, a single tensor keeps its shape."""
     if example is None:
         return None
-    columns = ColumnSchema.of(schema)
+    columns = ColumnSchema.of(specs)
     if columns is not None:
         values = _example_columns(example)
         if values is None:
@@ -261,12 +262,13 @@ def v2_request(example: dict[str, Any] | None, schema: Schema | None) -> Documen
             ]
         }
     inputs = example.get("inputs", example.get("instances"))
+    schema = specs.schema
     if schema is None or not schema.is_tensor_spec() or not isinstance(inputs, list):
         return None
     spec = cast("list[TensorSpec]", schema.inputs)
     if len(spec) != 1:
         return None
-    described = open_inference.input_metadata(schema)[0]
+    described = open_inference.input_metadata(specs)[0]
     try:
         shape = list(np.shape(inputs))
     except ValueError:  # ragged
@@ -304,7 +306,8 @@ def _tensor_schema(spec: TensorSpec) -> Document:
     return {"type": "array", "minItems": 1, "items": element}
 
 
-def _predictions_schema(output_schema: Schema | None) -> Document:
+def _predictions_schema(outputs: Specs) -> Document:
+    output_schema = outputs.schema
     if output_schema is None:
         return {}
     if output_schema.is_tensor_spec():
@@ -312,7 +315,7 @@ def _predictions_schema(output_schema: Schema | None) -> Document:
         if len(specs) == 1:
             return _tensor_schema(specs[0]) | {"minItems": 0}
         return {"type": "object"}
-    columns = ColumnSchema.of(output_schema)
+    columns = ColumnSchema.of(outputs)
     if columns is None:
         return {"type": "array"}
     if len(columns.columns) == 1:

@@ -59,8 +59,7 @@ def add_pages(app: FastAPI, model: LoadedModel) -> None:
 
 def description(model: LoadedModel) -> dict[str, Any]:
     """What the page's script builds the form from: the model, its inputs, its example."""
-    schema = model.input_schema
-    columns = ColumnSchema.of(schema)
+    columns = ColumnSchema.of(model.inputs)
     return {
         "model": model.name,
         "version": model.version,
@@ -71,7 +70,7 @@ def description(model: LoadedModel) -> dict[str, Any]:
             if columns is not None
             else None
         ),
-        "tensors": open_inference.input_metadata(schema) if columns is None else [],
+        "tensors": open_inference.input_metadata(model.inputs) if columns is None else [],
         "example": model.serving_example,
     }
 

@@ -66,8 +66,8 @@ class ScoringRoutes:
 
     def __init__(self, plane: DataPlane, fallback: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
         self._plane, self._fallback, self._metrics, self._max_body_bytes = plane, fallback, metrics, max_body_bytes
-        schema = plane.model.input_schema
-        self._scoring, self._inference = mlflow_scoring.Decoder(schema), open_inference.Decoder(schema)
+        inputs = plane.model.inputs
+        self._scoring, self._inference = mlflow_scoring.Decoder(inputs), open_inference.Decoder(inputs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # the lifespan and websockets, which FastAPI answers

@@ -22,6 +22,7 @@ from modelplane.serving.dataplane import json_codec
 from modelplane.serving.dataplane.columns import Columns, ColumnSchema
 from modelplane.serving.dataplane.json_codec import JSON
 from modelplane.serving.errors import InvalidInput, UnsupportedMediaType
+from modelplane.serving.model_file import Specs
 
 if TYPE_CHECKING:
     from mlflow.models.utils import PyFuncOutput
@@ -32,9 +33,13 @@ Parsed = TypeVar("Parsed")
 
 
 class Decoder:
-    def __init__(self, schema: Schema | None) -> None:
-        self.schema = schema
-        self.columns = ColumnSchema.of(schema)
+    def __init__(self, specs: Specs) -> None:
+        self.specs = specs
+        self.columns = ColumnSchema.of(specs)
+
+    @property
+    def schema(self) -> Schema | None:
+        return self.specs.schema
 
     def reads_itself(self, content_type: str) -> bool:
         """Whether a request is decoded by the checked-columns code here, at a cost linear

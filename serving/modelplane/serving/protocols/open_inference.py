@@ -20,6 +20,7 @@ from modelplane.serving.dataplane import json_codec
 from modelplane.serving.dataplane.columns import ColumnSchema
 from modelplane.serving.dataplane.json_codec import JSON
 from modelplane.serving.errors import InvalidInput
+from modelplane.serving.model_file import Specs
 
 if TYPE_CHECKING:
     from mlflow.models.utils import PyFuncOutput
@@ -59,9 +60,13 @@ _Tensors: TypeAlias = "dict[str, tuple[list[JSON], list[int], str]]"
 
 
 class Decoder:
-    def __init__(self, schema: Schema | None) -> None:
-        self.schema = schema
-        self.columns = ColumnSchema.of(schema)
+    def __init__(self, specs: Specs) -> None:
+        self.specs = specs
+        self.columns = ColumnSchema.of(specs)
+
+    @property
+    def schema(self) -> Schema | None:
+        return self.specs.schema
 
     def reads_itself(self) -> bool:
         """Whether requests are decoded by the checked-columns code, at a cost linear in
@@ -256,15 +261,13 @@ def _output(name: str, array: np.ndarray) -> dict[str, JSON]:
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}
 
 
-def metadata(
-    schema: Schema | None, name: str, version: str | None, dependencies: Iterable[Dependency]
-) -> dict[str, JSON]:
+def metadata(specs: Specs, name: str, version: str | None, dependencies: Iterable[Dependency]) -> dict[str, JSON]:
     """The model metadata response, with the dependency check's result as a parameter."""
     return {
         "name": name,
         "versions": [version] if version else [],
         "platform": "mlflow",
-        "inputs": input_metadata(schema),
+        "inputs": input_metadata(specs),
         "parameters": {
             "dependencies": [
                 {
@@ -278,13 +281,18 @@ def metadata(
     }
 
 
-def input_metadata(schema: Schema | None) -> list[dict[str, JSON]]:
+def input_metadata(specs: Specs) -> list[dict[str, JSON]]:
     """The model's inputs as V2 tensors: name, datatype and shape (-1 for any size)."""
+    if specs.columns is not None:
+        return [
+            {"name": column.name, "datatype": COLUMN_DATATYPES[column.type], "shape": [-1]} for column in specs.columns
+        ]
+    schema = specs.schema
     if schema is None:
         return []
-    specs: Iterable[ColSpec | TensorSpec] = schema.inputs
+    inputs: Iterable[ColSpec | TensorSpec] = schema.inputs
     described: list[dict[str, JSON]] = []
-    for spec in specs:
+    for spec in inputs:
         if hasattr(spec, "shape"):  # a TensorSpec
             dtype = cast("TensorSpec", spec).type
             datatype = "BYTES" if dtype.kind in "OSU" else dtype.name.upper().replace("FLOAT", "FP")

@@ -1,0 +1,138 @@
+"""A model's MLmodel file, read without MLflow: its flavors, its signature, its example.
+
+Importing MLflow's model machinery takes longer than loading and scoring most models, so
+a model in one of the formats Modelplane reads itself starts without it. MLflow's own
+types (its Schema, its PyFuncModel) are built from the same file only when something
+asks for them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from mlflow.models import Model
+    from mlflow.types import Schema
+
+# The column types of MLflow's signatures that a request's values are checked against
+# one by one (dataplane.columns); any other input is read by MLflow's parsers.
+COLUMN_TYPES = ("double", "float", "long", "integer", "boolean", "string", "binary", "datetime")
+_COLUMN_KEYS = {"type", "name", "required"}
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    type: str  # one of COLUMN_TYPES
+    required: bool
+
+
+class Specs:
+    """One side of a model's signature, its inputs or its outputs, as the JSON MLflow
+    writes into the MLmodel file."""
+
+    def __init__(self, json_text: str | None) -> None:
+        self.json = json_text
+        specs = _specs(json_text)
+        # The named, typed columns a request is checked against; None for a signature of
+        # tensors or of nested types, or for no signature.
+        self.columns = _columns(specs)
+
+    @cached_property
+    def schema(self) -> Schema | None:
+        """MLflow's Schema of the same specs, for MLflow's parsers and documents."""
+        if self.json is None:
+            return None
+        from mlflow.types import Schema
+
+        # MLflow leaves from_json unannotated; it returns a Schema.
+        return cast("Schema", Schema.from_json(self.json))
+
+
+def _specs(json_text: str | None) -> list[dict[str, Any]] | None:
+    if json_text is None:
+        return None
+    try:
+        specs = json.loads(json_text)
+    except ValueError as error:
+        raise ValueError(f"its signature is not JSON: {error}") from None
+    if not isinstance(specs, list) or not all(isinstance(spec, dict) for spec in specs):
+        raise ValueError("its signature is not a list of column or tensor specs")
+    return specs
+
+
+def _columns(specs: list[dict[str, Any]] | None) -> tuple[ColumnSpec, ...] | None:
+    # The same reading as MLflow's ColSpec.from_json_dict, for the specs it covers.
+    if not specs:
+        return None
+    columns = []
+    for spec in specs:
+        name, required = spec.get("name"), spec.get("required", True)
+        if not spec.keys() <= _COLUMN_KEYS or spec.get("type") not in COLUMN_TYPES:
+            return None
+        if type(name) is not str or type(required) is not bool:
+            return None
+        columns.append(ColumnSpec(name, spec["type"], required))
+    return tuple(columns)
+
+
+# A model without a signature.
+NO_SPECS = Specs(None)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """What the MLmodel file of the model in `folder` says."""
+
+    mlmodel: Path
+    flavors: dict[str, Any]
+    inputs: Specs
+    outputs: Specs
+    has_params: bool
+    saved_input_example_info: dict[str, Any] | None
+    model_uuid: str | None
+
+    @classmethod
+    def read(cls, mlmodel: Path) -> ModelFile:
+        """The MLmodel file `mlmodel`, already known to lie inside its model's folder.
+        ValueError says what is wrong with it."""
+        import yaml
+
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        try:
+            document = yaml.load(mlmodel.read_text(), Loader=loader)
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise ValueError(f"its MLmodel file is not YAML: {str(error).splitlines()[0]}") from None
+        if not isinstance(document, dict):
+            raise ValueError("its MLmodel file is not a YAML mapping")
+        flavors = document.get("flavors") or {}
+        signature = document.get("signature") or {}
+        if not isinstance(flavors, dict) or not isinstance(signature, dict):
+            raise ValueError("its MLmodel file's flavors and signature must be mappings")
+        example = document.get("saved_input_example_info")
+        uuid = document.get("model_uuid")
+        return cls(
+            mlmodel=mlmodel,
+            flavors=flavors,
+            inputs=Specs(_text(signature.get("inputs"), "inputs")),
+            outputs=Specs(_text(signature.get("outputs"), "outputs")),
+            has_params=bool(signature.get("params")),
+            saved_input_example_info=example if isinstance(example, dict) else None,
+            model_uuid=uuid if isinstance(uuid, str) else None,
+        )
+
+    def mlflow_model(self) -> Model:
+        """MLflow's Model of the same file."""
+        from mlflow.models import Model
+
+        return Model.load(str(self.mlmodel))
+
+
+def _text(value: object, what: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise ValueError(f"its signature's {what} must be MLflow's JSON text")
