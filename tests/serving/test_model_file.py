@@ -68,11 +68,13 @@ def test_a_column_spec_mlflow_would_read_differently_is_left_to_mlflow():
     [
         ("flavors: [unclosed", "its MLmodel file is not YAML"),
         ("- a list", "its MLmodel file is not a YAML mapping"),
+        # A tag that builds a Python object runs code under an unsafe loader.
+        ("flavors: !!python/object/apply:os.system ['true']", "its MLmodel file is not YAML"),
         ("flavors: {}\nsignature:\n  inputs: '[{\"type\": '\n", "its signature is not JSON"),
         ('flavors: {}\nsignature:\n  inputs: \'{"type": "double"}\'\n', "its signature is not a list"),
         ("flavors: {}\nsignature:\n  inputs: [1, 2]\n", "its signature's inputs must be MLflow's JSON text"),
     ],
-    ids=["not-yaml", "not-a-mapping", "signature-not-json", "signature-not-a-list", "signature-not-text"],
+    ids=["not-yaml", "not-a-mapping", "python-tag", "signature-not-json", "signature-not-a-list", "signature-not-text"],
 )
 def test_an_mlmodel_file_that_cannot_be_read_stops_start_up_with_its_reason(
     tmp_path: Path, mlmodel: str, reason: str, monkeypatch: pytest.MonkeyPatch

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from modelplane.serving import model_formats
 from modelplane.serving.errors import ModelLoadError, UnsafeModel
-from modelplane.serving.model_file import NO_SPECS, ModelFile, Specs
+from modelplane.serving.model_file import NO_SPECS, UNCHANGED_TYPES, ModelFile, Specs
 from modelplane.serving.sklearn_arrays import ColumnsPredict
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def _checks_itself(model: LoadedModel) -> bool:
     return (
         model.predict_checked is not None
         and columns is not None
-        and all(column.type in ("double", "float", "long", "integer", "boolean", "datetime") for column in columns)
+        and all(column.type in UNCHANGED_TYPES for column in columns)
     )
 
 

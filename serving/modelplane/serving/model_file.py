@@ -8,6 +8,7 @@ asks for them.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 # The column types of MLflow's signatures that a request's values are checked against
 # one by one (dataplane.columns); any other input is read by MLflow's parsers.
 COLUMN_TYPES = ("double", "float", "long", "integer", "boolean", "string", "binary", "datetime")
+# Those whose values MLflow's enforcement hands the model as they are, given arrays of the
+# type's own dtype (it turns strings into pandas' string type, and decodes binary).
+UNCHANGED_TYPES = ("double", "float", "long", "integer", "boolean", "datetime")
 _COLUMN_KEYS = {"type", "name", "required"}
 
 
@@ -88,7 +92,7 @@ NO_SPECS = Specs(None)
 class ModelFile:
     """What the MLmodel file of the model in `folder` says."""
 
-    mlmodel: Path
+    document: dict[str, Any]  # the file as YAML reads it, for MLflow's Model
     flavors: dict[str, Any]
     inputs: Specs
     outputs: Specs
@@ -116,7 +120,7 @@ class ModelFile:
         example = document.get("saved_input_example_info")
         uuid = document.get("model_uuid")
         return cls(
-            mlmodel=mlmodel,
+            document=document,
             flavors=flavors,
             inputs=Specs(_text(signature.get("inputs"), "inputs")),
             outputs=Specs(_text(signature.get("outputs"), "outputs")),
@@ -126,10 +130,11 @@ class ModelFile:
         )
 
     def mlflow_model(self) -> Model:
-        """MLflow's Model of the same file."""
+        """MLflow's Model of the same file, as it was read: not read again, so it cannot
+        say otherwise than what the runtime checks against."""
         from mlflow.models import Model
 
-        return Model.load(str(self.mlmodel))
+        return Model.from_dict(copy.deepcopy(self.document))
 
 
 def _text(value: object, what: str) -> str | None:

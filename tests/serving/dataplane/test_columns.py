@@ -13,7 +13,7 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 
 from modelplane.serving.dataplane.columns import Columns, ColumnSchema
 from modelplane.serving.errors import InvalidInput
-from modelplane.serving.model_file import NO_SPECS, Specs
+from modelplane.serving.model_file import COLUMN_TYPES, NO_SPECS, Specs
 
 SCHEMA = ColumnSchema.of(
     Specs(
@@ -191,3 +191,13 @@ def test_a_signature_without_named_columns_is_left_to_mlflow(schema):
 )
 def test_the_column_an_image_event_fills(specs, column):
     assert ColumnSchema.of(Specs(Schema(specs).to_json())).binary_column == column
+
+
+@pytest.mark.parametrize("type_name", COLUMN_TYPES)
+def test_every_column_type_the_signature_reader_names_is_checked_value_by_value(type_name: str):
+    schema = ColumnSchema.of(Specs(Schema([ColSpec(type_name, "c", required=False)]).to_json()))
+    assert schema is not None
+
+    assert schema.from_records([{"c": None}]).rows == 1
+    with pytest.raises(InvalidInput, match="column 'c' expects"):
+        schema.from_records([{"c": {"not": "a value"}}])

@@ -110,9 +110,11 @@ def _input_names(model: LoadedModel) -> list[str]:
 def _predict(model: LoadedModel, columns: ColumnSchema | None, features: pd.DataFrame) -> PyFuncOutput:
     """The model's predictions for a chunk: by its own predict where MLflow's enforcement
     of the signature would hand it the chunk's columns unchanged, else by MLflow's."""
-    as_is = frame_as_is(features, columns) if columns is not None and model.predict_checked is not None else None
-    if as_is is not None and model.predict_checked is not None:
-        return model.predict_checked(as_is)
+    predict_checked = model.predict_checked
+    if predict_checked is not None and columns is not None:
+        as_is = frame_as_is(features, columns)
+        if as_is is not None:
+            return predict_checked(as_is)
     return model.pyfunc.predict(features)
 
 

@@ -23,7 +23,7 @@ from numpy.typing import DTypeLike
 from modelplane.serving.dataplane import json_codec
 from modelplane.serving.dataplane.json_codec import JSON
 from modelplane.serving.errors import InvalidInput
-from modelplane.serving.model_file import ColumnSpec, Specs
+from modelplane.serving.model_file import UNCHANGED_TYPES, ColumnSpec, Specs
 
 if TYPE_CHECKING:
     from pandas.api.extensions import ExtensionArray
@@ -85,8 +85,11 @@ def frame_as_is(frame: pd.DataFrame, schema: ColumnSchema) -> dict[str, np.ndarr
     arrays = {}
     for column in schema.columns:
         series = frame.get(column.name)
-        dtype = _TYPES[column.type][2]
-        if type(series) is not pd.Series or dtype is object or series.dtype != np.dtype(dtype):
+        if (
+            column.type not in UNCHANGED_TYPES
+            or type(series) is not pd.Series
+            or series.dtype != np.dtype(_TYPES[column.type][2])
+        ):
             return None
         arrays[column.name] = series.to_numpy()
     return arrays
