@@ -18,7 +18,9 @@ from modelplane.demo import iris_features
 SCORE = """
 import json, sys
 from pathlib import Path
+import numpy as np
 import pandas as pd
+from modelplane.serving.protocols.mlflow_scoring import encode
 from modelplane.serving.dataplane.columns import ColumnSchema, frame_as_is
 from modelplane.serving.model import load
 
@@ -28,6 +30,8 @@ for name, folder in folders.items():
     model = load(folder, Path(folder).parent / "cache", allow_pickle=False)
     columns = frame_as_is(rows, ColumnSchema.of(model.inputs))
     answers[name] = {"own": model.predict_checked(columns).tolist()}
+# Answering with class names (strings) takes MLflow's scoring server's format, not MLflow.
+encode(np.asarray(["setosa", None], dtype=object))
 mlflow_imported = any(module.split(".")[0] == "mlflow" for module in sys.modules)
 # A module of scikit-learn no model here uses, which listing every estimator imports.
 estimators_listed = "sklearn.cross_decomposition" in sys.modules

@@ -43,6 +43,13 @@ class ModelFailed(ServingError):
     status_code = 500
 
 
+class ModelUnusable(ServingError):
+    """MLflow could not build its model for input the server does not score itself, from a
+    model file the server read without it: the server's fault, never the request's."""
+
+    status_code = 500
+
+
 class InputRejected(ModelFailed):
     """Well-formed input the model refused (NaN where it takes none, say): the model's
     message, answered as the client's to fix."""
@@ -50,10 +57,12 @@ class InputRejected(ModelFailed):
     status_code = 422
 
 
-def model_failure(error: Exception) -> ModelFailed:
+def model_failure(error: Exception) -> ServingError:
     """What a predict call's exception means for the request scored alone. A value, type
     or param the model or MLflow's checks refuse is the input's fault, a 422 (MLflow's own
     server answers 400 to any failure of predict); anything else is the model's, a 500."""
+    if isinstance(error, ModelUnusable):
+        return error
     if getattr(error, "error_code", None) in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST"):  # an MlflowException
         return InputRejected(getattr(error, "message", str(error)))
     if isinstance(error, (ValueError, TypeError)):

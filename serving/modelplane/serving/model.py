@@ -12,14 +12,15 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from modelplane.serving import model_formats
-from modelplane.serving.errors import ModelLoadError, UnsafeModel
+from modelplane.serving import registry as registry_api
+from modelplane.serving.errors import ModelLoadError, ModelUnusable, UnsafeModel
 from modelplane.serving.model_file import NO_SPECS, UNCHANGED_TYPES, ModelFile, Specs
 from modelplane.serving.sklearn_arrays import ColumnsPredict
 
@@ -68,14 +69,40 @@ class LoadedModel:
     # The request body MLflow saved beside the model as its example of a scoring request
     # (`serving_input_example.json`), if it saved one that reads as a JSON object.
     serving_example: dict[str, Any] | None = None
+    _pyfunc: _Once[PyFuncModel] = field(default_factory=lambda: _Once(), init=False, compare=False, repr=False)
 
-    @cached_property
+    @property
     def pyfunc(self) -> PyFuncModel:
-        return self.make_pyfunc()
+        """Built once, by the first caller; ModelUnusable (the server's fault, not the
+        request's) to it and every later one if MLflow cannot build it."""
+        return self._pyfunc.get(self.make_pyfunc)
 
     @property
     def input_schema(self) -> Schema | None:
         return self.inputs.schema
+
+
+T = TypeVar("T")
+
+
+class _Once(Generic[T]):
+    """A value built at most once, on the first thread that asks; its failure is kept."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: T | None = None
+        self._failure: ModelUnusable | None = None
+
+    def get(self, build: Callable[[], T]) -> T:
+        with self._lock:
+            if self._value is None and self._failure is None:
+                try:
+                    self._value = build()
+                except Exception as error:  # noqa: BLE001 - kept, and told to every caller
+                    self._failure = ModelUnusable(f"MLflow could not build the model to score this input: {error}")
+            if self._failure is not None:
+                raise self._failure
+            return cast("T", self._value)
 
 
 def load(uri: str, cache: Path, allow_pickle: bool, strict_deps: bool = False) -> LoadedModel:
@@ -128,12 +155,14 @@ def load(uri: str, cache: Path, allow_pickle: bool, strict_deps: bool = False) -
 def _checks_itself(model: LoadedModel) -> bool:
     """Whether the server reads, checks and scores the model's input without MLflow: its
     signature names columns of numbers, booleans or date-times (values MLflow's
-    enforcement hands to the model as they are), and declares no params."""
+    enforcement hands to the model as they are), declares no params, and its outputs are
+    specs this reading knows MLflow reads."""
     columns = model.inputs.columns
     return (
         model.predict_checked is not None
         and columns is not None
         and all(column.type in UNCHANGED_TYPES for column in columns)
+        and model.outputs.understood
     )
 
 
@@ -239,8 +268,9 @@ def check_dependencies(path: Path) -> tuple[Dependency, ...]:
 
 def _fetch(uri: str, cache: Path) -> tuple[str, str | None, Path]:
     if uri.startswith("models:/"):
-        name, version = _resolve_registry_uri(uri)
-        return name, version, _download(f"models:/{name}/{version}", cache / _safe(name) / version)
+        registry = _registry(uri)
+        name, version = _resolve(uri, registry)
+        return name, version, _download(f"models:/{name}/{version}", cache / _safe(name) / version, registry)
     if "://" in uri or uri.startswith("runs:/"):
         return uri.rstrip("/").rsplit("/", 1)[-1], None, _download(uri, cache / "uris" / _safe(uri))
     path = Path(uri)
@@ -249,20 +279,48 @@ def _fetch(uri: str, cache: Path) -> tuple[str, str | None, Path]:
     return path.name, None, path
 
 
-def _resolve_registry_uri(uri: str) -> tuple[str, str]:
-    """models:/NAME/VERSION or models:/NAME@ALIAS to (name, version)."""
+def _registry(uri: str) -> registry_api.Registry | None:
+    """The registry's REST API, or None where only MLflow's client speaks to it."""
+    try:
+        return registry_api.Registry.from_environment()
+    except registry_api.NotSpoken as reason:
+        log.info("%s is resolved by MLflow's client: %s", uri, reason)
+        return None
+    except registry_api.RegistryError as error:
+        raise ModelLoadError(f"{uri} cannot be resolved: {error}") from None
+
+
+def _resolve(uri: str, registry: registry_api.Registry | None) -> tuple[str, str]:
+    """The model's name and the version number the URI means."""
+    name, alias, version = _registry_reference(uri)
+    if registry is None:
+        return _resolve_with_mlflow(uri, name, alias, version)
+    try:
+        return name, registry.version_of(name, alias, version)
+    except registry_api.RegistryError as error:
+        raise ModelLoadError(f"{uri} cannot be resolved in the registry at {registry.uri}: {error}") from None
+
+
+def _registry_reference(uri: str) -> tuple[str, str | None, str]:
+    """models:/NAME/VERSION or models:/NAME@ALIAS to (name, alias, version): the version
+    is "" for an alias."""
+    reference = uri[len("models:/") :].rstrip("/")
+    name, at, alias = reference.partition("@")
+    if at:
+        return name, alias, ""
+    name, _, version = reference.rpartition("/")
+    if not name or not version.isdigit():
+        raise ModelLoadError(f"{uri} is not a registry model URI: use models:/NAME/VERSION or models:/NAME@ALIAS")
+    return name, None, version
+
+
+def _resolve_with_mlflow(uri: str, name: str, alias: str | None, version: str) -> tuple[str, str]:
     from mlflow import MlflowClient, get_registry_uri
     from mlflow.exceptions import MlflowException
 
-    reference = uri[len("models:/") :].rstrip("/")
-    name, at, alias = reference.partition("@")
-    if not at:
-        name, _, version = reference.rpartition("/")
-        if not name or not version.isdigit():
-            raise ModelLoadError(f"{uri} is not a registry model URI: use models:/NAME/VERSION or models:/NAME@ALIAS")
     client = MlflowClient()
     try:
-        found = client.get_model_version_by_alias(name, alias) if at else client.get_model_version(name, version)
+        found = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
     except MlflowException as error:
         raise ModelLoadError(
             f"{uri} cannot be resolved in the registry at {get_registry_uri()}: {error.message.splitlines()[0]}"
@@ -270,28 +328,42 @@ def _resolve_registry_uri(uri: str) -> tuple[str, str]:
     return found.name, str(found.version)
 
 
-def _download(artifact_uri: str, target: Path) -> Path:
+def _download(artifact_uri: str, target: Path, registry: registry_api.Registry | None = None) -> Path:
     """Downloads into a temporary folder beside `target`, then renames it into place, so
-    a download cut short is never taken for a model."""
-    import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
-
+    a download cut short is never taken for a model. A registry model comes through
+    `registry` where it speaks the way to its files, else through MLflow's client."""
     if (target / _COMPLETE_MARKER).exists():
         log.info("using the cached %s in %s", artifact_uri, target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
     try:
-        downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(staging)))
+        downloaded = _download_into(artifact_uri, staging, registry)
         if not (downloaded / "MLmodel").is_file():
             raise ModelLoadError(f"{artifact_uri} is not an MLflow model (it has no MLmodel file)")
         (downloaded / _COMPLETE_MARKER).touch()
         _move_into_place(downloaded, target)
-    except MlflowException as error:
-        raise ModelLoadError(f"{artifact_uri} could not be downloaded: {error.message.splitlines()[0]}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _download_into(artifact_uri: str, staging: Path, registry: registry_api.Registry | None) -> Path:
+    if registry is not None:
+        name, _, version = artifact_uri[len("models:/") :].rpartition("/")
+        try:
+            return registry.download(name, version, staging / "model")
+        except registry_api.NotSpoken as reason:
+            log.info("%s is downloaded by MLflow's client: %s", artifact_uri, reason)
+        except registry_api.RegistryError as error:
+            raise ModelLoadError(f"{artifact_uri} could not be downloaded: {error}") from None
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(staging)))
+    except MlflowException as error:
+        raise ModelLoadError(f"{artifact_uri} could not be downloaded: {error.message.splitlines()[0]}") from None
 
 
 def _safe(text: str) -> str:

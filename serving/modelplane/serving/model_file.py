@@ -45,6 +45,10 @@ class Specs:
         # The named, typed columns a request is checked against; None for a signature of
         # tensors or of nested types, or for no signature.
         self.columns = _columns(specs)
+        # Whether every spec is one this reading knows MLflow reads without complaint:
+        # typed columns, or tensors. Any other is read by MLflow at load, so that a spec
+        # it refuses ends start-up rather than fails a request.
+        self.understood = specs is None or self.columns is not None or _well_formed_tensors(specs)
 
     @cached_property
     def schema(self) -> Schema | None:
@@ -78,10 +82,43 @@ def _columns(specs: list[dict[str, Any]] | None) -> tuple[ColumnSpec, ...] | Non
         name, required = spec.get("name"), spec.get("required", True)
         if not spec.keys() <= _COLUMN_KEYS or spec.get("type") not in COLUMN_TYPES:
             return None
-        if type(name) is not str or type(required) is not bool:
+        if type(name) is not str or not name or type(required) is not bool:
             return None
         columns.append(ColumnSpec(name, spec["type"], required))
+    if len({column.name for column in columns}) < len(columns):
+        return None  # a frame cannot hold two columns of one name
     return tuple(columns)
+
+
+_TENSOR_KEYS = {"type", "name", "tensor-spec"}
+
+
+def _well_formed_tensors(specs: list[dict[str, Any]]) -> bool:
+    """Whether MLflow's Schema.from_json reads `specs` as tensors: each a known numpy
+    dtype without a size and a list of whole dimensions, named if there are several."""
+    import numpy as np
+
+    if not specs:
+        return False  # MLflow refuses a signature side without specs
+    for spec in specs:
+        tensor = spec.get("tensor-spec")
+        if spec.get("type") != "tensor" or not spec.keys() <= _TENSOR_KEYS or not isinstance(tensor, dict):
+            return False
+        if tensor.keys() != {"dtype", "shape"} or not isinstance(tensor["dtype"], str):
+            return False
+        shape = tensor["shape"]
+        if not isinstance(shape, list) or not all(type(size) is int and size >= -1 for size in shape):
+            return False
+        try:
+            dtype = np.dtype(tensor["dtype"])
+        except (TypeError, ValueError):
+            return False
+        if dtype.char in "US" and not dtype.name.isalpha():
+            return False
+    names = [spec.get("name") for spec in specs]
+    if len(specs) > 1:
+        return all(type(name) is str and name for name in names) and len(set(names)) == len(names)
+    return names[0] is None or (type(names[0]) is str and bool(names[0]))
 
 
 # A model without a signature.
@@ -111,10 +148,14 @@ class ModelFile:
             document = yaml.load(mlmodel.read_text(), Loader=loader)
         except (yaml.YAMLError, UnicodeDecodeError) as error:
             raise ValueError(f"its MLmodel file is not YAML: {str(error).splitlines()[0]}") from None
-        if not isinstance(document, dict):
-            raise ValueError("its MLmodel file is not a YAML mapping")
+        if not isinstance(document, dict) or not all(isinstance(key, str) for key in document):
+            raise ValueError("its MLmodel file is not a YAML mapping of names")
         flavors = document.get("flavors") or {}
-        signature = document.get("signature") or {}
+        signature = document.get("signature")
+        if signature is None:
+            signature = {}
+        elif isinstance(signature, dict) and not any(signature.get(side) for side in ("inputs", "outputs", "params")):
+            raise ValueError("its signature declares no inputs, outputs or params")
         if not isinstance(flavors, dict) or not isinstance(signature, dict):
             raise ValueError("its MLmodel file's flavors and signature must be mappings")
         example = document.get("saved_input_example_info")
@@ -139,5 +180,5 @@ class ModelFile:
 
 def _text(value: object, what: str) -> str | None:
     if value is None or isinstance(value, str):
-        return value
+        return value or None  # MLflow reads an empty side as none
     raise ValueError(f"its signature's {what} must be MLflow's JSON text")

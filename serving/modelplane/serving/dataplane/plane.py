@@ -98,8 +98,9 @@ class DataPlane:
         # others: such a request is scored on its own.
         if isinstance(data, Columns):  # a batch of one: MLflow's predict takes a DataFrame
             data = Columns.join([data])
-        predict = self.model.pyfunc.predict
+        model = self.model
         try:
-            return await self._batcher.alone(lambda: predict(data, params=params))
+            # The PyFuncModel is read on the predict thread: the first read may build it.
+            return await self._batcher.alone(lambda: model.pyfunc.predict(data, params=params))
         except Exception as error:  # noqa: BLE001 - the model's own failure, with its message
             raise model_failure(error) from None

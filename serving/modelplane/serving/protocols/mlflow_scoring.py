@@ -10,7 +10,10 @@ its own, before it joins a batch, so one bad request is refused alone.
 
 from __future__ import annotations
 
+import base64
 import csv
+import datetime
+import json
 from collections.abc import Callable, Sized
 from io import StringIO
 from types import ModuleType
@@ -152,8 +155,51 @@ def encode(predictions: PyFuncOutput) -> bytes:
         predictions.dtype.kind in "iub" or (predictions.dtype.kind == "f" and np.isfinite(predictions).all())
     ):
         return json_codec.dumps({"predictions": np.ascontiguousarray(predictions)})
-    from mlflow.pyfunc.scoring_server import predictions_to_json
+    return json.dumps({"predictions": _jsonable(predictions)}, cls=_ScoringServerEncoder).encode()
 
-    out = StringIO()
-    predictions_to_json(predictions, out)  # type: ignore[no-untyped-call]  # MLflow leaves it unannotated
-    return out.getvalue().encode()
+
+# What follows writes exactly what MLflow's scoring server writes (predictions_to_json, its
+# _get_jsonable_obj and NumpyEncoder), without importing MLflow to answer a request.
+
+
+def _jsonable(predictions: PyFuncOutput) -> object:
+    import pandas as pd
+
+    if isinstance(predictions, np.ndarray):
+        return predictions.tolist()
+    if isinstance(predictions, pd.DataFrame):
+        return predictions.to_dict(orient="records")
+    if isinstance(predictions, pd.Series):
+        return pd.DataFrame(predictions).to_dict(orient="records")
+    return predictions
+
+
+class _ScoringServerEncoder(json.JSONEncoder):
+    def default(self, o: object) -> object:
+        converted, done = _convert(o)
+        return converted if done else super().default(o)
+
+
+def _convert(o: object) -> tuple[object, bool]:
+    import pandas as pd
+    import pydantic
+
+    if isinstance(o, np.ndarray):
+        if o.dtype == object:
+            return [_convert(x)[0] for x in o.tolist()], True
+        if o.dtype == np.bytes_:
+            return np.vectorize(_base64)(o), True
+        return o.tolist(), True
+    if isinstance(o, np.generic):
+        return o.item(), True
+    if isinstance(o, (bytes, bytearray)):
+        return _base64(o), True
+    if isinstance(o, (pd.Timestamp, datetime.date, datetime.datetime, datetime.time)):
+        return o.isoformat(), True
+    if isinstance(o, pydantic.BaseModel):
+        return o.model_dump(), True
+    return o, False
+
+
+def _base64(value: bytes | bytearray) -> str:
+    return base64.encodebytes(value).decode("ascii")

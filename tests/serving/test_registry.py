@@ -1,0 +1,219 @@
+"""A registry model is resolved and downloaded over MLflow's REST API, without MLflow's
+client: the same version and the same files, MLflow's variables for credentials and
+retries, and a registry's answers treated as untrusted. Requests go to the real MLflow
+server, through a proxy on loopback that records them and, where a test says so,
+answers as a broken or hostile registry would."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from modelplane.serving.errors import ModelLoadError
+from modelplane.serving.model import load
+from tests.conftest import Registry
+
+pytestmark = pytest.mark.registry
+
+LOAD = """
+import json, sys
+from pathlib import Path
+from modelplane.serving.model import load
+
+model = load(sys.argv[1], Path(sys.argv[2]), allow_pickle=False)
+print(json.dumps({
+    "version": model.version,
+    "path": str(model.path),
+    "mlflow_imported": any(name.split(".")[0] == "mlflow" for name in sys.modules),
+}))
+"""
+
+
+@dataclass
+class Proxy:
+    """Forwards GETs to the registry; `answer` may replace an answer by (status, body)."""
+
+    upstream: str
+    answer: Callable[[str, int, bytes], tuple[int, bytes]] = lambda path, status, body: (status, body)
+    seen: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Authorization)
+    uri: str = ""
+
+
+@pytest.fixture
+def proxy(registry: Registry) -> Iterator[Proxy]:
+    proxied = Proxy(registry.tracking_uri)
+
+    class Forward(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            proxied.seen.append((self.path, self.headers.get("Authorization")))
+            upstream = requests.get(proxied.upstream + self.path, timeout=30)
+            status, body = proxied.answer(self.path, upstream.status_code, upstream.content)
+            self.send_response(status)
+            self.send_header("Content-Type", upstream.headers.get("Content-Type", "application/json"))
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+    proxied.uri = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield proxied
+    server.shutdown()
+    thread.join()
+
+
+@pytest.fixture
+def registry_env(monkeypatch: pytest.MonkeyPatch, proxy: Proxy) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", proxy.uri)
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")  # loading sets it
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    for variable in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(variable, raising=False)
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+
+
+def test_a_registry_model_loads_without_mlflow_with_the_files_mlflow_downloads(
+    registry: Registry, proxy: Proxy, registry_env: None, tmp_path: Path
+):
+    import mlflow.artifacts
+
+    uri = f"models:/{registry.models.iris}@champion"
+    finished = subprocess.run(
+        [sys.executable, "-c", LOAD, uri, str(tmp_path / "cache")], capture_output=True, text=True, check=False
+    )
+    assert finished.returncode == 0, finished.stderr
+    loaded = json.loads(finished.stdout.splitlines()[-1])
+
+    assert loaded["mlflow_imported"] is False
+    assert loaded["version"] == registry.models.champion_version
+    mlflows = Path(
+        mlflow.artifacts.download_artifacts(
+            f"models:/{registry.models.iris}/{registry.models.champion_version}", dst_path=str(tmp_path / "mlflow")
+        )
+    )
+    ours = Path(loaded["path"])
+    # MLflow's client adds a file naming the registered model; ours marks a complete download.
+    assert [f for f in _files(ours) if f != ".modelplane-complete"] == [
+        f for f in _files(mlflows) if f != "registered_model_meta"
+    ]
+    assert all(filecmp.cmp(ours / f, mlflows / f, shallow=False) for f in _files(mlflows) if (ours / f).exists())
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"MLFLOW_TRACKING_TOKEN": "t0ken"}, "Bearer t0ken"),
+        # As MLflow's client: a user name with a password wins over a token.
+        (
+            {"MLFLOW_TRACKING_USERNAME": "ann", "MLFLOW_TRACKING_PASSWORD": "pw", "MLFLOW_TRACKING_TOKEN": "t0ken"},
+            "Basic YW5uOnB3",
+        ),
+    ],
+    ids=["token", "basic"],
+)
+def test_mlflows_credentials_go_with_every_request(
+    registry: Registry,
+    proxy: Proxy,
+    registry_env: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variables: dict[str, str],
+    expected: str,
+):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+    load(f"models:/{registry.models.iris}@champion", tmp_path / "cache", allow_pickle=False)
+
+    calls = {path.split("?")[0] for path, _ in proxy.seen}
+    assert {"/api/2.0/mlflow/registered-models/alias", "/api/2.0/mlflow-artifacts/artifacts"} <= calls
+    assert any(path.startswith("/api/2.0/mlflow-artifacts/artifacts/") for path, _ in proxy.seen)  # a file
+    assert {authorization for _, authorization in proxy.seen} == {expected}
+
+
+def test_a_registry_that_fails_for_a_while_is_asked_again(
+    registry: Registry, proxy: Proxy, registry_env: None, tmp_path: Path
+):
+    failed = []
+
+    def unavailable_twice(path: str, status: int, body: bytes) -> tuple[int, bytes]:
+        if "registered-models/alias" in path and len(failed) < 2:
+            failed.append(path)
+            return 503, b'{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "busy"}'
+        return status, body
+
+    proxy.answer = unavailable_twice
+
+    model = load(f"models:/{registry.models.iris}@champion", tmp_path / "cache", allow_pickle=False)
+
+    assert len(failed) == 2
+    assert model.version == registry.models.champion_version
+
+
+@pytest.mark.parametrize("name", ["../../outside", "/etc/cron.d/job", "..", "a\\..\\..\\b"])
+def test_a_listing_naming_a_file_outside_the_download_is_refused(
+    registry: Registry, proxy: Proxy, registry_env: None, tmp_path: Path, name: str
+):
+    def hostile(path: str, status: int, body: bytes) -> tuple[int, bytes]:
+        if path.startswith("/api/2.0/mlflow-artifacts/artifacts?"):
+            listing = json.loads(body)
+            listing["files"].append({"path": name, "is_dir": False, "file_size": 4})
+            return status, json.dumps(listing).encode()
+        return status, body
+
+    proxy.answer = hostile
+
+    with pytest.raises(ModelLoadError) as refused:
+        load(f"models:/{registry.models.iris}@champion", tmp_path / "cache", allow_pickle=False)
+
+    assert "which is not a file name" in str(refused.value)
+    assert _files(tmp_path) == []  # nothing written, and the cut-short download is gone
+
+
+def test_a_registry_message_names_what_went_wrong(registry: Registry, proxy: Proxy, registry_env: None, tmp_path: Path):
+    with pytest.raises(ModelLoadError) as refused:
+        load(f"models:/{registry.models.iris}@no-such-alias", tmp_path / "cache", allow_pickle=False)
+
+    message = str(refused.value)
+    assert message.startswith(f"models:/{registry.models.iris}@no-such-alias cannot be resolved in the registry at")
+    assert "no-such-alias" in message.split(": ", 1)[1]
+
+
+def test_files_the_registry_does_not_serve_are_downloaded_by_mlflows_client(
+    registry: Registry, proxy: Proxy, registry_env: None, tmp_path: Path, testbed_dir: Path
+):
+    # The registry names a location in a store it does not proxy (here a folder, as a
+    # server without --serve-artifacts would): MLflow's client reads it, as before.
+    artifacts = testbed_dir / "registry" / "artifacts"
+
+    def in_a_store(path: str, status: int, body: bytes) -> tuple[int, bytes]:
+        if "get-download-uri" in path:
+            location = json.loads(body)["artifact_uri"]
+            return status, json.dumps(
+                {"artifact_uri": (artifacts / location.split(":", 1)[1].lstrip("/")).as_uri()}
+            ).encode()
+        return status, body
+
+    proxy.answer = in_a_store
+
+    model = load(f"models:/{registry.models.iris}@champion", tmp_path / "cache", allow_pickle=False)
+
+    assert (model.path / "MLmodel").is_file()
+    assert not any(path.startswith("/api/2.0/mlflow-artifacts/artifacts") for path, _ in proxy.seen)
