@@ -151,11 +151,14 @@ def test_a_model_mlflow_cannot_build_later_fails_as_the_servers_fault_once(
         raise MlflowException("bad", error_code=INVALID_PARAMETER_VALUE)
 
     broken = dataclasses.replace(model, make_pyfunc=fails)
+    raised = []
     for _ in range(2):
         with pytest.raises(ModelUnusable) as failed:
             _ = broken.pyfunc
         assert model_failure(failed.value).status_code == 500
+        raised.append(failed.value)
     assert len(builds) == 1
+    assert raised[0] is not raised[1]  # a kept exception raised again would gather every caller's traceback
 
 
 def test_the_model_is_built_once_by_threads_asking_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

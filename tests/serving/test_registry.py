@@ -217,3 +217,42 @@ def test_files_the_registry_does_not_serve_are_downloaded_by_mlflows_client(
 
     assert (model.path / "MLmodel").is_file()
     assert not any(path.startswith("/api/2.0/mlflow-artifacts/artifacts") for path, _ in proxy.seen)
+
+
+def test_a_listing_naming_one_file_twice_is_refused(
+    registry: Registry, proxy: Proxy, registry_env: None, tmp_path: Path
+):
+    def repeated(path: str, status: int, body: bytes) -> tuple[int, bytes]:
+        if path.startswith("/api/2.0/mlflow-artifacts/artifacts?"):
+            listing = json.loads(body)
+            listing["files"] = listing["files"] * 2
+            return status, json.dumps(listing).encode()
+        return status, body
+
+    proxy.answer = repeated
+
+    with pytest.raises(ModelLoadError) as refused:
+        load(f"models:/{registry.models.iris}@champion", tmp_path / "cache", allow_pickle=False)
+
+    assert "more than once" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        # Nested past what Python's parser follows: one line, not a RecursionError's traceback.
+        (b"[" * 100_000 + b"]" * 100_000, "is not a JSON object of MLflow's"),
+        # Digits of other scripts are not a version number.
+        (json.dumps({"model_version": {"name": "iris", "version": "\u00b2"}}).encode(), "names no model version"),
+    ],
+    ids=["nested-too-deep", "non-ascii-version"],
+)
+def test_a_malformed_answer_stops_start_up_with_one_line(
+    registry: Registry, proxy: Proxy, registry_env: None, tmp_path: Path, answer: bytes, words: str
+):
+    proxy.answer = lambda path, status, body: (200, answer) if "registered-models/alias" in path else (status, body)
+
+    with pytest.raises(ModelLoadError) as refused:
+        load(f"models:/{registry.models.iris}@champion", tmp_path / "cache", allow_pickle=False)
+
+    assert words in str(refused.value)

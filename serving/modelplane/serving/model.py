@@ -91,7 +91,7 @@ class _Once(Generic[T]):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._value: T | None = None
-        self._failure: ModelUnusable | None = None
+        self._failure: str | None = None
 
     def get(self, build: Callable[[], T]) -> T:
         with self._lock:
@@ -99,9 +99,10 @@ class _Once(Generic[T]):
                 try:
                     self._value = build()
                 except Exception as error:  # noqa: BLE001 - kept, and told to every caller
-                    self._failure = ModelUnusable(f"MLflow could not build the model to score this input: {error}")
+                    self._failure = f"MLflow could not build the model to score this input: {_first_line(error)}"
             if self._failure is not None:
-                raise self._failure
+                # A new exception each time: one raised again would carry every request's traceback.
+                raise ModelUnusable(self._failure)
             return cast("T", self._value)
 
 

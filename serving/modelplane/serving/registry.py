@@ -46,6 +46,7 @@ class RegistryError(Exception):
     """The registry refused or could not answer; the message says why, in one line."""
 
 
+_VERSION = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit also takes "²"
 _HTTP = re.compile(r"(?i:https?)://[^/?#\s]+(/[^?#\s]*)?")
 
 
@@ -74,7 +75,7 @@ class Registry:
         else:
             answer = self._ask("model-versions/get", {"name": name, "version": version})
         found = answer.get("model_version")
-        if not isinstance(found, dict) or not str(found.get("version", "")).isdigit():
+        if not isinstance(found, dict) or not _VERSION.fullmatch(str(found.get("version", ""))):
             raise RegistryError("the registry's answer names no model version")
         return str(found["version"])
 
@@ -98,19 +99,24 @@ class Registry:
         listed = self._artifacts_answer({"path": f"{root}/{folder}".rstrip("/")}).get("files") or []
         if not isinstance(listed, list):
             raise RegistryError("the registry's listing of the model's files is not a list")
+        seen = set()
         for entry in listed:
             name = entry.get("path") if isinstance(entry, dict) else None
             # The server names each entry by its base name; anything else could write
             # outside the download's folder.
             if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0"):
                 raise RegistryError(f"the registry lists a file of the model named {name!r}, which is not a file name")
+            if name in seen:
+                raise RegistryError(f"the registry lists the model's file {name!r} more than once")
+            seen.add(name)
+            # Folders count as entries too: each is one more listing to ask for.
+            counted[0] += 1
+            if counted[0] > _MOST_FILES:
+                raise RegistryError(f"the registry lists more than {_MOST_FILES} files and folders for one model")
             path = f"{folder}/{name}" if folder else name
             if entry.get("is_dir"):
                 yield from self._files(root, path, depth + 1, counted)
                 continue
-            counted[0] += 1
-            if counted[0] > _MOST_FILES:
-                raise RegistryError(f"the registry lists more than {_MOST_FILES} files for one model")
             yield path
 
     def _ask(self, call: str, query: dict[str, str | None]) -> dict[str, Any]:
@@ -120,14 +126,19 @@ class Registry:
         return self._answer(self._get(f"{self.uri}/api/2.0/mlflow-artifacts/artifacts", query))
 
     def _fetch(self, remote: str, local: Path) -> None:
+        import requests
+
         url = f"{self.uri}/api/2.0/mlflow-artifacts/artifacts/{quote(remote, safe='/')}"
         local.parent.mkdir(parents=True, exist_ok=True)
         with self._get(url, None) as response:
             if response.status_code != 200:
                 self._answer(response)
-            with local.open("wb") as file:
-                for chunk in response.iter_content(_CHUNK_BYTES):
-                    file.write(chunk)
+            try:
+                with local.open("wb") as file:
+                    for chunk in response.iter_content(_CHUNK_BYTES):
+                        file.write(chunk)
+            except requests.RequestException as error:
+                raise RegistryError(f"the model's file {remote} was cut short: {type(error).__name__}") from None
 
     def _get(self, url: str, query: dict[str, str | None] | None) -> requests.Response:
         import requests
@@ -141,11 +152,16 @@ class Registry:
     def _answer(self, response: requests.Response) -> dict[str, Any]:
         """The JSON object of a successful answer; RegistryError with the registry's own
         message (MLflow's `message`) for any other."""
-        with response:
-            body = response.raw.read(_LONGEST_ANSWER_BYTES + 1, decode_content=True)
+        import urllib3
+
+        try:
+            with response:
+                body = response.raw.read(_LONGEST_ANSWER_BYTES + 1, decode_content=True)
+        except urllib3.exceptions.HTTPError as error:
+            raise RegistryError(f"the registry's answer was cut short: {type(error).__name__}") from None
         try:
             answer = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past what a parser follows
             answer = None
         if response.status_code != 200:
             message = answer.get("message") if isinstance(answer, dict) else None
