@@ -136,6 +136,32 @@ def test_outputs_mlflow_refuses_stop_start_up_rather_than_fail_a_request(
     assert "Missing keys in TensorSpec JSON" in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("env_vars", "PATH", "its MLmodel file's env_vars must be a list of variable names"),
+        # MLflow reads text here as the path of a file to read the resources from.
+        ("resources", "/etc/passwd", "its MLmodel file's resources must be a mapping"),
+    ],
+)
+def test_fields_mlflow_would_refuse_when_it_builds_the_model_stop_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, value: str, reason: str
+):
+    # The model is scored without MLflow, which reads the whole file only when a request
+    # first needs its model: refused then, it would fail that request instead of start-up.
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    folder = _skops_model(tmp_path / "model")
+    mlmodel = folder / "MLmodel"
+    document = yaml.safe_load(mlmodel.read_text())
+    document[key] = value
+    mlmodel.write_text(yaml.safe_dump(document))
+
+    with pytest.raises(ModelLoadError) as refused:
+        load(str(folder), tmp_path / "cache", allow_pickle=False)
+
+    assert str(refused.value) == f"{folder} could not be loaded: {reason}"
+
+
 def test_a_model_mlflow_cannot_build_later_fails_as_the_servers_fault_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -8,8 +8,10 @@ only the formats of `model_formats` are read, by Modelplane itself.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _COMPLETE_MARKER = ".modelplane-complete"
+_VERSION = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit also takes "²"
 
 
 @dataclass(frozen=True)
@@ -271,7 +274,8 @@ def _fetch(uri: str, cache: Path) -> tuple[str, str | None, Path]:
     if uri.startswith("models:/"):
         registry = _registry(uri)
         name, version = _resolve(uri, registry)
-        return name, version, _download(f"models:/{name}/{version}", cache / _safe(name) / version, registry)
+        by_registry = None if registry is None else functools.partial(registry.download, name, version)
+        return name, version, _download(f"models:/{name}/{version}", cache / _safe(name) / version, by_registry)
     if "://" in uri or uri.startswith("runs:/"):
         return uri.rstrip("/").rsplit("/", 1)[-1], None, _download(uri, cache / "uris" / _safe(uri))
     path = Path(uri)
@@ -297,9 +301,9 @@ def _resolve(uri: str, registry: registry_api.Registry | None) -> tuple[str, str
     if registry is None:
         return _resolve_with_mlflow(uri, name, alias, version)
     try:
-        return name, registry.version_of(name, alias, version)
+        return registry.version_of(name, alias, version)
     except registry_api.RegistryError as error:
-        raise ModelLoadError(f"{uri} cannot be resolved in the registry at {registry.uri}: {error}") from None
+        raise ModelLoadError(f"{uri} cannot be resolved in the registry at {registry.address}: {error}") from None
 
 
 def _registry_reference(uri: str) -> tuple[str, str | None, str]:
@@ -310,7 +314,7 @@ def _registry_reference(uri: str) -> tuple[str, str | None, str]:
     if at:
         return name, alias, ""
     name, _, version = reference.rpartition("/")
-    if not name or not version.isdigit():
+    if not name or not _VERSION.fullmatch(version):
         raise ModelLoadError(f"{uri} is not a registry model URI: use models:/NAME/VERSION or models:/NAME@ALIAS")
     return name, None, version
 
@@ -324,22 +328,24 @@ def _resolve_with_mlflow(uri: str, name: str, alias: str | None, version: str) -
         found = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
     except MlflowException as error:
         raise ModelLoadError(
-            f"{uri} cannot be resolved in the registry at {get_registry_uri()}: {error.message.splitlines()[0]}"
+            f"{uri} cannot be resolved in the registry at {registry_api.without_credentials(get_registry_uri())}: "
+            f"{_first_line(error)}"
         ) from None
     return found.name, str(found.version)
 
 
-def _download(artifact_uri: str, target: Path, registry: registry_api.Registry | None = None) -> Path:
+def _download(artifact_uri: str, target: Path, by_registry: Callable[[Path], Path] | None = None) -> Path:
     """Downloads into a temporary folder beside `target`, then renames it into place, so
     a download cut short is never taken for a model. A registry model comes through
-    `registry` where it speaks the way to its files, else through MLflow's client."""
+    `by_registry` (the registry's REST API) where it speaks the way to its files, else
+    through MLflow's client."""
     if (target / _COMPLETE_MARKER).exists():
         log.info("using the cached %s in %s", artifact_uri, target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
     try:
-        downloaded = _download_into(artifact_uri, staging, registry)
+        downloaded = _download_into(artifact_uri, staging, by_registry)
         if not (downloaded / "MLmodel").is_file():
             raise ModelLoadError(f"{artifact_uri} is not an MLflow model (it has no MLmodel file)")
         (downloaded / _COMPLETE_MARKER).touch()
@@ -349,11 +355,10 @@ def _download(artifact_uri: str, target: Path, registry: registry_api.Registry |
     return target
 
 
-def _download_into(artifact_uri: str, staging: Path, registry: registry_api.Registry | None) -> Path:
-    if registry is not None:
-        name, _, version = artifact_uri[len("models:/") :].rpartition("/")
+def _download_into(artifact_uri: str, staging: Path, by_registry: Callable[[Path], Path] | None) -> Path:
+    if by_registry is not None:
         try:
-            return registry.download(name, version, staging / "model")
+            return by_registry(staging / "model")
         except registry_api.NotSpoken as reason:
             log.info("%s is downloaded by MLflow's client: %s", artifact_uri, reason)
         except registry_api.RegistryError as error:
@@ -364,7 +369,7 @@ def _download_into(artifact_uri: str, staging: Path, registry: registry_api.Regi
     try:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(staging)))
     except MlflowException as error:
-        raise ModelLoadError(f"{artifact_uri} could not be downloaded: {error.message.splitlines()[0]}") from None
+        raise ModelLoadError(f"{artifact_uri} could not be downloaded: {_first_line(error)}") from None
 
 
 def _safe(text: str) -> str:

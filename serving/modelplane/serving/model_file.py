@@ -158,6 +158,13 @@ class ModelFile:
             raise ValueError("its signature declares no inputs, outputs or params")
         if not isinstance(flavors, dict) or not isinstance(signature, dict):
             raise ValueError("its MLmodel file's flavors and signature must be mappings")
+        # Read now, as MLflow's Model would read them later: a list of names, and a mapping
+        # (MLflow takes text for the path of a file to read it from, which is not the model's to name).
+        env_vars = document.get("env_vars")
+        if env_vars is not None and not (isinstance(env_vars, list) and all(isinstance(v, str) for v in env_vars)):
+            raise ValueError("its MLmodel file's env_vars must be a list of variable names")
+        if document.get("resources") is not None and not isinstance(document["resources"], dict):
+            raise ValueError("its MLmodel file's resources must be a mapping")
         example = document.get("saved_input_example_info")
         uuid = document.get("model_uuid")
         return cls(

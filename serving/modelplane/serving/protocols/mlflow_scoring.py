@@ -14,6 +14,7 @@ import base64
 import csv
 import datetime
 import json
+import sys
 from collections.abc import Callable, Sized
 from io import StringIO
 from types import ModuleType
@@ -181,9 +182,6 @@ class _ScoringServerEncoder(json.JSONEncoder):
 
 
 def _convert(o: object) -> tuple[object, bool]:
-    import pandas as pd
-    import pydantic
-
     if isinstance(o, np.ndarray):
         if o.dtype == object:
             return [_convert(x)[0] for x in o.tolist()], True
@@ -194,9 +192,12 @@ def _convert(o: object) -> tuple[object, bool]:
         return o.item(), True
     if isinstance(o, (bytes, bytearray)):
         return _base64(o), True
-    if isinstance(o, (pd.Timestamp, datetime.date, datetime.datetime, datetime.time)):
+    # pandas' Timestamp is a datetime.
+    if isinstance(o, (datetime.date, datetime.datetime, datetime.time)):
         return o.isoformat(), True
-    if isinstance(o, pydantic.BaseModel):
+    # Only an imported pydantic has made a model of it: not imported for every object.
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(o, pydantic.BaseModel):
         return o.model_dump(), True
     return o, False
 
