@@ -471,3 +471,14 @@ def test_credentials_in_the_registry_address_are_not_shown(
     assert "s3cret" not in str(refused.value)
     assert f"the registry at {proxy.uri.replace('://', '://***@')}" in str(refused.value)
     assert {authorization for _, authorization in proxy.seen} == {"Basic YW5uOnMzY3JldA=="}
+
+
+@pytest.mark.parametrize("reference", ["iris/\u00b2", "iris/1.5", "iris/", "/3"])
+def test_a_registry_uri_without_a_version_number_is_refused_before_any_request(
+    proxy: Proxy, registry_env: None, tmp_path: Path, reference: str
+):
+    with pytest.raises(ModelLoadError) as refused:
+        load(f"models:/{reference}", tmp_path / "cache", allow_pickle=False)
+
+    assert "is not a registry model URI: use models:/NAME/VERSION or models:/NAME@ALIAS" in str(refused.value)
+    assert proxy.seen == []

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _COMPLETE_MARKER = ".modelplane-complete"
-_VERSION = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit also takes "²"
 
 
 @dataclass(frozen=True)
@@ -314,7 +312,7 @@ def _registry_reference(uri: str) -> tuple[str, str | None, str]:
     if at:
         return name, alias, ""
     name, _, version = reference.rpartition("/")
-    if not name or not _VERSION.fullmatch(version):
+    if not name or not registry_api.is_version_number(version):
         raise ModelLoadError(f"{uri} is not a registry model URI: use models:/NAME/VERSION or models:/NAME@ALIAS")
     return name, None, version
 

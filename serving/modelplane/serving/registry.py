@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import re
 import time
@@ -113,7 +114,7 @@ class Registry:
         else:
             answer = self._ask("model-versions/get", {"name": name, "version": version})
         found = answer.get("model_version")
-        if not isinstance(found, dict) or not _VERSION.fullmatch(str(found.get("version", ""))):
+        if not isinstance(found, dict) or not is_version_number(str(found.get("version", ""))):
             raise RegistryError("the registry's answer names no model version")
         spelled = found.get("name")
         return spelled if isinstance(spelled, str) and spelled else name, str(found["version"])
@@ -133,7 +134,7 @@ class Registry:
         root = parts.path.strip("/")
         counted = _Count(self.most_entries)
         for path in self._files(root, "", 0, counted):
-            self._fetch(f"{root}/{path}", into, path)
+            self._fetch(root, path, into)
         return into
 
     def _files(self, root: str, folder: str, depth: int, counted: _Count) -> Iterator[str]:
@@ -167,10 +168,11 @@ class Registry:
     def _artifacts_answer(self, query: dict[str, str | None]) -> dict[str, Any]:
         return self._answer(self._get(f"{self.tracking_uri}/api/2.0/mlflow-artifacts/artifacts", query))
 
-    def _fetch(self, remote: str, into: Path, path: str) -> None:
+    def _fetch(self, root: str, path: str, into: Path) -> None:
+        """The file `path` of the folder `root`, written to the same path under `into`."""
         import requests
 
-        url = f"{self.tracking_uri}/api/2.0/mlflow-artifacts/artifacts/{quote(remote, safe='/')}"
+        url = f"{self.tracking_uri}/api/2.0/mlflow-artifacts/artifacts/{quote(f'{root}/{path}', safe='/')}"
         with self._get(url, None) as response:
             if response.status_code != 200:
                 self._answer(response)
@@ -285,6 +287,11 @@ def _session(username: str | None, password: str | None) -> requests.Session:
     return session
 
 
+def is_version_number(text: str) -> bool:
+    """Whether `text` is a registry's version number: ASCII digits only."""
+    return _VERSION.fullmatch(text) is not None
+
+
 def _has_mlflow_credentials_file() -> bool:
     try:
         return (Path.home() / ".mlflow" / "credentials").exists()
@@ -308,7 +315,7 @@ def _number(variable: str, default: float, smallest: float, whole: bool = False)
         number = int(value) if whole else float(value)
     except ValueError:
         number = None
-    if number is None or not number >= smallest or number == float("inf"):
+    if number is None or not math.isfinite(number) or number < smallest:
         kind = "a whole number" if whole else "a number"
         raise RegistryError(f"{variable} must be {kind} of at least {smallest:g}, not {value!r}")
     return number
